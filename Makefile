@@ -1,0 +1,34 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - encode, inspect, view and infer on the bundled clip (fixtures/dog_320x180.mp4)
+#   make test   - the test suite
+# Both create .venv on first use. TORCH_SPEC / PIP_TORCH_ARGS choose the torch build
+# (default: the CPU wheel; for CUDA e.g. PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cu128").
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+PIP_TORCH_ARGS ?=
+CLIP ?= fixtures/dog_320x180.mp4
+OUT ?= out
+DEMO_BUDGET ?= 120
+DEVICE ?= auto
+
+.PHONY: demo test venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(PIP_TORCH_ARGS) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	CLIP="$(CLIP)" OUT="$(OUT)" DEMO_BUDGET="$(DEMO_BUDGET)" DEVICE="$(DEVICE)" VENV="$(VENV)" bash scripts/demo.sh
+
+test: venv
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(OUT) .pytest_cache .hypothesis

@@ -1,0 +1,245 @@
+"""Entropy coding of quantized INR sections: raw vs zstd vs rANS (constriction) vs canonical Huffman.
+
+Fits a small HNeRV (default plan, time budget) on the first frames of a clip at 640x360, quantizes it
+(8-bit weights, 6-bit embeddings) and compares, per section and in total:
+
+- raw: the tensor-bundle payload as stored with the RAW codec; packed: values bit-packed at `bits`;
+- zstd level 3 and 19 of the bundle payload;
+- rANS: per tensor, a static categorical model over 0..max(q) from the exact symbol counts
+  (constriction AnsCoder), plus the frequency table (Elias-gamma coded counts + 32 bits) and the
+  bundle header (names, shapes, quantization parameters) stored raw; `rans_or_raw` falls back to
+  bit-packed values when that is smaller (tiny bias tensors);
+- huffman: canonical Huffman code lengths (data bits) + 5 bits per alphabet symbol for the table;
+- entropy: the order-0 Shannon bound (no table), for reference.
+
+It also measures the quantization choices documented in `nvcodec/inr/quant.py` (affine vs symmetric,
+per-tensor vs per-channel, biases quantized vs float16) as decoded PSNR of the dequantized model.
+
+Run: `nice python benchmarks/entropy_coding.py [--seconds 90]`; writes benchmarks/results/entropy_coding.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import os
+import platform
+import time
+
+import av
+import numpy as np
+import torch
+import zstandard
+
+from nvcodec.codec.serialize import inr_sections
+from nvcodec.container import SectionKind, unpack_tensors
+from nvcodec.inr import INRDecoder, crop, fit, plan_config, psnr
+from nvcodec.inr.quant import QuantizedINR, dequantize_into, quantize_auto, quantize_tensor
+
+CLIP = "/work/shared/clips/torchcodec_dog_eating_854132.mp4"
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "entropy_coding.json")
+
+
+def load_frames(path: str, n: int, width: int, height: int) -> torch.Tensor:
+    """First `n` frames as uint8 (n, height, width, 3), resized with PyAV if needed."""
+    frames = []
+    with av.open(path) as container:
+        for frame in container.decode(video=0):
+            if (frame.width, frame.height) != (width, height):
+                frame = frame.reformat(width=width, height=height)
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) >= n:
+                break
+    return torch.from_numpy(np.stack(frames))
+
+
+def machine() -> dict:
+    """CPU model, core count, library versions, torch threads."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import constriction
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "numpy": np.__version__, "zstandard": zstandard.__version__,
+            "constriction": getattr(constriction, "__version__", "unknown"), "python": platform.python_version()}
+
+
+def elias_gamma_bits(v: int) -> int:
+    """Length of the Elias-gamma code of v >= 1."""
+    return 2 * int(math.floor(math.log2(v))) + 1
+
+
+def rans_bytes(q: np.ndarray) -> tuple[int, int]:
+    """(compressed data bytes, table bytes) for a static categorical rANS model; verifies decoding."""
+    import constriction
+    sym = q.reshape(-1).astype(np.int32)
+    counts = np.bincount(sym)
+    model = constriction.stream.model.Categorical(counts.astype(np.float64) / counts.sum(), perfect=False)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(sym, model)
+    words = coder.get_compressed()
+    dec = constriction.stream.stack.AnsCoder(words)
+    assert np.array_equal(dec.decode(model, sym.size), sym)
+    table_bits = 32 + sum(elias_gamma_bits(int(c) + 1) for c in counts)
+    return int(words.size * 4), int(math.ceil(table_bits / 8))
+
+
+def huffman_bits(q: np.ndarray) -> tuple[int, int]:
+    """(data bits, table bits) of a Huffman code for the symbol counts of q."""
+    counts = np.bincount(q.reshape(-1).astype(np.int64))
+    present = [(int(c), i) for i, c in enumerate(counts) if c > 0]
+    if len(present) == 1:
+        return int(counts.sum()), 5 * len(counts)
+    heap = [(c, i, [s]) for i, (c, s) in enumerate(present)]
+    heapq.heapify(heap)
+    length = {s: 0 for _, s in present}
+    tie = len(heap)
+    while len(heap) > 1:
+        c1, _, s1 = heapq.heappop(heap)
+        c2, _, s2 = heapq.heappop(heap)
+        for s in s1 + s2:
+            length[s] += 1
+        heapq.heappush(heap, (c1 + c2, tie, s1 + s2))
+        tie += 1
+    return sum(int(counts[s]) * n for s, n in length.items()), 5 * len(counts)
+
+
+def entropy_bits(q: np.ndarray) -> float:
+    """Order-0 Shannon information of q in bits."""
+    counts = np.bincount(q.reshape(-1).astype(np.int64)).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(counts[counts > 0] * np.log2(p)).sum())
+
+
+def section_sizes(payload: bytes) -> dict:
+    """Every coder's size in bytes for one tensor-bundle payload."""
+    bundle = unpack_tensors(payload)
+    data_bytes = sum(a.nbytes for a in bundle.tensors.values())
+    header = len(payload) - data_bytes
+    out = {"raw": len(payload),
+           "zstd3": len(zstandard.ZstdCompressor(level=3).compress(payload)),
+           "zstd19": len(zstandard.ZstdCompressor(level=19).compress(payload))}
+    packed = rans = rans_or_raw = huff = ent = 0.0
+    for name, arr in bundle.tensors.items():
+        bits = bundle.quant[name].bits if name in bundle.quant else arr.dtype.itemsize * 8
+        p = math.ceil(arr.size * bits / 8)
+        packed += p
+        if name not in bundle.quant:
+            rans += arr.nbytes
+            rans_or_raw += arr.nbytes
+            huff += arr.nbytes
+            ent += arr.nbytes
+            continue
+        data, table = rans_bytes(arr)
+        rans += data + table
+        rans_or_raw += min(data + table, p)
+        hd, ht = huffman_bits(arr)
+        huff += math.ceil((hd + ht) / 8)
+        ent += entropy_bits(arr) / 8
+    out.update({"packed": int(header + packed), "rans": int(header + rans), "rans_or_raw": int(header + rans_or_raw),
+                "huffman": int(header + huff), "entropy_bound": int(header + ent), "header": int(header)})
+    return out
+
+
+@torch.no_grad()
+def decoded_psnr(decoder: INRDecoder, qinr: QuantizedINR, frames: torch.Tensor) -> float:
+    """Mean PSNR of the dequantized model over the frames (fp32, outputs rounded to 8 bits)."""
+    c = decoder.config
+    emb = dequantize_into(decoder, qinr)
+    decoder.eval()
+    vals = []
+    for i in range(0, frames.shape[0], 4):
+        idx = torch.arange(i, min(i + 4, frames.shape[0]))
+        out = crop(decoder(decoder.input_for(idx, emb)), c.width, c.height)
+        out = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        vals.append(psnr(out, frames[idx], per_frame=True))
+    return float(torch.cat(vals).mean())
+
+
+def variant(decoder: INRDecoder, emb: torch.Tensor | None, mode: str, granularity: str, bias: str) -> QuantizedINR:
+    """Quantized model with one fixed choice (for the quantization study)."""
+    def q(t: torch.Tensor, bits: int, axis: int | None):
+        if granularity == "auto":
+            return quantize_auto(t, bits, axis) if mode == "affine" else quantize_tensor(t, bits, axis, mode)
+        return quantize_tensor(t, bits, axis if granularity == "channel" else None, mode)
+
+    def state(sd: dict) -> tuple[dict, dict]:
+        qd, fl = {}, {}
+        for name, t in sd.items():
+            if t.ndim == 1 and bias == "fp16":
+                fl[name] = t.detach().cpu().numpy().astype(np.float16)
+            else:
+                qd[name] = q(t, 8, 0 if t.ndim >= 2 else None)
+        return qd, fl
+
+    blocks, floats = zip(*(state(decoder.block_state_dict(k)) for k in range(decoder.num_blocks)))
+    head, head_floats = state(decoder.head_state_dict())
+    e = None if emb is None else q(emb, 6, 1)
+    return QuantizedINR(blocks=list(blocks), head=head, embeddings=e, block_floats=list(floats),
+                        head_floats=head_floats)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clip", default=CLIP)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=90.0)
+    ap.add_argument("--out", default=OUT)
+    args = ap.parse_args()
+
+    frames = load_frames(args.clip, args.frames, 640, 360)
+    config = plan_config(640, 360, frames.shape[0])
+    t0 = time.time()
+    result = fit(frames, config, time_budget=args.seconds, psnr_target=None, eval_every=None)
+    fit_info = {"seconds": round(time.time() - t0, 1), "epochs": result.epochs, "psnr": round(result.psnr, 2),
+                "psnr_float": round(result.psnr_float, 2), "ssim": round(result.ssim, 4), "dtype": result.dtype,
+                "params": config.num_params(), "strides": config.strides, "channels": config.channels,
+                "padded": [config.pad_width, config.pad_height],
+                "embedding": [config.embed_channels, config.embed_height, config.embed_width]}
+    print("fit:", fit_info, flush=True)
+
+    sections = inr_sections(config, result.quantized)
+    per_section, totals = {}, {}
+    for s in sections:
+        if s.kind == SectionKind.MODEL:
+            continue
+        sizes = section_sizes(s.payload)
+        per_section[s.name] = sizes
+        for k, v in sizes.items():
+            totals[k] = totals.get(k, 0) + v
+    print(f"{'section':<12}" + "".join(f"{k:>14}" for k in totals))
+    for name, sizes in [*per_section.items(), ("TOTAL", totals)]:
+        print(f"{name:<12}" + "".join(f"{sizes[k]:>14}" for k in totals))
+
+    decoder = INRDecoder(config)
+    quant_study = {}
+    for mode, gran, bias in [("affine", "auto", "quant8"), ("affine", "auto", "fp16"), ("affine", "tensor", "quant8"),
+                             ("affine", "channel", "quant8"), ("symmetric", "channel", "quant8"),
+                             ("symmetric", "tensor", "quant8")]:
+        qinr = variant(result.decoder, result.embeddings, mode, gran, bias)
+        size = sum(section_sizes(s.payload)["zstd19"] for s in inr_sections(config, qinr)
+                   if s.kind != SectionKind.MODEL)
+        key = f"{mode}/{gran}/bias-{bias}"
+        quant_study[key] = {"psnr": round(decoded_psnr(decoder, qinr, frames), 3), "zstd19_bytes": size}
+        print(key, quant_study[key], flush=True)
+
+    report = {"machine": machine(), "clip": os.path.basename(args.clip), "frames": int(frames.shape[0]),
+              "resolution": [640, 360], "fit": fit_info, "sections": per_section, "totals": totals,
+              "bpp": {k: round(v * 8 / (640 * 360 * frames.shape[0]), 4) for k, v in totals.items()},
+              "quantization": quant_study}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()

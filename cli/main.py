@@ -1,0 +1,290 @@
+"""The `nvcodec` command: a thin click layer over the nvcodec Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from nvcodec.errors import EXIT_CODES, NvcodecError, UsageError
+
+from .progress import ProgressBar
+from .render import render_attach, render_infer, render_info, render_tasks
+
+EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+
+
+def _print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def _bar(as_json: bool) -> ProgressBar:
+    return ProgressBar(enabled=False) if as_json and not sys.stderr.isatty() else ProgressBar()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+@click.version_option(package_name="nvcodec", prog_name="nvcodec")
+def app() -> None:
+    """Store videos as implicit neural representations (.nvp) and run ML tasks straight from them."""
+
+
+@app.command(epilog=EPILOG)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+def info(file: str, as_json: bool) -> None:
+    """Describe an .nvp file (reads only its index and small metadata sections)."""
+    from nvcodec.codec.info import describe
+
+    _require_file(file)
+    report = describe(file)
+    _print_json(report) if as_json else click.echo(render_info(report))
+
+
+@app.command(epilog=EPILOG)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+def verify(file: str, as_json: bool) -> None:
+    """Check every checksum and the whole-file integrity of an .nvp file (exit 0 when intact)."""
+    from nvcodec.container import verify_nvp
+
+    _require_file(file)
+    report = verify_nvp(file)
+    if as_json:
+        _print_json({"file": file, "ok": True, **report})
+    else:
+        click.echo(f"{file}: OK ({report.get('sections', '?')} sections, {report.get('bytes', '?')} bytes checked)")
+
+
+@app.command(epilog=EPILOG)
+@click.argument("input", type=click.Path())
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(["hnerv", "nerv"]), default="hnerv", show_default=True, help="INR family.")
+@click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k.")
+@click.option("--bpp", type=float, help="Target bits per pixel instead of --params.")
+@click.option("--psnr", type=float, default=33.0, show_default=True, help="Stop when the dequantized model reaches this PSNR (dB).")
+@click.option("--epochs", type=int, help="Stop after this many epochs.")
+@click.option("--time-budget", type=float, metavar="SECONDS", help="Stop after this much fitting time.")
+@click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True)
+@click.option("--lr", type=float, help="Peak learning rate (default: the fitter's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--stream", type=int, help="Video stream number (default: the first video stream).")
+@click.option("--frames", metavar="A:B", help="Encode frames A..B-1 only (half-open).")
+@click.option("--segment-frames", type=int, metavar="N", help="Split long videos into INRs of N frames each.")
+@click.option("--weight-bits", type=int, default=8, show_default=True)
+@click.option("--embed-bits", type=int, default=6, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted encode from its checkpoint (OUTPUT.ckpt).")
+@click.option("--tasks", "tasks_", metavar="T1,T2", help="Attach these tasks right after encoding.")
+@click.option("--weights", help="Weights for --tasks (PATH, ID or 'random').")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def encode(input: str, output: str, kind: str, params_: str | None, bpp: float | None, psnr: float, epochs: int | None,
+           time_budget: float | None, loss: str, lr: float | None, seed: int, device: str, stream: int | None,
+           frames: str | None, segment_frames: int | None, weight_bits: int, embed_bits: int, resume: bool,
+           tasks_: str | None, weights: str | None, force: bool, as_json: bool) -> None:
+    """Encode a video (file, PNG folder or .y4m) as an INR into an .nvp file."""
+    from nvcodec.codec.encode import EncodeOptions, encode as do_encode, parse_size
+    from nvcodec.codec.frames import parse_range
+
+    task_names = _split_tasks(tasks_) if tasks_ else []
+    if task_names:
+        from nvcodec.tasks.registry import get_task
+
+        for t in task_names:
+            get_task(t)
+    opts = EncodeOptions(kind=kind, params=parse_size(params_) if params_ else None, bpp=bpp, psnr=psnr, epochs=epochs,
+                         time_budget=time_budget, loss=loss, lr=lr, seed=seed, device=device, stream=stream,
+                         frames=parse_range(frames), segment_frames=segment_frames, weight_bits=weight_bits,
+                         embed_bits=embed_bits, resume=resume)
+    bar = _bar(as_json)
+    try:
+        summary = do_encode(input, output, opts, overwrite=force or resume, progress=bar)
+    finally:
+        bar.close()
+    if task_names:
+        from nvcodec.tasks.attach import attach
+
+        summary["tasks"] = []
+        for t in task_names:
+            bar = _bar(as_json)
+            try:
+                summary["tasks"].append(attach(output, t, weights=weights, device=device, progress=bar))
+            finally:
+                bar.close()
+    if as_json:
+        _print_json(summary)
+    else:
+        click.echo(f"{summary['output']}: {summary['frames']} frames {summary['width']}x{summary['height']}, "
+                   f"{summary['bytes']:,} bytes, {summary['bpp']:.4f} bpp, PSNR {summary['psnr']:.2f} dB "
+                   f"(min {summary['psnr_min']:.2f}), SSIM {summary['ssim']:.4f}, {summary['params'] / 1e6:.3f}M params, "
+                   f"{summary['encode_seconds']:.1f} s on {summary['device']} ({summary['dtype']})")
+        for t in summary.get("tasks", []):
+            click.echo(render_attach(t))
+
+
+@app.command(epilog=EPILOG)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", metavar="PATH", help="out.mp4 (H.264), out.y4m (lossless) or DIR/ (PNG frames).")
+@click.option("--frames", metavar="A:B", help="Frames A..B-1 only (half-open).")
+@click.option("--sheet", metavar="PNG", help="Write a contact sheet (with --layer: feature maps; with --compare: side by side).")
+@click.option("--compare", metavar="ORIGINAL", help="Per-frame PSNR against the original video.")
+@click.option("--layer", type=int, metavar="K", help="With --sheet: show decoder block K's feature maps.")
+@click.option("--stream", type=int, help="Video stream of ORIGINAL.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@click.option("--json", "as_json", is_flag=True)
+def view(file: str, output: str | None, frames: str | None, sheet: str | None, compare: str | None, layer: int | None,
+         stream: int | None, device: str, force: bool, as_json: bool) -> None:
+    """Reconstruct pixels: write a video, PNG frames, a contact sheet, or compare with the original."""
+    import nvcodec
+    from nvcodec.codec import export
+    from nvcodec.codec.frames import parse_range
+
+    if not (output or sheet or compare):
+        raise UsageError("nothing to do: give -o PATH, --sheet PNG or --compare ORIGINAL")
+    if layer is not None and not sheet:
+        raise UsageError("--layer K needs --sheet PNG")
+    if layer is not None and compare:
+        raise UsageError("--layer and --compare do not go together")
+    for path in (output, sheet):
+        if path and os.path.isfile(path) and not force:
+            raise UsageError(f"{path} exists: pass --force to replace it")
+    _require_file(file)
+    rng = parse_range(frames)
+    report: dict[str, Any] = {"file": file}
+    with nvcodec.open(file) as video:
+        if output:
+            report["output"] = export.export_frames(video, output, frames=rng, device=device)
+        if compare:
+            report["compare"] = export.compare(video, compare, frames=rng, sheet=sheet, device=device, stream=stream)
+        elif sheet and layer is not None:
+            report["sheet"] = export.layer_sheet(video, sheet, layer, frames=rng, device=device)
+        elif sheet:
+            report["sheet"] = export.frame_sheet(video, sheet, frames=rng, device=device)
+    if as_json:
+        _print_json(report)
+        return
+    if "output" in report:
+        a, b = report["output"]["frames"]
+        click.echo(f"wrote {output} (frames {a}:{b})")
+    if "compare" in report:
+        c = report["compare"]
+        click.echo(f"PSNR vs {compare}: mean {c['psnr']:.2f} dB, min {c['psnr_min']:.2f} dB over frames {c['frames'][0]}:{c['frames'][1]}")
+        click.echo("per frame: " + " ".join(f"{p:.2f}" for p in c["psnr_per_frame"]))
+        if c.get("sheet"):
+            click.echo(f"wrote {c['sheet']}")
+    if "sheet" in report:
+        click.echo(f"wrote {report['sheet']['sheet']}")
+
+
+@app.command(epilog=EPILOG)
+@click.option("--json", "as_json", is_flag=True)
+def tasks(as_json: bool) -> None:
+    """List the tasks nvcodec can serve from an .nvp file."""
+    from nvcodec.tasks.registry import list_tasks
+
+    rows = [t.describe() for t in list_tasks()]
+    _print_json(rows) if as_json else click.echo(render_tasks(rows))
+
+
+@app.command(epilog=EPILOG)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--task", "task", required=True, help="Task name (see `nvcodec tasks`).")
+@click.option("--weights", help="PATH, ID, or 'random' (pipeline check only; every output says so).")
+@click.option("--top-k", type=float, default=0.10, show_default=True, help="Fraction (or count, if >= 1) of CKA-ranked pairs to train.")
+@click.option("--epochs", type=int, default=30, show_default=True, help="Adapter epochs (early stopping applies).")
+@click.option("--frames", "sample", type=int, default=None, help="Frames sampled for CKA and adapter training (default: up to 48).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def attach(file: str, task: str, weights: str | None, top_k: float, epochs: int, sample: int | None, device: str,
+           as_json: bool) -> None:
+    """Attach a task: rank INR-block/injection-point pairs by CKA, train micro adapters, append the best."""
+    from nvcodec.tasks.attach import attach as do_attach
+
+    _require_file(file)
+    bar = _bar(as_json)
+    try:
+        report = do_attach(file, task, weights=weights, top_k=top_k, epochs=epochs, sample_frames=sample,
+                           device=device, progress=bar)
+    finally:
+        bar.close()
+    _print_json(report) if as_json else click.echo(render_attach(report, table=True))
+
+
+@app.command(epilog=EPILOG)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--task", "task", required=True, help="Task name(s), comma separated: resnet50,detr.")
+@click.option("--frames", metavar="A:B", help="Frames A..B-1 only (half-open).")
+@click.option("--weights", help="PATH, ID, or 'random' (defaults to what attach recorded).")
+@click.option("--threshold", type=float, default=0.7, show_default=True, help="Detection score threshold.")
+@click.option("--compare-pixels", is_flag=True, help="Also run the pixel path and report agreement.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
+          device: str, as_json: bool) -> None:
+    """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
+    from nvcodec.codec.frames import parse_range
+    from nvcodec.tasks.infer import infer as do_infer
+
+    _require_file(file)
+    report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
+                      compare_pixels=compare_pixels, device=device)
+    _print_json(report) if as_json else click.echo(render_infer(report))
+
+
+def _split_tasks(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise UsageError("--task needs at least one task name")
+    return names
+
+
+def _require_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one-line errors and documented exit codes, never a traceback."""
+    try:
+        rv = app.main(args=argv, prog_name="nvcodec", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("nvcodec: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except NvcodecError as exc:
+        click.echo(f"nvcodec: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("nvcodec: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except MemoryError:
+        click.echo("nvcodec: error: out of memory", err=True)
+        sys.exit(1)
+    except Exception as exc:  # last line of defence: one line, not a traceback
+        if os.environ.get("NVCODEC_DEBUG"):
+            raise
+        click.echo(f"nvcodec: internal error: {type(exc).__name__}: {exc} (set NVCODEC_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

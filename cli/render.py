@@ -1,0 +1,102 @@
+"""Human-readable renderings of the library's report dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+RANDOM_NOTE = "NOTE: random weights (pipeline check only): predictions are meaningless"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join("  " + line.rstrip() for line in lines)
+
+
+def render_info(r: dict) -> str:
+    f = r["format"]
+    out = [f"{r['file']}: nvp {f['version']}, {f['file_bytes']:,} bytes, generation {f['generation']}"
+           + (f", {f['tail_bytes']} bytes of an interrupted append ignored" if f.get("tail_bytes") else "")]
+    v = r.get("video")
+    if v:
+        out.append(f"  video:    {v['width']}x{v['height']}, {v['frames']} frames @ {v['fps']:.3f} fps ({v['duration_s']:.2f} s), "
+                   f"source {v.get('source_codec') or '?'} {v.get('pix_fmt') or ''}".rstrip())
+        out.append(f"  rate:     {v['bpp']:.4f} bpp, {v['kbps']:.1f} kbit/s")
+    m = r.get("model")
+    if m:
+        emb = f", embeddings {'x'.join(map(str, m['embedding']))}" if m.get("embedding") else ""
+        out.append(f"  model:    {m['kind']}, {m['blocks']} blocks, strides {','.join(map(str, m['strides']))}, "
+                   f"channels {','.join(map(str, m['channels']))}, {m['params'] / 1e6:.3f}M params{emb}, "
+                   f"{len(m['segments'])} segment(s)")
+    q = r.get("quality") or {}
+    if q.get("psnr") is not None:
+        out.append(f"  quality:  PSNR {q['psnr']:.2f} dB (min {q['psnr_min']:.2f}), SSIM {q['ssim']:.4f}")
+    e = r.get("encode") or {}
+    if e.get("tool_version"):
+        out.append(f"  encoded:  nvcodec {e['tool_version']} on {e.get('device')} ({e.get('dtype')}), "
+                   f"{(e.get('encode_seconds') or 0):.1f} s, {e.get('created')}")
+    if r.get("tasks"):
+        for t in r["tasks"]:
+            rnd = " [random weights]" if t.get("weights_random") else ""
+            out.append(f"  task:     {t['task']}: INR block {t['inr_layer']} -> {t['injection_point']} "
+                       f"(CKA {t['cka']:.3f}, adapter {t.get('adapter_params')} params){rnd}")
+    else:
+        out.append("  tasks:    none attached")
+    rows = [[s["name"], s["kind"], s["codec"], str(s["offset"]), f"{s['bytes']:,}", f"{s['raw_bytes']:,}"] for s in r["sections"]]
+    out.append("  sections:")
+    out.append(_table(rows, ["name", "kind", "codec", "offset", "bytes", "raw bytes"]))
+    return "\n".join(out)
+
+
+def render_tasks(rows: list[dict]) -> str:
+    table = [[t["name"], t["output_type"], t["backbone"], ",".join(t["injection_points"]), t["description"]] for t in rows]
+    return _table(table, ["task", "output", "backbone", "injection points", "description"])
+
+
+def render_attach(r: dict, table: bool = False) -> str:
+    out = []
+    if r.get("weights_random"):
+        out.append(RANDOM_NOTE)
+    if table and r.get("candidates"):
+        rows = [[str(i + 1), str(c["inr_layer"]), c["injection_point"], f"{c['cka']:.4f}",
+                 "yes" if c.get("trained") else "", f"{c['fidelity']:.4f}" if c.get("fidelity") is not None else "",
+                 f"{c['gflops']:.3f}" if c.get("gflops") is not None else ""]
+                for i, c in enumerate(r["candidates"])]
+        out.append("CKA ranking (INR block x injection point):")
+        out.append(_table(rows, ["rank", "inr block", "injection point", "cka", "trained", "fidelity", "GFLOPs/frame"]))
+    ch = r["chosen"]
+    out.append(f"attached {r['task']}: INR block {ch['inr_layer']} -> {ch['injection_point']} "
+               f"(CKA {ch['cka']:.3f}, fidelity {r['fidelity']:.4f}), adapter {r['adapter_params']:,} params "
+               f"= {r['adapter_params_pct']:.3f}% of the backbone, {r['seconds']:.1f} s")
+    return "\n".join(out)
+
+
+def _fmt_pred(task: dict, pred: Any) -> str:
+    if task["output_type"] == "classification":
+        return ", ".join(f"{p['label']} {p['score']:.3f}" for p in pred)
+    if not pred:
+        return "(no detections above threshold)"
+    return "; ".join(f"{p['label']} {p['score']:.2f} [{', '.join(f'{x:.0f}' for x in p['box'])}]" for p in pred)
+
+
+def render_infer(r: dict) -> str:
+    out = []
+    for name, t in r["tasks"].items():
+        if t.get("weights_random"):
+            out.append(f"{name}: {RANDOM_NOTE}")
+        out.append(f"{name}: INR block {t['inr_layer']} -> {t['injection_point']} ({t['output_type']})")
+        for fr in t["frames"]:
+            out.append(f"  frame {fr['frame']}: {_fmt_pred(t, fr['predictions'])}")
+        tm = t["timing_ms"]
+        out.append("  timing ms/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in tm.items()))
+        g = t["gflops"]
+        out.append("  GFLOPs/frame: " + ", ".join(f"{k} {v:.3f}" for k, v in g.items()))
+        if t.get("agreement"):
+            out.append("  vs pixel path: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in t["agreement"].items()))
+    sh = r.get("sharing")
+    if sh:
+        out.append(f"shared INR prefix: {sh['shared_decode_ms']:.2f} ms vs {sh['separate_decode_ms']:.2f} ms separately "
+                   f"({sh['shared_gflops']:.3f} vs {sh['separate_gflops']:.3f} GFLOPs/frame)")
+    return "\n".join(out)

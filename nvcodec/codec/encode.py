@@ -1,0 +1,248 @@
+"""`encode()`: a video in, an `.nvp` file out (segments, fitting, quantization, container)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..container import NvpReader, Section, SectionKind, pack_msgpack, write_nvp
+from ..errors import NvcodecError, UsageError
+from ..inr.fit import fit
+from ..inr.plan import plan_config
+from ..progress import ProgressCallback, emit
+from ..video import probe_video, read_frames
+from .frames import resolve_range
+from .meta import VideoMetadata
+from .serialize import inr_sections
+from .video import resolve_device
+
+KINDS = ("hnerv", "nerv")
+LOSSES = ("l2", "l1+ssim")
+
+
+@dataclass
+class EncodeOptions:
+    """Every knob of `encode()`; the defaults are what `nvcodec encode` uses."""
+
+    kind: str = "hnerv"
+    params: float | None = None
+    bpp: float | None = None
+    psnr: float | None = 33.0
+    epochs: int | None = None
+    time_budget: float | None = None
+    loss: str = "l2"
+    lr: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None
+    stream: int | None = None
+    frames: tuple[int | None, int | None] | None = None
+    segment_frames: int | None = None
+    weight_bits: int = 8
+    embed_bits: int = 6
+    resume: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise UsageError for values that cannot work."""
+        if self.kind not in KINDS:
+            raise UsageError(f"--kind must be one of {', '.join(KINDS)}")
+        if self.loss not in LOSSES:
+            raise UsageError(f"--loss must be one of {', '.join(LOSSES)}")
+        if self.params is not None and self.bpp is not None:
+            raise UsageError("give --params or --bpp, not both")
+        if self.params is not None and not 1e3 <= self.params <= 1e9:
+            raise UsageError("--params must be between 1K and 1G")
+        if self.bpp is not None and not 0 < self.bpp <= 24:
+            raise UsageError("--bpp must be in (0, 24]")
+        if self.epochs is not None and self.epochs < 1:
+            raise UsageError("--epochs must be at least 1")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise UsageError("--time-budget must be positive (seconds)")
+        if self.psnr is not None and not 0 < self.psnr < 100:
+            raise UsageError("--psnr must be in (0, 100) dB")
+        if self.segment_frames is not None and self.segment_frames < 1:
+            raise UsageError("--segment-frames must be at least 1")
+        if not 2 <= self.weight_bits <= 16 or not 2 <= self.embed_bits <= 16:
+            raise UsageError("--weight-bits and --embed-bits must be between 2 and 16")
+        if self.epochs is None and self.time_budget is None and self.psnr is None:
+            raise UsageError("nothing would stop the encode: give --psnr, --epochs or --time-budget")
+
+
+def parse_size(text: str) -> float:
+    """Parse a parameter count like `1.5M`, `300k`, `2e6`."""
+    t = text.strip().lower()
+    mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(t[-1:], 1.0)
+    try:
+        return float(t[:-1] if t[-1:] in "kmg" else t) * mult
+    except ValueError:
+        raise UsageError(f"bad size {text!r}: use a number like 1.5M or 300k") from None
+
+
+def check_output_path(path: str, *, overwrite: bool) -> None:
+    """Fail early, before hours of fitting, when the output cannot be written."""
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory")
+    if os.path.exists(path) and not overwrite:
+        raise UsageError(f"{path} exists: pass --force to replace it (the old file stays intact until the new one is complete)")
+    if not os.path.isdir(parent):
+        raise UsageError(f"{path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{path}: directory {parent} is not writable")
+
+
+def _segments(start: int, stop: int, segment_frames: int | None) -> list[tuple[int, int]]:
+    n = segment_frames or (stop - start)
+    return [(a, min(a + n, stop)) for a in range(start, stop, n)]
+
+
+def _segment_params(opts: EncodeOptions, seg_frames: int, total_frames: int) -> float | None:
+    if opts.params is None:
+        return None
+    return opts.params * seg_frames / total_frames
+
+
+def _segment_checkpoint_dir(output: str) -> str:
+    return output + ".ckpt"
+
+
+def _segment_done_path(ckpt_dir: str, index: int) -> str:
+    return os.path.join(ckpt_dir, f"seg{index}.nvp")
+
+
+def encode(input_path: str, output_path: str, options: EncodeOptions | None = None, *,
+           overwrite: bool = False, progress: ProgressCallback | None = None) -> dict:
+    """Fit an INR to `input_path` and write `output_path`; returns the encode summary dict."""
+    opts = options or EncodeOptions()
+    opts.validate()
+    output_path = os.fspath(output_path)
+    check_output_path(output_path, overwrite=overwrite)
+    device = resolve_device(opts.device)
+    t0 = time.monotonic()
+
+    info = probe_video(input_path, stream=opts.stream)
+    start, stop = resolve_range(opts.frames, info.frames)
+    total = stop - start
+    ckpt_dir = _segment_checkpoint_dir(output_path)
+    if opts.resume:
+        if not os.path.isdir(ckpt_dir):
+            raise UsageError(f"--resume: no checkpoint found at {ckpt_dir} (nothing to resume)")
+    elif os.path.isdir(ckpt_dir):
+        shutil.rmtree(ckpt_dir)
+    os.makedirs(ckpt_dir, exist_ok=True)
+
+    sections: list[Section] = []
+    seg_reports = []
+    spans = _segments(start, stop, opts.segment_frames)
+    multi = len(spans) > 1
+    for i, (a, b) in enumerate(spans):
+        prefix = f"seg{i}/" if multi else ""
+        done = _segment_done_path(ckpt_dir, i)
+        if opts.resume and os.path.exists(done):
+            seg_sections, report = _load_done_segment(done)
+        else:
+            seg_sections, report = _encode_segment(input_path, opts, info, a, b, total, prefix, ckpt_dir, i, len(spans), device, progress)
+            _save_done_segment(done, seg_sections, report)
+        sections += seg_sections
+        seg_reports.append(report)
+
+    meta = VideoMetadata(
+        width=info.width, height=info.height, frames=total, fps=info.fps,
+        fps_num=info.fps_num, fps_den=info.fps_den, source_codec=info.codec, pix_fmt=info.pix_fmt,
+        color_space=info.color_space, color_range=info.color_range,
+        color_primaries=info.color_primaries, color_trc=info.color_trc,
+        source_name=os.path.basename(os.fspath(input_path))[:256], source_frames=(start, stop),
+    )
+    sections.insert(0, Section("video", SectionKind.VIDEO, pack_msgpack(meta.to_dict())))
+    if multi:
+        table = {"segments": [{"start": a - start, "stop": b - start, "prefix": f"seg{i}/"} for i, (a, b) in enumerate(spans)]}
+        sections.insert(1, Section("segments", SectionKind.SEGMENTS, pack_msgpack(table)))
+
+    weights = np.array([r["frames"] for r in seg_reports], dtype=np.float64)
+    mse = np.array([10 ** (-r["psnr"] / 10) for r in seg_reports])
+    psnr = float(-10 * math.log10(float((mse * weights).sum() / weights.sum())))
+    psnr_min = float(min(r["psnr_min"] for r in seg_reports))
+    ssim = float((np.array([r["ssim"] for r in seg_reports]) * weights).sum() / weights.sum())
+    params = int(sum(r["params"] for r in seg_reports))
+    encode_seconds = time.monotonic() - t0
+    provenance = {
+        "tool": "nvcodec", "tool_version": __version__, "torch_version": torch.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname()[:64],
+        "device": seg_reports[0]["device"], "dtype": seg_reports[0]["dtype"],
+        "settings": {k: v for k, v in asdict(opts).items() if k not in ("resume", "extra", "frames")},
+        "psnr": psnr, "psnr_min": psnr_min, "ssim": ssim, "params": params,
+        "encode_seconds": encode_seconds, "segments": seg_reports,
+    }
+    sections.append(Section("provenance", SectionKind.PROVENANCE, pack_msgpack(provenance)))
+    write_nvp(output_path, sections)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+    size = os.path.getsize(output_path)
+    return {
+        "output": output_path, "bytes": size,
+        "bpp": size * 8 / (info.width * info.height * total),
+        "psnr": psnr, "psnr_min": psnr_min, "ssim": ssim, "params": params,
+        "frames": total, "width": info.width, "height": info.height, "fps": info.fps,
+        "kind": opts.kind, "segments": len(spans), "device": seg_reports[0]["device"],
+        "dtype": seg_reports[0]["dtype"], "epochs": [r["epochs"] for r in seg_reports],
+        "stopped_by": [r["stopped_by"] for r in seg_reports],
+        "encode_seconds": encode_seconds,
+    }
+
+
+def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, total: int, prefix: str,
+                    ckpt_dir: str, index: int, count: int, device: torch.device,
+                    progress: ProgressCallback | None) -> tuple[list[Section], dict]:
+    frames_np, _ = read_frames(input_path, stream=opts.stream, frames=(a, b))
+    frames = torch.from_numpy(frames_np)
+    n = frames.shape[0]
+    config = plan_config(info.width, info.height, n, kind=opts.kind,
+                         params=_segment_params(opts, n, total), bpp=opts.bpp)
+    budget = None if opts.time_budget is None else opts.time_budget * n / total
+
+    def seg_progress(event) -> None:
+        if progress is not None:
+            event.info.setdefault("segment", index)
+            event.info.setdefault("segments", count)
+            progress(event)
+
+    emit(progress, "segment", index, count, frames=(a, b))
+    kwargs = dict(epochs=opts.epochs, time_budget=budget, psnr_target=opts.psnr, loss=opts.loss, seed=opts.seed,
+                  device=str(device), amp=opts.amp, weight_bits=opts.weight_bits, embed_bits=opts.embed_bits,
+                  checkpoint_path=os.path.join(ckpt_dir, f"seg{index}.pt"), resume=opts.resume, progress=seg_progress)
+    if opts.lr is not None:
+        kwargs["lr"] = opts.lr
+    result = fit(frames, config, **kwargs)
+    del frames, frames_np
+    report = {
+        "index": index, "start": a, "stop": b, "frames": n, "prefix": prefix,
+        "psnr": float(result.psnr), "psnr_min": float(result.psnr_min), "ssim": float(result.ssim),
+        "params": int(result.params), "epochs": int(result.epochs), "seconds": float(result.seconds),
+        "stopped_by": str(result.stopped_by), "device": str(result.device), "dtype": str(result.dtype),
+    }
+    return inr_sections(config, result.quantized, prefix), report
+
+
+def _save_done_segment(path: str, sections: list[Section], report: dict) -> None:
+    write_nvp(path, sections + [Section("segment-report", SectionKind.PROVENANCE, pack_msgpack(report))])
+
+
+def _load_done_segment(path: str) -> tuple[list[Section], dict]:
+    try:
+        with NvpReader(path) as r:
+            report = r.read_msgpack("segment-report")
+            sections = [Section(s.name, s.kind, r.read(s.name), s.codec) for s in r.sections if s.name != "segment-report"]
+    except NvcodecError as exc:
+        raise UsageError(f"--resume: the checkpoint {path} is unusable ({exc}); encode again without --resume") from None
+    return sections, report

@@ -1,0 +1,98 @@
+"""Turning an opened `.nvp` back into things people look at: files, contact sheets, comparisons."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+from ..inr.metrics import psnr as psnr_fn
+from ..video import contact_sheet, feature_sheet, read_frames, side_by_side, write_png, write_png_dir, write_video, write_y4m
+from .frames import resolve_range
+from .video import NvpVideo
+
+SHEET_MAX_FRAMES = 16
+
+
+def _numpy_frames(video: NvpVideo, start: int, stop: int, device: str) -> Iterator[np.ndarray]:
+    for batch in video.iter_frames(range(start, stop), device=device):
+        yield from batch.cpu().numpy()
+
+
+def export_frames(video: NvpVideo, output: str, *, frames: tuple[int | None, int | None] | None = None,
+                  device: str = "auto") -> dict:
+    """Write decoded frames to `.mp4`/`.mkv` (H.264), `.y4m` (lossless), or a folder of PNGs (path ending in `/`)."""
+    start, stop = resolve_range(frames, len(video))
+    stream = _numpy_frames(video, start, stop, device)
+    if output.endswith(os.sep) or output.endswith("/") or os.path.isdir(output):
+        os.makedirs(output, exist_ok=True)
+        write_png_dir(output, stream, start_index=start)
+        kind = "png"
+    elif output.lower().endswith(".y4m"):
+        write_y4m(output, stream, video.metadata.fps)
+        kind = "y4m"
+    elif output.lower().endswith((".mp4", ".mkv", ".mov")):
+        write_video(output, stream, video.metadata.fps)
+        kind = "video"
+    else:
+        raise UsageError(f"-o {output}: use a .mp4/.mkv/.mov, .y4m, or a folder path ending in '/'")
+    return {"output": output, "kind": kind, "frames": [start, stop]}
+
+
+def _sheet_indices(start: int, stop: int, limit: int = SHEET_MAX_FRAMES) -> list[int]:
+    n = stop - start
+    if n <= limit:
+        return list(range(start, stop))
+    return sorted({start + round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+
+
+def frame_sheet(video: NvpVideo, path: str, *, frames: tuple[int | None, int | None] | None = None,
+                device: str = "auto") -> dict:
+    """A contact sheet of up to 16 evenly spaced decoded frames, labelled with their indices."""
+    start, stop = resolve_range(frames, len(video))
+    idx = _sheet_indices(start, stop)
+    decoded = video.frames(idx, device=device).cpu().numpy()
+    write_png(path, contact_sheet(list(decoded), labels=[f"#{i}" for i in idx]))
+    return {"sheet": path, "frames": idx}
+
+
+def layer_sheet(video: NvpVideo, path: str, layer: int, *, frames: tuple[int | None, int | None] | None = None,
+                device: str = "auto") -> dict:
+    """Block `layer`'s feature maps for the first selected frame, one tile per channel."""
+    start, _ = resolve_range(frames, len(video))
+    feat = video.features(layer, [start], device=device)[0].float().cpu().numpy()
+    write_png(path, feature_sheet(feat))
+    return {"sheet": path, "layer": layer, "frame": start, "channels": int(feat.shape[0]),
+            "size": [int(feat.shape[2]), int(feat.shape[1])]}
+
+
+def compare(video: NvpVideo, original: str, *, frames: tuple[int | None, int | None] | None = None,
+            sheet: str | None = None, device: str = "auto", stream: int | None = None) -> dict:
+    """Per-frame PSNR of the decoded video against the original; optional side-by-side sheet."""
+    start, stop = resolve_range(frames, len(video))
+    offset = video.metadata.source_frames[0] if video.metadata.source_frames else 0
+    ref, info = read_frames(original, stream=stream, frames=(start + offset, stop + offset))
+    if (info.width, info.height) != (video.metadata.width, video.metadata.height):
+        raise UsageError(f"{original} is {info.width}x{info.height}, the .nvp is "
+                         f"{video.metadata.width}x{video.metadata.height}: not the same video")
+    per_frame: list[float] = []
+    pos = 0
+    for batch in video.iter_frames(range(start, stop), device=device):
+        dec = batch.cpu()
+        for k in range(dec.shape[0]):
+            per_frame.append(float(psnr_fn(dec[k], torch.from_numpy(ref[pos + k]))))
+        pos += dec.shape[0]
+    mse = np.mean([10 ** (-p / 10) for p in per_frame])
+    out = {"original": original, "frames": [start, stop], "psnr": float(-10 * np.log10(mse)),
+           "psnr_min": float(min(per_frame)), "psnr_per_frame": per_frame}
+    if sheet:
+        idx = _sheet_indices(start, stop, 8)
+        decoded = video.frames(idx, device=device).cpu().numpy()
+        rows = [side_by_side(ref[i - start], decoded[k], (f"orig #{i}", f"nvp {per_frame[i - start]:.2f}dB"))
+                for k, i in enumerate(idx)]
+        write_png(sheet, contact_sheet(rows, columns=2 if len(rows) > 1 else 1))
+        out["sheet"] = sheet
+    return out

@@ -1,0 +1,76 @@
+"""`describe()`: the `nvcodec info` report, from the trailer, index and small metadata sections."""
+
+from __future__ import annotations
+
+import os
+
+from .. import __version__
+from ..container import NvpReader, SectionKind
+from ..errors import FormatError
+from ..inr.plan import INRConfig
+from .meta import VideoMetadata, read_segments
+
+INFO_SCHEMA_VERSION = 1
+KIND_NAMES = {int(k): k.name.lower() for k in SectionKind}
+
+
+def _model_summary(reader: NvpReader, segments: list[tuple[int, int, str]]) -> dict:
+    configs = [INRConfig.from_dict(reader.read_msgpack(f"{prefix}model")) for _, _, prefix in segments]
+    first = configs[0]
+    stored = sum(s.stored_length for s in reader.sections
+                 if s.kind in (SectionKind.INR_BLOCK, SectionKind.INR_HEAD, SectionKind.EMBEDDINGS))
+    return {
+        "kind": first.kind,
+        "blocks": len(first.strides),
+        "strides": list(first.strides),
+        "channels": list(first.channels),
+        "padded_size": [first.pad_width, first.pad_height],
+        "embedding": ([first.embed_channels, first.embed_height, first.embed_width] if first.kind == "hnerv" else None),
+        "params": int(sum(c.num_params(frames=b - a) for c, (a, b, _) in zip(configs, segments))),
+        "segments": [{"start": a, "stop": b, "prefix": p} for a, b, p in segments],
+        "stored_bytes": stored,
+    }
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """Everything `nvcodec info --json` prints. Top-level keys are stable (see README)."""
+    with NvpReader(path) as reader:
+        video = VideoMetadata.from_dict(reader.read_msgpack("video")) if "video" in reader else None
+        segments = read_segments(reader, video.frames) if video else []
+        model = _model_summary(reader, segments) if video else None
+        provenance = reader.read_msgpack("provenance") if "provenance" in reader else {}
+        if not isinstance(provenance, dict):
+            raise FormatError("provenance must be a map", section="provenance")
+        routing = reader.read_msgpack("routing") if "routing" in reader else {}
+        if not isinstance(routing, dict):
+            raise FormatError("routing must be a map", section="routing")
+        tasks = []
+        for name, entry in sorted((routing.get("tasks") or {}).items()):
+            if not isinstance(entry, dict):
+                raise FormatError(f"routing entry for {name!r} must be a map", section="routing")
+            tasks.append({"task": name, **{k: entry.get(k) for k in
+                          ("inr_layer", "injection_point", "cka", "fidelity", "adapter_params", "adapter_params_pct", "weights", "weights_random")}})
+        sections = [{"name": s.name, "kind": KIND_NAMES.get(s.kind, f"unknown({s.kind})"), "codec": "zstd" if s.codec == 1 else "raw",
+                     "offset": s.offset, "bytes": s.stored_length, "raw_bytes": s.raw_length, "crc32": f"{s.crc32:08x}"}
+                    for s in reader.sections]
+        file_size = reader.file_size
+        fmt = {"version": f"{reader.version[0]}.{reader.version[1]}", "generation": reader.generation,
+               "file_bytes": file_size, "required_features": list(reader.required_features),
+               "tail_bytes": reader.tail_bytes, "reader": f"nvcodec {__version__}", "schema": INFO_SCHEMA_VERSION}
+    out_video = None
+    if video is not None:
+        out_video = video.to_dict()
+        out_video["duration_s"] = video.frames / video.fps
+        out_video["bpp"] = file_size * 8 / (video.width * video.height * video.frames)
+        out_video["kbps"] = file_size * 8 / 1000 / (video.frames / video.fps)
+    quality = {k: provenance.get(k) for k in ("psnr", "psnr_min", "ssim")}
+    return {
+        "file": os.fspath(path),
+        "format": fmt,
+        "video": out_video,
+        "model": model,
+        "quality": quality,
+        "encode": {k: provenance.get(k) for k in ("tool_version", "created", "device", "dtype", "encode_seconds", "settings")},
+        "tasks": tasks,
+        "sections": sections,
+    }

@@ -1,0 +1,125 @@
+"""INR model <-> `.nvp` sections.
+
+Sections (all zstd): `{prefix}model` (MODEL, msgpack of `INRConfig.to_dict()`), `{prefix}embeddings`
+(EMBEDDINGS, HNeRV only; tensor "embeddings" (N, C, eh, ew)), `{prefix}block/{k}` (INR_BLOCK, the
+parameters of decoder block k, names as in `INRDecoder.block_state_dict(k)`) and `{prefix}head`
+(INR_HEAD). Quantized tensors are stored as uint8/uint16 with their `QuantParams`; unquantized ones
+as float16. Bundle meta: {"block": k} / {"head": True} / {"embeddings": True}.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..container import NvpReader, QuantParams, Section, SectionKind, TensorBundle, pack_msgpack, pack_tensors
+from ..errors import FormatError, UsageError
+from ..inr.model import INRDecoder
+from ..inr.plan import INRConfig
+from ..inr.quant import QTensor, QuantizedINR, dequantize_tensor
+
+EMBEDDINGS_TENSOR = "embeddings"
+
+
+def _bundle(qd: dict[str, QTensor], floats: dict[str, np.ndarray], meta: dict) -> bytes:
+    tensors: dict[str, np.ndarray] = {}
+    quant: dict[str, QuantParams] = {}
+    for name, (q, p) in qd.items():
+        tensors[name] = np.ascontiguousarray(q)
+        quant[name] = p
+    for name, a in floats.items():
+        tensors[name] = np.ascontiguousarray(a, dtype=np.float16)
+    return pack_tensors(tensors, quant, meta)
+
+
+def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "") -> list[Section]:
+    """Sections for one INR: model, embeddings (HNeRV), blocks 0..n-1, head."""
+    if len(qinr.blocks) != config.num_blocks:
+        raise UsageError(f"quantized model has {len(qinr.blocks)} blocks, config {config.num_blocks}")
+    if (config.kind == "hnerv") != (qinr.embeddings is not None):
+        raise UsageError("HNeRV models need embeddings, NeRV models have none")
+    sections = [Section(f"{prefix}model", SectionKind.MODEL, pack_msgpack(config.to_dict()))]
+    if qinr.embeddings is not None:
+        sections.append(Section(f"{prefix}embeddings", SectionKind.EMBEDDINGS,
+                                _bundle({EMBEDDINGS_TENSOR: qinr.embeddings}, {}, {"embeddings": True})))
+    for k, qd in enumerate(qinr.blocks):
+        floats = qinr.block_floats[k] if k < len(qinr.block_floats) else {}
+        sections.append(Section(f"{prefix}block/{k}", SectionKind.INR_BLOCK, _bundle(qd, floats, {"block": k})))
+    sections.append(Section(f"{prefix}head", SectionKind.INR_HEAD, _bundle(qinr.head, qinr.head_floats, {"head": True})))
+    return sections
+
+
+def _values(bundle: TensorBundle, expected: dict[str, tuple[int, ...]], section: str) -> dict[str, Tensor]:
+    """Float32 tensors of a bundle, checked against the expected names and shapes."""
+    if set(bundle.tensors) != set(expected):
+        raise FormatError(f"tensors {sorted(bundle.tensors)} do not match the model ({sorted(expected)})",
+                          section=section)
+    out: dict[str, Tensor] = {}
+    for name, shape in expected.items():
+        arr = bundle.tensors[name]
+        if tuple(arr.shape) != tuple(shape):
+            raise FormatError(f"tensor {name!r} has shape {list(arr.shape)}, the model needs {list(shape)}",
+                              section=section)
+        if name in bundle.quant:
+            values = dequantize_tensor(arr, bundle.quant[name])
+        elif bundle.dtypes.get(name) in ("f16", "f32", "bf16"):
+            values = bundle.dequantized(name)
+        else:
+            raise FormatError(f"tensor {name!r} is an integer tensor without quantization parameters",
+                              section=section)
+        if not np.all(np.isfinite(values)):
+            raise FormatError(f"tensor {name!r} holds NaN or infinite values", section=section)
+        out[name] = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    return out
+
+
+def _shapes(sd: dict[str, Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(t.shape) for name, t in sd.items()}
+
+
+def read_config(reader: NvpReader, prefix: str = "") -> INRConfig:
+    """The INRConfig stored in `{prefix}model`; FormatError naming the section if invalid."""
+    name = f"{prefix}model"
+    try:
+        return INRConfig.from_dict(reader.read_msgpack(name))
+    except FormatError as e:
+        if e.section is not None:
+            raise
+        raise FormatError(str(e), section=name) from None
+
+
+@torch.no_grad()
+def load_decoder(reader: NvpReader, prefix: str = "", upto_block: int | None = None,
+                 device: str | torch.device = "cpu") -> tuple[INRDecoder, Tensor | None]:
+    """Decoder with dequantized weights (eval mode) and dequantized embeddings (HNeRV) on `device`.
+
+    Reads only `{prefix}model`, `{prefix}embeddings`, blocks 0..upto_block and (when upto_block is
+    None) the head. Blocks after `upto_block` stay uninitialized and refuse to run (UsageError).
+    """
+    config = read_config(reader, prefix)
+    n = config.num_blocks
+    if upto_block is not None and (isinstance(upto_block, bool) or not isinstance(upto_block, int)
+                                   or not 0 <= upto_block < n):
+        raise UsageError(f"upto_block must be in 0..{n - 1}, got {upto_block!r}")
+    last = n - 1 if upto_block is None else upto_block
+    dev = torch.device(device)
+    with torch.device("meta"):
+        decoder = INRDecoder(config)
+    decoder = decoder.to_empty(device=dev)
+    for k in range(last + 1):
+        name = f"{prefix}block/{k}"
+        values = _values(reader.read_tensors(name), _shapes(decoder.block_state_dict(k)), name)
+        decoder.load_block_state_dict(k, values)
+    decoder.loaded_blocks = last + 1
+    decoder.has_head = upto_block is None
+    if upto_block is None:
+        name = f"{prefix}head"
+        decoder.load_head_state_dict(_values(reader.read_tensors(name), _shapes(decoder.head_state_dict()), name))
+    embeddings = None
+    if config.kind == "hnerv":
+        name = f"{prefix}embeddings"
+        shape = (config.num_frames, config.embed_channels, config.embed_height, config.embed_width)
+        embeddings = _values(reader.read_tensors(name), {EMBEDDINGS_TENSOR: shape}, name)[EMBEDDINGS_TENSOR].to(dev)
+    decoder.eval()
+    return decoder, embeddings

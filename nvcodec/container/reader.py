@@ -1,0 +1,109 @@
+"""`NvpReader`: opens an `.nvp` file, reading only the preamble, the last trailer and its index."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from typing import Any
+
+from nvcodec.container.compression import decode_payload
+from nvcodec.container.index import (
+    IndexState, check_features, find_last_generation, read_exact, read_preamble,
+)
+from nvcodec.container.layout import SectionInfo
+from nvcodec.container.msgpack_io import unpack_msgpack
+from nvcodec.container.tensors import TensorBundle, unpack_tensors
+from nvcodec.errors import FormatError
+
+
+def load_state(fd: int) -> tuple[tuple[int, int], int, IndexState]:
+    """Read preamble and last complete generation of an open file: (version, file_size, state)."""
+    try:
+        file_size = os.fstat(fd).st_size
+    except OSError as exc:
+        raise FormatError(f"cannot stat file: {exc}") from None
+    version = read_preamble(fd, file_size)
+    state = find_last_generation(fd, file_size)
+    check_features(state.features)
+    return version, file_size, state
+
+
+class NvpReader:
+    """Random access to the sections of an `.nvp` file. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise FormatError(f"cannot open {self.path}: {exc.strerror}") from None
+        try:
+            self.version, self.file_size, self._state = load_state(self._fd)
+        except BaseException:
+            self.close()
+            raise
+        self.generation: int = self._state.generation
+        self.tail_bytes: int = self.file_size - self._state.end
+        self.sections: list[SectionInfo] = list(self._state.sections)
+        self.required_features: list[str] = list(self._state.features)
+        self._by_name = {s.name: s for s in self.sections}
+
+    def __enter__(self) -> NvpReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._by_name
+
+    def info(self, name: str) -> SectionInfo:
+        """Index entry of section `name`."""
+        try:
+            return self._by_name[name]
+        except (KeyError, TypeError):
+            raise FormatError("no such section", section=str(name)) from None
+
+    def read_stored(self, name: str) -> bytes:
+        """Stored (possibly compressed) bytes of a section, checksum verified."""
+        info = self.info(name)
+        if self._fd is None:
+            raise FormatError("reader is closed", section=name)
+        stored = read_exact(self._fd, info.stored_length, info.offset)
+        if zlib.crc32(stored) != info.crc32:
+            raise FormatError("section checksum mismatch", section=name, offset=info.offset)
+        return stored
+
+    def read(self, name: str) -> bytes:
+        """Decoded payload of a section, checksum verified."""
+        info = self.info(name)
+        return decode_payload(self.read_stored(name), info.codec, info.raw_length, name, info.offset)
+
+    def read_msgpack(self, name: str) -> Any:
+        """Payload of a section decoded as bounded msgpack."""
+        return unpack_msgpack(self.read(name), section=name, offset=self.info(name).offset)
+
+    def read_tensors(self, name: str) -> TensorBundle:
+        """Payload of a section decoded as a tensor bundle."""
+        return unpack_tensors(self.read(name), section=name)
+
+    def fileno(self) -> int:
+        """The open file descriptor (FormatError once closed)."""
+        if self._fd is None:
+            raise FormatError("reader is closed")
+        return self._fd
+
+    @property
+    def index_state(self) -> IndexState:
+        """Trailer and index fields of the generation this reader shows."""
+        return self._state
+
+    def close(self) -> None:
+        """Release the file descriptor (idempotent)."""
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            self._fd = None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()

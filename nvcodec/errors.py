@@ -1,0 +1,67 @@
+"""Error types raised by nvcodec. Each carries the process exit code the CLI uses."""
+
+from __future__ import annotations
+
+
+class NvcodecError(Exception):
+    """Base class for every error nvcodec raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(NvcodecError):
+    """Wrong arguments: bad option values, unknown task, frames out of range."""
+
+    exit_code = 2
+
+
+class FormatError(NvcodecError):
+    """Not a valid `.nvp` file, or a damaged one. Names the section and offset when known."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, section: str | None = None, offset: int | None = None) -> None:
+        self.section = section
+        self.offset = offset
+        where = []
+        if section is not None:
+            where.append(f"section {section!r}")
+        if offset is not None:
+            where.append(f"offset {offset}")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+
+
+class InputError(NvcodecError):
+    """Input media that cannot be read: unreadable, corrupt, no video stream, zero frames, too large."""
+
+    exit_code = 4
+
+
+class WeightsError(NvcodecError):
+    """Task weights that cannot be found or do not fit the backbone."""
+
+    exit_code = 5
+
+
+class NotAttachedError(NvcodecError):
+    """The `.nvp` file has no routing entry for the requested task."""
+
+    exit_code = 6
+
+
+class Interrupted(NvcodecError):
+    """The user interrupted a long operation (Ctrl-C)."""
+
+    exit_code = 130
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "other failure",
+    2: "usage error (bad arguments, unknown task, frames out of range)",
+    3: "not a valid .nvp file, or a damaged one",
+    4: "input media unreadable or unsupported",
+    5: "task weights missing or not matching the backbone",
+    6: "task not attached to this .nvp file (run `nvcodec attach`)",
+    130: "interrupted",
+}

@@ -1,0 +1,346 @@
+"""Fitting an INR to a clip: Adam, linear warm-up + cosine decay, bf16 autocast, checkpoints.
+
+Schedule: the learning rate follows warm-up then cosine decay over a progress fraction p in [0, 1].
+With `epochs`, p = (epochs done) / epochs; with only `time_budget`, p = elapsed / time_budget; with
+both, the larger of the two (training ends at whichever comes first); with neither, `DEFAULT_EPOCHS`.
+Only epoch-driven runs are bit-reproducible (a time-driven schedule depends on wall time).
+
+Frames stay uint8 on the CPU and are moved/converted per batch. The decoder output (padded size)
+is cropped top-left to the frame size before the loss, so padding never enters the loss.
+For HNeRV the encoder sees the frames edge-padded to the padded size.
+
+Quality checks every `eval_every` epochs (and at the end) measure the *dequantized* model
+(weights and embeddings quantized with `weight_bits` / `embed_bits`) in fp32, on outputs rounded to
+8 bits; training stops once the mean PSNR reaches `psnr_target`.
+
+Checkpoints (`checkpoint_path`): written every `CHECKPOINT_SECONDS`, at the end and on Ctrl-C
+(then `Interrupted` is raised), atomically (temp file + os.replace), with plain tensors, numbers,
+strings, lists and dicts only. `resume=True` continues from the checkpoint when it exists (same
+config, frame count and size required, else UsageError); `time_budget` then counts the time already
+recorded in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import Interrupted, UsageError
+from ..progress import ProgressCallback, emit
+from .metrics import psnr as psnr_fn
+from .metrics import ssim as ssim_fn
+from .model import HNeRVEncoder, INRDecoder, crop, pad_frames
+from .plan import INRConfig
+from .quant import QuantizedINR, dequantize_into, quantize_inr
+
+DEFAULT_EPOCHS = 300
+DEFAULT_LR = 3e-3
+DEFAULT_BATCH = 2
+WARMUP = 0.1
+CHECKPOINT_SECONDS = 30.0
+CKPT_FORMAT = "nvcodec-fit-checkpoint"
+LOSSES = ("l2", "l1+ssim")
+
+
+@dataclass
+class FitResult:
+    """Outcome of `fit`. Quality numbers are for the dequantized model, mean (and min) over frames."""
+
+    decoder: INRDecoder
+    encoder: HNeRVEncoder | None
+    embeddings: Tensor | None
+    quantized: QuantizedINR
+    psnr: float
+    psnr_min: float
+    ssim: float
+    epochs: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    device: str = "cpu"
+    dtype: str = "fp32"
+    params: int = 0
+    stopped_by: str = "epochs"
+    psnr_float: float = float("nan")
+
+
+def auto_amp(device: torch.device) -> bool:
+    """bf16 autocast where it helps: CUDA with bf16 support, CPUs with native bf16 (AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def lr_factor(p: float, warmup: float = WARMUP) -> float:
+    """Linear warm-up over the first `warmup` of progress, then cosine decay to 0 at p = 1."""
+    p = min(max(p, 0.0), 1.0)
+    if p < warmup:
+        return max(p / warmup, 0.02)
+    return 0.5 * (1.0 + math.cos(math.pi * (p - warmup) / (1.0 - warmup)))
+
+
+def _loss(out: Tensor, target: Tensor, kind: str) -> Tensor:
+    if kind == "l2":
+        return F.mse_loss(out, target)
+    return 0.7 * F.l1_loss(out, target) + 0.3 * (1.0 - ssim_fn(out, target))
+
+
+def _batch(frames: Tensor, idx: Tensor, device: torch.device) -> Tensor:
+    x = frames[idx].to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def _embed_all(encoder: HNeRVEncoder, frames: Tensor, config: INRConfig, device: torch.device,
+               batch: int, amp: bool) -> Tensor:
+    encoder.eval()
+    out = []
+    for i in range(0, frames.shape[0], batch):
+        x = pad_frames(_batch(frames, torch.arange(i, min(i + batch, frames.shape[0])), device),
+                       config.pad_width, config.pad_height)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(encoder(x).float())
+    encoder.train()
+    return torch.cat(out).contiguous()
+
+
+@torch.no_grad()
+def evaluate(decoder: INRDecoder, inputs_fn, frames: Tensor, device: torch.device, batch: int,
+             with_ssim: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Per-frame PSNR (and SSIM) of decoded frames, rounded to 8 bits, in fp32."""
+    c = decoder.config
+    was_training = decoder.training
+    decoder.eval()
+    ps, ss = [], []
+    for i in range(0, frames.shape[0], batch):
+        idx = torch.arange(i, min(i + batch, frames.shape[0]))
+        out = crop(decoder(inputs_fn(idx)).float(), c.width, c.height)
+        out = (out.clamp(0, 1) * 255.0).round() / 255.0
+        target = _batch(frames, idx, device)
+        ps.append(psnr_fn(out, target, per_frame=True).cpu())
+        if with_ssim:
+            ss.append(ssim_fn(out, target, per_frame=True).cpu())
+    decoder.train(was_training)
+    return torch.cat(ps), (torch.cat(ss) if with_ssim else None)
+
+
+def _check_args(frames: Tensor, config: INRConfig, epochs, time_budget, psnr_target, loss, lr, batch_size,
+                eval_every) -> None:
+    if not isinstance(frames, Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise UsageError("frames must be a uint8 tensor (N, H, W, 3)")
+    n, h, w, _ = frames.shape
+    if (n, h, w) != (config.num_frames, config.height, config.width):
+        raise UsageError(f"frames {n}x{h}x{w} do not match the config "
+                         f"({config.num_frames} frames of {config.height}x{config.width})")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise UsageError("epochs must be a positive integer")
+    if time_budget is not None and not time_budget > 0:
+        raise UsageError("time_budget must be positive")
+    if psnr_target is not None and not psnr_target > 0:
+        raise UsageError("psnr_target must be positive")
+    if loss not in LOSSES:
+        raise UsageError(f"loss must be one of {', '.join(LOSSES)}")
+    if not lr > 0 or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError("lr and batch_size must be positive")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
+        raise UsageError("eval_every must be a positive integer")
+
+
+def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: str) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a usage problem
+        raise UsageError(f"cannot read checkpoint {path}: {e}") from None
+    if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
+        raise UsageError(f"{path} is not an nvcodec fit checkpoint")
+    return state
+
+
+def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_budget: float | None = None,
+        psnr_target: float | None = 33.0, loss: str = "l2", lr: float = DEFAULT_LR,
+        batch_size: int = DEFAULT_BATCH, seed: int = 0, device: str | torch.device = "cpu",
+        amp: bool | None = None, weight_bits: int = 8, embed_bits: int = 6, eval_every: int | None = 10,
+        checkpoint_path: str | None = None, resume: bool = False,
+        progress: ProgressCallback | None = None) -> FitResult:
+    """Fit `config`'s INR to uint8 frames (N, H, W, 3); see the module docstring for the schedule and stops.
+
+    `amp=None` picks bf16 autocast where it helps (`auto_amp`). `eval_every`: epochs between
+    dequantized-PSNR checks (None: only at the end). Progress events: stage "fit", one per epoch,
+    info psnr (last dequantized check or None), loss (epoch mean), eta (seconds or None), lr.
+    """
+    _check_args(frames, config, epochs, time_budget, psnr_target, loss, lr, batch_size, eval_every)
+    dev = torch.device(device)
+    use_amp = auto_amp(dev) if amp is None else bool(amp)
+    n = frames.shape[0]
+    total_epochs = epochs if epochs is not None else (None if time_budget is not None else DEFAULT_EPOCHS)
+    hnerv = config.kind == "hnerv"
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        decoder = INRDecoder(config)
+        encoder = HNeRVEncoder(config) if hnerv else None
+    decoder.to(dev, memory_format=torch.channels_last)
+    if encoder is not None:
+        encoder.to(dev, memory_format=torch.channels_last)
+    params = list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
+    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+
+    epoch, step, elapsed_before = 0, 0, 0.0
+    history: list[dict[str, Any]] = []
+    loss_sum, loss_count = 0.0, 0
+    last_psnr: float | None = None
+    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
+        state = _load_checkpoint(checkpoint_path)
+        if state.get("config") != config.to_dict():
+            raise UsageError(f"checkpoint {checkpoint_path} was made for a different model config")
+        if list(state.get("frames_shape", [])) != [n, config.height, config.width]:
+            raise UsageError(f"checkpoint {checkpoint_path} was made for different frames")
+        try:
+            decoder.load_state_dict(state["decoder"])
+            if encoder is not None:
+                encoder.load_state_dict(state["encoder"])
+            opt.load_state_dict(state["optimizer"])
+            epoch, step = int(state["epoch"]), int(state["step"])
+            elapsed_before = float(state["elapsed"])
+            history = list(state["history"])
+            loss_sum, loss_count = float(state["loss_sum"]), int(state["loss_count"])
+            last_psnr = state.get("last_psnr")
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise UsageError(f"checkpoint {checkpoint_path} does not fit this model: {e}") from None
+
+    eval_decoder = copy.deepcopy(decoder)
+    steps_per_epoch = -(-n // batch_size)
+    t_start = time.monotonic()
+    last_save = t_start
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - t_start
+
+    def progress_frac() -> float:
+        p = 0.0
+        if total_epochs is not None:
+            p = (epoch + step / steps_per_epoch) / total_epochs
+        if time_budget is not None:
+            p = max(p, elapsed() / time_budget)
+        return p
+
+    def make_state() -> dict[str, Any]:
+        return {"format": CKPT_FORMAT, "version": 1, "config": config.to_dict(),
+                "frames_shape": [n, config.height, config.width], "seed": seed, "epoch": epoch, "step": step,
+                "elapsed": elapsed(), "decoder": decoder.state_dict(),
+                "encoder": encoder.state_dict() if encoder is not None else {},
+                "optimizer": opt.state_dict(), "history": history, "loss_sum": loss_sum,
+                "loss_count": loss_count, "last_psnr": last_psnr}
+
+    def inputs_for(dec: INRDecoder, emb: Tensor | None):
+        return lambda idx: dec.input_for(idx.to(dev), emb)
+
+    def quantize_now() -> tuple[QuantizedINR, Tensor | None, Tensor | None]:
+        emb = _embed_all(encoder, frames, config, dev, max(batch_size, 4), use_amp) if encoder is not None else None
+        q = quantize_inr(decoder, emb, weight_bits=weight_bits, embed_bits=embed_bits)
+        emb_deq = dequantize_into(eval_decoder, q)
+        return q, emb, emb_deq
+
+    stopped_by = "epochs"
+    decoder.train()
+    try:
+        while True:
+            if total_epochs is not None and epoch >= total_epochs:
+                stopped_by = "epochs"
+                break
+            if time_budget is not None and elapsed() >= time_budget:
+                stopped_by = "time"
+                break
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+            while step < steps_per_epoch:
+                for g in opt.param_groups:
+                    g["lr"] = lr * lr_factor(progress_frac())
+                idx = perm[step * batch_size:(step + 1) * batch_size]
+                target = _batch(frames, idx, dev)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                    if encoder is not None:
+                        x = encoder(pad_frames(target, config.pad_width, config.pad_height))
+                    else:
+                        x = decoder.input_for(idx.to(dev), None)
+                    out = decoder(x)
+                value = _loss(crop(out.float(), config.width, config.height), target, loss)
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                loss_sum += float(value.detach())
+                loss_count += 1
+                step += 1
+                if checkpoint_path is not None and time.monotonic() - last_save >= CHECKPOINT_SECONDS:
+                    _save_checkpoint(checkpoint_path, make_state())
+                    last_save = time.monotonic()
+                if time_budget is not None and elapsed() >= time_budget:
+                    break
+            if step < steps_per_epoch:
+                stopped_by = "time"
+                break
+            epoch, step = epoch + 1, 0
+            entry: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / max(loss_count, 1),
+                                     "lr": float(opt.param_groups[0]["lr"]), "seconds": elapsed()}
+            loss_sum, loss_count = 0.0, 0
+            last_epoch = total_epochs is not None and epoch >= total_epochs
+            if (eval_every is not None and epoch % eval_every == 0) and not last_epoch:
+                _, _, emb_deq = quantize_now()
+                p, _ = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4))
+                last_psnr = float(p.mean())
+                entry["psnr"] = last_psnr
+            history.append(entry)
+            eta = _eta(epoch, total_epochs, elapsed(), time_budget)
+            emit(progress, "fit", epoch, total_epochs, psnr=last_psnr, eta=eta, loss=entry["loss"], lr=entry["lr"])
+            if psnr_target is not None and "psnr" in entry and last_psnr >= psnr_target:
+                stopped_by = "psnr"
+                break
+    except KeyboardInterrupt:
+        if checkpoint_path is not None:
+            _save_checkpoint(checkpoint_path, make_state())
+        raise Interrupted("fitting interrupted" + (f"; checkpoint saved to {checkpoint_path}"
+                                                  if checkpoint_path is not None else "")) from None
+
+    if checkpoint_path is not None:
+        _save_checkpoint(checkpoint_path, make_state())
+    decoder.eval()
+    q, emb, emb_deq = quantize_now()
+    p, s = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4), with_ssim=True)
+    pf, _ = evaluate(decoder, inputs_for(decoder, emb), frames, dev, max(batch_size, 4))
+    psnr_mean = float(p.mean())
+    done_epochs = epoch + (1 if step > 0 else 0)
+    if history:
+        history[-1]["psnr"] = psnr_mean
+    return FitResult(decoder=decoder, encoder=encoder, embeddings=None if emb is None else emb.cpu(),
+                     quantized=q, psnr=psnr_mean, psnr_min=float(p.min()), ssim=float(s.mean()),
+                     epochs=done_epochs, seconds=elapsed(), history=history, device=str(dev),
+                     dtype="bf16" if use_amp else "fp32", params=config.num_params(), stopped_by=stopped_by,
+                     psnr_float=float(pf.mean()))
+
+
+def _eta(epoch: int, total: int | None, now: float, budget: float | None) -> float | None:
+    eta = None
+    if total is not None and epoch > 0:
+        eta = now / epoch * (total - epoch)
+    if budget is not None:
+        eta = max(budget - now, 0.0) if eta is None else min(eta, max(budget - now, 0.0))
+    return eta

@@ -1,0 +1,220 @@
+"""HNeRV and NeRV decoders (conv + PixelShuffle blocks, coarse to fine) and the HNeRV encoder.
+
+Decoder block k: conv k x k (C_in -> C_out * s^2) -> PixelShuffle(s) -> activation. For HNeRV the
+input of block 0 is the per-frame embedding (embed_channels, embed_height, embed_width); for NeRV,
+block 0 also holds the MLP stem that maps the positional encoding of the frame index to a
+(embed_channels, embed_height, embed_width) grid. The head is a conv to RGB followed by a sigmoid
+(or a clamp), giving frames of the padded size; `crop` takes the top-left (width, height) region.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import UsageError
+from .plan import INRConfig
+
+_ACTS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+
+
+def crop(x: Tensor, width: int, height: int) -> Tensor:
+    """Undo the decoder padding: keep the top-left `height` x `width` region of (..., H, W)."""
+    return x[..., :height, :width]
+
+
+def pad_frames(x: Tensor, pad_width: int, pad_height: int) -> Tensor:
+    """Pad (N, C, H, W) frames at the right and bottom to the padded size (edge replication)."""
+    dh, dw = pad_height - x.shape[-2], pad_width - x.shape[-1]
+    if dh == 0 and dw == 0:
+        return x
+    return F.pad(x, (0, dw, 0, dh), mode="replicate")
+
+
+def positional_encoding(frame_indices: Tensor, num_frames: int, levels: int, base: float) -> Tensor:
+    """NeRV encoding of normalized frame indices t in [0, 1]: [sin(base^l pi t), cos(base^l pi t)], l < levels."""
+    t = frame_indices.to(torch.float32) / max(num_frames - 1, 1)
+    freqs = (base ** torch.arange(levels, dtype=torch.float32, device=t.device)) * math.pi
+    ang = t[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=1)
+
+
+class _Stem(nn.Module):
+    """NeRV MLP stem: positional encoding -> hidden layers -> (C0, h0, w0) grid."""
+
+    def __init__(self, config: INRConfig, act: type[nn.Module]) -> None:
+        super().__init__()
+        dims = [2 * config.pe_levels, *config.fc_dims,
+                config.embed_channels * config.embed_height * config.embed_width]
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), act()]
+        self.mlp = nn.Sequential(*layers)
+        self.shape = (config.embed_channels, config.embed_height, config.embed_width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x).reshape(x.shape[0], *self.shape)
+
+
+class DecoderBlock(nn.Module):
+    """Optional NeRV stem, then conv -> PixelShuffle -> activation."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, act: type[nn.Module],
+                 stem: nn.Module | None = None) -> None:
+        super().__init__()
+        self.stem = stem
+        self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel, padding=kernel // 2)
+        self.shuffle = nn.PixelShuffle(stride)
+        self.act = act()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stem is not None:
+            x = self.stem(x)
+        return self.act(self.shuffle(self.conv(x)))
+
+
+class INRDecoder(nn.Module):
+    """HNeRV / NeRV decoder built from an `INRConfig` (see the module docstring).
+
+    `loaded_blocks` / `has_head` tell which parts hold real weights (a decoder from
+    `serialize.load_decoder(upto_block=k)` has only blocks 0..k); running a missing part raises UsageError.
+    """
+
+    def __init__(self, config: INRConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_blocks = config.num_blocks
+        act = _ACTS[config.activation]
+        blocks = []
+        for k in range(self.num_blocks):
+            stem = _Stem(config, act) if (k == 0 and config.kind == "nerv") else None
+            blocks.append(DecoderBlock(config.block_in_channels(k), config.channels[k], config.strides[k],
+                                       config.kernel_sizes[k], act, stem))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(config.channels[-1], 3, config.head_kernel, padding=config.head_kernel // 2)
+        self.loaded_blocks = self.num_blocks
+        self.has_head = True
+
+    def _check(self, layer: int) -> None:
+        if not 0 <= layer < self.num_blocks:
+            raise UsageError(f"layer must be in 0..{self.num_blocks - 1}, got {layer}")
+        if layer >= self.loaded_blocks:
+            raise UsageError(f"block {layer} was not loaded (decoder holds blocks 0..{self.loaded_blocks - 1})")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Decoder input (see `input_for`) -> RGB (N, 3, pad_height, pad_width) in [0, 1]."""
+        return self.head_forward(self.features(x, self.num_blocks - 1))
+
+    def features(self, x: Tensor, layer: int) -> Tensor:
+        """Output of block `layer` (0-based); runs blocks 0..layer only."""
+        self._check(layer)
+        for k in range(layer + 1):
+            x = self.blocks[k](x)
+        return x
+
+    def continue_features(self, feat: Tensor, from_layer: int, to_layer: int) -> Tensor:
+        """Run blocks from_layer+1..to_layer on the output of block `from_layer` (-1: on the decoder input)."""
+        if not -1 <= from_layer <= to_layer:
+            raise UsageError(f"need -1 <= from_layer <= to_layer, got {from_layer}, {to_layer}")
+        self._check(to_layer)
+        for k in range(from_layer + 1, to_layer + 1):
+            feat = self.blocks[k](feat)
+        return feat
+
+    def head_forward(self, feat_last: Tensor) -> Tensor:
+        """Last block output -> RGB in [0, 1]."""
+        if not self.has_head:
+            raise UsageError("the head was not loaded (decoder loaded with upto_block)")
+        y = self.head(feat_last)
+        return torch.sigmoid(y) if self.config.out_activation == "sigmoid" else y.clamp(0.0, 1.0)
+
+    def input_for(self, frame_indices: Tensor, embeddings: Tensor | None) -> Tensor:
+        """Decoder input for frames: HNeRV `embeddings[frame_indices]`; NeRV positional encodings."""
+        p = next(self.parameters())
+        if self.config.kind == "hnerv":
+            if embeddings is None:
+                raise UsageError("HNeRV decoding needs embeddings")
+            return embeddings[frame_indices.to(embeddings.device)].to(device=p.device, dtype=p.dtype)
+        return self.embedding_input(frame_indices).to(device=p.device, dtype=p.dtype)
+
+    def embedding_input(self, frame_indices: Tensor) -> Tensor:
+        """NeRV positional encoding (N, 2 * pe_levels) of frame indices in 0..num_frames-1."""
+        c = self.config
+        if c.kind != "nerv":
+            raise UsageError("embedding_input is for NeRV; HNeRV uses stored embeddings")
+        return positional_encoding(frame_indices, c.num_frames, c.pe_levels, c.pe_base)
+
+    def block_state_dict(self, k: int) -> dict[str, Tensor]:
+        """Parameters of block k (names relative to the block)."""
+        return dict(self.blocks[k].state_dict())
+
+    def head_state_dict(self) -> dict[str, Tensor]:
+        """Parameters of the RGB head."""
+        return dict(self.head.state_dict())
+
+    def load_block_state_dict(self, k: int, sd: dict) -> None:
+        """Load block k parameters (strict names and shapes)."""
+        self.blocks[k].load_state_dict(sd, strict=True)
+
+    def load_head_state_dict(self, sd: dict) -> None:
+        """Load the head parameters (strict)."""
+        self.head.load_state_dict(sd, strict=True)
+
+    def block_channels(self, k: int) -> int:
+        """Channels of the output of block k."""
+        return self.config.channels[k]
+
+    def block_stride(self, k: int) -> int:
+        """Downsampling of block k's output relative to the padded frame."""
+        return math.prod(self.config.strides[k + 1:])
+
+    def block_size(self, k: int) -> tuple[int, int]:
+        """(height, width) of block k's output."""
+        s = self.block_stride(k)
+        return self.config.pad_height // s, self.config.pad_width // s
+
+
+class _LayerNorm2d(nn.LayerNorm):
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class _ConvNeXtBlock(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class HNeRVEncoder(nn.Module):
+    """Small ConvNeXt-like encoder: padded frames (N, 3, pad_h, pad_w) in [0, 1] -> embeddings.
+
+    One stage per decoder stride (patchify conv with kernel = stride = s, channel LayerNorm, one
+    ConvNeXt block), then a 1x1 conv to `embed_channels`. Output (N, embed_channels, eh, ew).
+    Used only while fitting; the file stores its outputs (the embeddings), not the encoder.
+    """
+
+    def __init__(self, config: INRConfig, max_dim: int = 64) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        c_prev = 3
+        for i, s in enumerate(config.strides):
+            d = min(max_dim, 16 * 2 ** i)
+            layers += [nn.Conv2d(c_prev, d, s, stride=s), _LayerNorm2d(d), _ConvNeXtBlock(d)]
+            c_prev = d
+        layers.append(nn.Conv2d(c_prev, config.embed_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.net(frames)

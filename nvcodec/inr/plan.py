@@ -1,0 +1,335 @@
+"""INR configuration and planning: stride plan, padding, channel widths, model size.
+
+A plan is an `INRConfig`. The decoder upsamples a small grid (`embed_height` x `embed_width`)
+by `strides[0]`, then `strides[1]`, ... (coarse to fine) to the padded frame size
+`pad_height` x `pad_width`. Padded sizes are the original sizes rounded up to a multiple of
+the total stride; the decoder output is cropped back top-left aligned (see `model.crop`).
+
+Stride plan search (`plan_strides`): every non-increasing sequence of strides from {5, 4, 3, 2}
+with a block count suited to the frame size (3 blocks below 48 px on the short side, up to
+5..6 for 360p and larger) is scored by
+
+    padded_area / area - 1   +   CELL_COST * grid_cells   +   short-side grid penalty
+
+and the lowest score wins. This keeps the padding small (a few percent) while keeping the per-frame
+embedding grid small (HNeRV-like, 2x4 .. 4x8 for 720p-ish frames).
+
+Size (`plan_config`): the first block width `channels[0]` is searched so that the total
+parameter count (decoder weights + biases + stored embeddings) is closest to `params`; a `bpp`
+target is converted with 8 bits per decoder parameter and 6 bits per embedding value (before
+entropy coding). With neither, the default is the 0.1 bpp equivalent, but at least
+min(300k, raw RGB values) parameters and at most 3M.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from itertools import combinations_with_replacement
+from typing import Any
+
+from ..errors import FormatError, UsageError
+
+KINDS = ("hnerv", "nerv")
+ACTIVATIONS = ("gelu", "relu", "silu")
+OUT_ACTIVATIONS = ("sigmoid", "clamp")
+
+MAX_SIZE = 16384
+MAX_BLOCKS = 8
+MAX_CHANNELS = 4096
+MAX_FRAMES = 10_000_000
+MAX_PARAMS = 1_000_000_000
+MAX_EMBED_VALUES = 4_000_000_000
+
+WEIGHT_BITS_PLAN = 8.0
+EMBED_BITS_PLAN = 6.0
+DEFAULT_BPP = 0.1
+DEFAULT_MIN_PARAMS = 300_000
+DEFAULT_MAX_PARAMS = 3_000_000
+
+REDUCE = 1.2
+MIN_CHANNELS = 12
+CELL_COST = 0.0025
+STRIDE_CHOICES = (5, 4, 3, 2)
+
+
+@dataclass
+class INRConfig:
+    """Everything needed to rebuild an INR decoder (stored in the `MODEL` section).
+
+    Lists are coarse to fine: `strides[k]`, `channels[k]` (output channels) and
+    `kernel_sizes[k]` describe decoder block k. NeRV fields (`pe_levels`, `pe_base`, `fc_dims`)
+    describe the positional encoding and the MLP stem of block 0; for HNeRV they are unused.
+    For NeRV, `embed_channels` x `embed_height` x `embed_width` is the shape the MLP stem reshapes to.
+    """
+
+    kind: str
+    width: int
+    height: int
+    pad_width: int
+    pad_height: int
+    num_frames: int
+    strides: list[int]
+    channels: list[int]
+    kernel_sizes: list[int]
+    embed_channels: int
+    embed_height: int
+    embed_width: int
+    head_kernel: int = 3
+    activation: str = "gelu"
+    out_activation: str = "sigmoid"
+    pe_levels: int = 0
+    pe_base: float = 1.25
+    fc_dims: list[int] = field(default_factory=list)
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of decoder blocks."""
+        return len(self.strides)
+
+    @property
+    def total_stride(self) -> int:
+        """Product of the strides: padded size / embedding grid size."""
+        return math.prod(self.strides)
+
+    def block_in_channels(self, k: int) -> int:
+        """Input channels of the conv of block k."""
+        return self.embed_channels if k == 0 else self.channels[k - 1]
+
+    def block_params(self, k: int) -> int:
+        """Parameters of decoder block k (NeRV block 0 includes the MLP stem)."""
+        s, c_out, ks = self.strides[k], self.channels[k], self.kernel_sizes[k]
+        n = self.block_in_channels(k) * c_out * s * s * ks * ks + c_out * s * s
+        if k == 0 and self.kind == "nerv":
+            dims = [2 * self.pe_levels, *self.fc_dims, self.embed_channels * self.embed_height * self.embed_width]
+            n += sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+        return n
+
+    def head_params(self) -> int:
+        """Parameters of the RGB head."""
+        return self.channels[-1] * 3 * self.head_kernel ** 2 + 3
+
+    def decoder_params(self) -> int:
+        """Decoder parameters (blocks + head), without embeddings."""
+        return sum(self.block_params(k) for k in range(self.num_blocks)) + self.head_params()
+
+    def embedding_values(self, frames: int | None = None) -> int:
+        """Stored embedding values (HNeRV only; 0 for NeRV)."""
+        if self.kind != "hnerv":
+            return 0
+        n = self.num_frames if frames is None else frames
+        return n * self.embed_channels * self.embed_height * self.embed_width
+
+    def num_params(self, frames: int | None = None) -> int:
+        """Total stored parameters: decoder + embeddings for `frames` (default `num_frames`)."""
+        return self.decoder_params() + self.embedding_values(frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain msgpack-friendly dict (str, int, float, lists)."""
+        d = asdict(self)
+        for key in ("strides", "channels", "kernel_sizes", "fc_dims"):
+            d[key] = [int(v) for v in d[key]]
+        d["pe_base"] = float(d["pe_base"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> INRConfig:
+        """Build and validate a config read from a file; FormatError on any bad value.
+
+        Unknown keys are ignored (forward compatibility); missing required keys are errors.
+        """
+        if not isinstance(d, dict):
+            raise FormatError("INR config is not a map")
+        defaults = {"head_kernel": 3, "activation": "gelu", "out_activation": "sigmoid",
+                    "pe_levels": 0, "pe_base": 1.25, "fc_dims": []}
+        kw: dict[str, Any] = {}
+        for name in ("kind", "width", "height", "pad_width", "pad_height", "num_frames", "strides", "channels",
+                     "kernel_sizes", "embed_channels", "embed_height", "embed_width", *defaults):
+            if name in d:
+                kw[name] = d[name]
+            elif name in defaults:
+                kw[name] = defaults[name]
+            else:
+                raise FormatError(f"INR config lacks {name!r}")
+        for name in ("kind", "activation", "out_activation"):
+            if not isinstance(kw[name], str):
+                raise FormatError(f"INR config {name!r} must be a string")
+        for name in ("width", "height", "pad_width", "pad_height", "num_frames", "embed_channels",
+                     "embed_height", "embed_width", "head_kernel", "pe_levels"):
+            _check_int(kw[name], name)
+        for name in ("strides", "channels", "kernel_sizes", "fc_dims"):
+            v = kw[name]
+            if not isinstance(v, (list, tuple)) or len(v) > MAX_BLOCKS:
+                raise FormatError(f"INR config {name!r} must be a list of at most {MAX_BLOCKS} integers")
+            for x in v:
+                _check_int(x, name)
+            kw[name] = [int(x) for x in v]
+        if isinstance(kw["pe_base"], bool) or not isinstance(kw["pe_base"], (int, float)):
+            raise FormatError("INR config 'pe_base' must be a number")
+        kw["pe_base"] = float(kw["pe_base"])
+        cfg = cls(**kw)
+        try:
+            cfg.validate()
+        except UsageError as e:
+            raise FormatError(f"bad INR config: {e}") from None
+        return cfg
+
+    def validate(self) -> None:
+        """Check ranges and consistency; raises UsageError."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UsageError(msg)
+
+        need(self.kind in KINDS, f"kind must be one of {KINDS}")
+        need(self.activation in ACTIVATIONS, f"activation must be one of {ACTIVATIONS}")
+        need(self.out_activation in OUT_ACTIVATIONS, f"out_activation must be one of {OUT_ACTIVATIONS}")
+        for name in ("width", "height"):
+            need(1 <= getattr(self, name) <= MAX_SIZE, f"{name} must be in 1..{MAX_SIZE}")
+        for name in ("pad_width", "pad_height"):
+            need(1 <= getattr(self, name) <= 2 * MAX_SIZE, f"{name} must be in 1..{2 * MAX_SIZE}")
+        need(1 <= self.num_frames <= MAX_FRAMES, f"num_frames must be in 1..{MAX_FRAMES}")
+        n = len(self.strides)
+        need(1 <= n <= MAX_BLOCKS, f"need 1..{MAX_BLOCKS} blocks")
+        need(len(self.channels) == n and len(self.kernel_sizes) == n,
+             "strides, channels and kernel_sizes must have the same length")
+        need(all(1 <= s <= 8 for s in self.strides), "strides must be in 1..8")
+        need(all(1 <= c <= MAX_CHANNELS for c in self.channels), f"channels must be in 1..{MAX_CHANNELS}")
+        need(all(1 <= k <= 9 and k % 2 == 1 for k in self.kernel_sizes), "kernel sizes must be odd, 1..9")
+        need(1 <= self.head_kernel <= 9 and self.head_kernel % 2 == 1, "head_kernel must be odd, 1..9")
+        need(1 <= self.embed_channels <= MAX_CHANNELS, f"embed_channels must be in 1..{MAX_CHANNELS}")
+        need(1 <= self.embed_height <= MAX_SIZE and 1 <= self.embed_width <= MAX_SIZE, "bad embedding grid")
+        s = self.total_stride
+        need(self.pad_height == self.embed_height * s and self.pad_width == self.embed_width * s,
+             "padded size must be the embedding grid times the total stride")
+        need(self.pad_height >= self.height and self.pad_width >= self.width, "padded size below the frame size")
+        if self.kind == "nerv":
+            need(1 <= self.pe_levels <= 128, "pe_levels must be in 1..128 for NeRV")
+            need(1.0 < self.pe_base <= 4.0, "pe_base must be in (1, 4]")
+            need(len(self.fc_dims) <= 4 and all(1 <= c <= 8192 for c in self.fc_dims), "bad fc_dims")
+        need(self.decoder_params() <= MAX_PARAMS, f"decoder larger than {MAX_PARAMS} parameters")
+        need(self.embedding_values() <= MAX_EMBED_VALUES, "embeddings too large")
+
+
+def _check_int(v: Any, name: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise FormatError(f"INR config {name!r} must be an integer")
+    if not 0 <= v <= MAX_FRAMES:
+        raise FormatError(f"INR config {name!r} out of range: {v}")
+
+
+def _block_range(short_side: int) -> tuple[int, int]:
+    """Allowed number of decoder blocks for a frame whose short side is `short_side` px."""
+    if short_side < 48:
+        return 3, 3
+    if short_side < 120:
+        return 3, 4
+    if short_side < 240:
+        return 4, 5
+    return 5, 6
+
+
+def plan_strides(width: int, height: int) -> list[int]:
+    """Stride plan (coarse to fine) for a frame size; see the module docstring for the score."""
+    short = min(width, height)
+    lo, hi = _block_range(short)
+    best: tuple[float, list[int]] | None = None
+    for n in range(lo, hi + 1):
+        for combo in combinations_with_replacement(STRIDE_CHOICES, n):
+            strides = sorted(combo, reverse=True)
+            s = math.prod(strides)
+            eh, ew = -(-height // s), -(-width // s)
+            waste = (eh * ew * s * s) / (width * height) - 1.0
+            score = waste + CELL_COST * eh * ew
+            if min(eh, ew) < 2 and short >= 48:
+                score += 0.5
+            score += 0.01 * (n - lo) + 0.001 * sum(strides)
+            if best is None or score < best[0] - 1e-12:
+                best = (score, strides)
+    assert best is not None
+    return best[1]
+
+
+def _kernel_sizes(n: int) -> list[int]:
+    return [min(1 + 2 * k, 5) for k in range(n)] if n >= 3 else [3] * n
+
+
+def _channels(c1: int, n: int) -> list[int]:
+    out, c = [], float(c1)
+    floor = min(c1, MIN_CHANNELS)
+    for _ in range(n):
+        out.append(max(int(round(c)), floor))
+        c /= REDUCE
+    return out
+
+
+def _build(kind: str, width: int, height: int, frames: int, strides: list[int], c1: int) -> INRConfig:
+    s = math.prod(strides)
+    eh, ew = -(-height // s), -(-width // s)
+    n = len(strides)
+    ks = _kernel_sizes(n)
+    if kind == "nerv":
+        ks[0] = 3
+        embed_c = max(8, min(64, c1 // 2))
+        pe_levels = 32 if frames > 1 else 1
+        fc = [max(32, min(512, 2 * c1))]
+    else:
+        embed_c, pe_levels, fc = 16, 0, []
+    return INRConfig(kind=kind, width=width, height=height, pad_width=ew * s, pad_height=eh * s,
+                     num_frames=frames, strides=list(strides), channels=_channels(c1, n), kernel_sizes=ks,
+                     embed_channels=embed_c, embed_height=eh, embed_width=ew, pe_levels=pe_levels, fc_dims=fc)
+
+
+def default_params(width: int, height: int, frames: int) -> float:
+    """Default model size: 0.1 bpp equivalent, at least min(300k, raw RGB values), at most 3M."""
+    by_bpp = DEFAULT_BPP * width * height * frames / WEIGHT_BITS_PLAN
+    floor = min(DEFAULT_MIN_PARAMS, width * height * frames * 3)
+    return float(min(max(by_bpp, floor), DEFAULT_MAX_PARAMS))
+
+
+def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
+                params: float | None = None, bpp: float | None = None) -> INRConfig:
+    """Plan strides, padding, embedding grid and widths for a clip.
+
+    `params`: target total parameter count (decoder + stored embeddings). `bpp`: target bits per
+    (original) pixel, converted with 8 bits per weight and 6 per embedding value. At most one of the
+    two; neither gives `default_params`. The closest achievable size is chosen (the smallest plan
+    when the target is below it).
+    """
+    if kind not in KINDS:
+        raise UsageError(f"kind must be one of {', '.join(KINDS)}")
+    for name, v in (("width", width), ("height", height)):
+        if not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
+            raise UsageError(f"{name} must be an integer in 1..{MAX_SIZE}")
+    if not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
+        raise UsageError(f"frames must be an integer in 1..{MAX_FRAMES}")
+    if params is not None and bpp is not None:
+        raise UsageError("give params or bpp, not both")
+    if params is not None and not (math.isfinite(params) and params > 0):
+        raise UsageError("params must be positive")
+    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
+        raise UsageError("bpp must be positive")
+    strides = plan_strides(width, height)
+    if bpp is not None:
+        budget_bits = bpp * width * height * frames
+
+        def cost(c: INRConfig) -> float:
+            return c.decoder_params() * WEIGHT_BITS_PLAN + c.embedding_values() * EMBED_BITS_PLAN
+        target = budget_bits
+    else:
+        target = default_params(width, height, frames) if params is None else float(params)
+
+        def cost(c: INRConfig) -> float:
+            return float(c.num_params())
+    lo, hi = 4, MAX_CHANNELS
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cost(_build(kind, width, height, frames, strides, mid)) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    cands = [_build(kind, width, height, frames, strides, c) for c in {max(4, lo - 1), lo}]
+    best = min(cands, key=lambda c: abs(cost(c) - target))
+    if best.decoder_params() > MAX_PARAMS:
+        raise UsageError("requested model size is too large")
+    best.validate()
+    return best

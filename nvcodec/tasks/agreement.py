@@ -1,0 +1,76 @@
+"""Agreement between the adapter path and the pixel path: top-1/KL for classes, mAP for boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def classification_agreement(logits_adapter: torch.Tensor, logits_pixel: torch.Tensor) -> dict:
+    """Top-1 agreement and mean KL(pixel || adapter) of the softmax distributions."""
+    la = logits_adapter.float().log_softmax(-1)
+    lp = logits_pixel.float().log_softmax(-1)
+    top1 = (la.argmax(-1) == lp.argmax(-1)).float().mean().item()
+    kl = (lp.exp() * (lp - la)).sum(-1).mean().item()
+    return {"top1_agreement": float(top1), "mean_kl": float(kl), "frames": int(la.shape[0])}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of boxes in (x0, y0, x1, y1)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def _ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """COCO-style 101-point interpolated average precision."""
+    if recall.size == 0:
+        return 0.0
+    prec = np.maximum.accumulate(precision[::-1])[::-1]
+    points = np.linspace(0, 1, 101)
+    idx = np.searchsorted(recall, points, side="left")
+    return float(np.mean([prec[i] if i < len(prec) else 0.0 for i in idx]))
+
+
+def detection_map(preds: list[list[dict]], refs: list[list[dict]], iou_thresholds: tuple[float, ...] = (0.5,)) -> float | None:
+    """mAP of `preds` taking `refs` as ground truth (per frame lists of {label, score, box}).
+
+    Averaged over the classes present in `refs` and over `iou_thresholds`; None when `refs` is empty.
+    """
+    labels = sorted({d["label"] for frame in refs for d in frame})
+    if not labels:
+        return None
+    aps = []
+    for thr in iou_thresholds:
+        for label in labels:
+            n_gt = sum(1 for frame in refs for d in frame if d["label"] == label)
+            scored = []
+            for f, frame in enumerate(preds):
+                for d in frame:
+                    if d["label"] == label:
+                        scored.append((d["score"], f, d["box"]))
+            scored.sort(key=lambda t: -t[0])
+            matched: dict[int, set[int]] = {}
+            tp = np.zeros(len(scored))
+            for i, (_, f, box) in enumerate(scored):
+                gts = [d["box"] for d in refs[f] if d["label"] == label]
+                if not gts:
+                    continue
+                ious = box_iou(np.array([box], dtype=np.float64), np.array(gts, dtype=np.float64))[0]
+                used = matched.setdefault(f, set())
+                order = [j for j in np.argsort(-ious) if j not in used and ious[j] >= thr]
+                if order:
+                    used.add(int(order[0]))
+                    tp[i] = 1
+            ctp = np.cumsum(tp)
+            recall = ctp / max(n_gt, 1)
+            precision = ctp / np.arange(1, len(scored) + 1) if len(scored) else np.zeros(0)
+            aps.append(_ap(recall, precision))
+    return float(np.mean(aps))

@@ -1,0 +1,112 @@
+"""Common interface of task backbones that accept activations at a middle layer.
+
+A backbone is cut into an ordered list of segments. Segment ``i`` ends at injection
+point ``injection_points[i]``; everything after the last point (the rest of the
+backbone plus the task head) is the *tail*. ``forward_to`` runs segments up to a
+point, ``forward_from`` runs the remaining segments and the tail, and ``forward`` runs
+all of them, so ``forward_from(forward_to(x, p), p)`` performs exactly the same
+operations as ``forward(x)`` for every point ``p``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nvcodec.errors import UsageError
+
+ConvOp = tuple[int, int, int]
+"""(kernel, stride, padding) of one size-changing conv or pool on the main path."""
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output length of a convolution/pooling along one axis (PyTorch floor arithmetic)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class InjectableBackbone(nn.Module):
+    """Base class: a task backbone with named injection points (ordered shallow to deep).
+
+    Subclasses set ``injection_points``, ``_point_channels`` (point -> channels) and
+    ``_segment_ops`` (point -> size-changing ops of the segment that ends there), and
+    implement ``_segment(point, x)`` and ``_tail(act, **ctx)``.
+    """
+
+    injection_points: list[str]
+    _point_channels: dict[str, int]
+    _segment_ops: dict[str, list[ConvOp]]
+
+    def _segment(self, point: str, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _tail(self, act: Tensor, **ctx: Any) -> Any:
+        raise NotImplementedError
+
+    def _index(self, point: str) -> int:
+        try:
+            return self.injection_points.index(point)
+        except ValueError:
+            raise UsageError(
+                f"unknown injection point {point!r} for {type(self).__name__}; "
+                f"known points: {', '.join(self.injection_points)}"
+            ) from None
+
+    def forward_to(self, x: Tensor, point: str) -> Tensor:
+        """Run normalized pixels (N,3,H,W) up to `point`; returns the activation there."""
+        end = self._index(point)
+        for name in self.injection_points[: end + 1]:
+            x = self._segment(name, x)
+        return x
+
+    def forward_from(self, act: Tensor, point: str, **ctx: Any) -> Any:
+        """Run the rest of the backbone and the head from the activation at `point`."""
+        start = self._index(point)
+        for name in self.injection_points[start + 1 :]:
+            act = self._segment(name, act)
+        return self._tail(act, **ctx)
+
+    def forward(self, x: Tensor, **ctx: Any) -> Any:
+        """Full pixel path: normalized pixels (N,3,H,W) -> raw task output."""
+        for name in self.injection_points:
+            x = self._segment(name, x)
+        return self._tail(x, **ctx)
+
+    def point_channels(self, point: str) -> int:
+        """Number of channels of the activation at `point`."""
+        self._index(point)
+        return self._point_channels[point]
+
+    def point_stride(self, point: str) -> int:
+        """Total stride of `point` relative to the network input."""
+        end = self._index(point)
+        stride = 1
+        for name in self.injection_points[: end + 1]:
+            for _, s, _ in self._segment_ops[name]:
+                stride *= s
+        return stride
+
+    def point_size(self, point: str, input_hw: tuple[int, int]) -> tuple[int, int]:
+        """Exact spatial size (h, w) of the activation at `point` for an input of size `input_hw`."""
+        end = self._index(point)
+        h, w = int(input_hw[0]), int(input_hw[1])
+        if h < 1 or w < 1:
+            raise UsageError(f"input size must be positive, got {input_hw}")
+        for name in self.injection_points[: end + 1]:
+            for k, s, p in self._segment_ops[name]:
+                h, w = conv_out(h, k, s, p), conv_out(w, k, s, p)
+        if h < 1 or w < 1:
+            raise UsageError(f"input {input_hw} is too small to reach injection point {point!r}")
+        return h, w
+
+    def num_parameters(self) -> int:
+        """Total number of parameters (backbone tail and head included)."""
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the first parameter (CPU for a parameterless module)."""
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")

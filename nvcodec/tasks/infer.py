@@ -1,0 +1,254 @@
+"""`infer()`: tasks served from the INR: partial decode, adapter, backbone tail, head; no pixels."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..codec.frames import resolve_range
+from ..codec.video import NvpVideo, Segment, open as open_nvp, resolve_device
+from ..errors import FormatError, NotAttachedError
+from .adapter import MicroAdapter
+from .agreement import classification_agreement, detection_map
+from .flops import count_flops
+from .registry import get_task
+from .runtime import TaskRuntime, build_runtime, inr_to_geometry, read_routing
+
+RANDOM_NOTE = "random weights: pipeline check only, predictions are meaningless"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Clock:
+    """Accumulates wall time per stage, synchronising CUDA around each measurement."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.ms: dict[str, float] = {}
+
+    def run(self, stage: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        _sync(self.device)
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        _sync(self.device)
+        self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - t) * 1000
+        return out
+
+
+@dataclass
+class _Task:
+    name: str
+    entry: dict
+    rt: TaskRuntime
+    adapters: dict[int, MicroAdapter]
+    clock: _Clock
+    frames: list[dict] = field(default_factory=list)
+    raw_adapter: list[Any] = field(default_factory=list)
+    raw_pixel: list[Any] = field(default_factory=list)
+    pixel_preds: list[list] = field(default_factory=list)
+
+
+def _entry(routing: dict, task: str, path: str) -> dict:
+    entry = routing["tasks"].get(task)
+    if entry is None:
+        raise NotAttachedError(f"{path} has no routing for task {task!r}: run `nvcodec attach {path} --task {task}` first")
+    if not isinstance(entry, dict) or not isinstance(entry.get("inr_layer"), int) or not isinstance(entry.get("injection_point"), str):
+        raise FormatError(f"bad routing entry for {task!r}", section="routing")
+    return entry
+
+
+def _load_adapters(video: NvpVideo, entry: dict, device: torch.device) -> dict[int, MicroAdapter]:
+    names = entry.get("adapter_sections") or []
+    if len(names) != len(video.segments):
+        raise FormatError("routing lists a different number of adapters than the file has segments", section="routing")
+    out = {}
+    for seg, name in enumerate(names):
+        bundle = video.reader.read_tensors(name)
+        size = bundle.meta.get("out_size") if isinstance(bundle.meta, dict) else None
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= 65536 for v in size)):
+            raise FormatError("adapter out_size missing or invalid", section=name)
+        try:
+            out[seg] = MicroAdapter.from_arrays(bundle.tensors, tuple(size)).to(device).eval()
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise FormatError(f"adapter tensors do not form a 1x1 conv adapter: {exc}", section=name) from None
+    return out
+
+
+def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int], threshold: float) -> None:
+    cfg = video.config(seg.index)
+    m = video.metadata
+    point = t.entry["injection_point"]
+    x = t.clock.run("adapter", lambda: t.adapters[seg.index](
+        inr_to_geometry(feat.float(), t.rt.geometry, m.width, m.height, cfg.pad_width, cfg.pad_height)))
+    raw = t.clock.run("backbone", t.rt.model.forward_from, x, point)
+    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold)
+    t.raw_adapter.append(_detach(raw))
+    for i, p in zip(idx, preds):
+        t.frames.append({"frame": i, "predictions": p})
+
+
+def _detach(raw: Any) -> Any:
+    if isinstance(raw, torch.Tensor):
+        return raw.detach().float().cpu()
+    if isinstance(raw, dict):
+        return {k: _detach(v) for k, v in raw.items()}
+    if isinstance(raw, (list, tuple)):
+        return type(raw)(_detach(v) for v in raw)
+    return raw
+
+
+def _cat(raws: list[Any]) -> Any:
+    first = raws[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(raws)
+    if isinstance(first, dict):
+        return {k: _cat([r[k] for r in raws]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(_cat(list(v)) for v in zip(*raws))
+    return raws
+
+
+@torch.inference_mode()
+def _gflops(video: NvpVideo, t: _Task, device: torch.device) -> dict:
+    seg = video.segments[0]
+    k, point = t.entry["inr_layer"], t.entry["injection_point"]
+    m = video.metadata
+    cfg = video.config(0)
+    dec_full, _ = video.decoder(seg, None, device)
+    x_in = video.inputs(seg, [seg.start], device, None)
+    feat, f_dec = count_flops(dec_full.features, x_in, k)
+    act, f_ad = count_flops(lambda f: t.adapters[0](inr_to_geometry(f.float(), t.rt.geometry, m.width, m.height,
+                                                                    cfg.pad_width, cfg.pad_height)), feat)
+    _, f_tail = count_flops(t.rt.model.forward_from, act, point)
+    rgb, f_full = count_flops(dec_full, x_in)
+    frames = video.frames([seg.start], device=device)
+    _, f_backbone = count_flops(t.rt.model, t.rt.pixel_input(frames))
+    adapter_path = (f_dec + f_ad + f_tail) / 1e9
+    pixel_path = (f_full + f_backbone) / 1e9
+    return {"adapter_path": adapter_path, "decode": f_dec / 1e9, "adapter": f_ad / 1e9, "backbone_tail": f_tail / 1e9,
+            "pixel_path": pixel_path, "pixel_decode": f_full / 1e9, "pixel_backbone": f_backbone / 1e9,
+            "reduction_pct": 100.0 * (1 - adapter_path / pixel_path) if pixel_path else 0.0}
+
+
+def _pixel_path(video: NvpVideo, tasks: list[_Task], idx_batches: list[list[int]], device: torch.device,
+                threshold: float) -> dict[str, dict]:
+    m = video.metadata
+    clocks = {t.name: _Clock(device) for t in tasks}
+    for idx in idx_batches:
+        shared = _Clock(device)
+        frames = shared.run("decode", video.frames, idx, device=device)
+        for t in tasks:
+            c = clocks[t.name]
+            c.ms["decode"] = c.ms.get("decode", 0.0) + shared.ms["decode"]
+            x = c.run("preprocess", t.rt.pixel_input, frames)
+            raw = c.run("backbone", t.rt.model, x)
+            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold)
+            t.raw_pixel.append(_detach(raw))
+            t.pixel_preds.extend(preds)
+    return {name: c.ms for name, c in clocks.items()}
+
+
+def _agreement(t: _Task) -> dict:
+    a, p = _cat(t.raw_adapter), _cat(t.raw_pixel)
+    if t.rt.spec.output_type == "classification":
+        return classification_agreement(a if isinstance(a, torch.Tensor) else a["logits"],
+                                        p if isinstance(p, torch.Tensor) else p["logits"])
+    adapter_preds = [f["predictions"] for f in t.frames]
+    return {"map50": detection_map(adapter_preds, t.pixel_preds),
+            "map50_95": detection_map(adapter_preds, t.pixel_preds, tuple(0.5 + 0.05 * i for i in range(10))),
+            "reference_boxes": int(sum(len(f) for f in t.pixel_preds)),
+            "adapter_boxes": int(sum(len(f["predictions"]) for f in t.frames)),
+            "fidelity": float(t.rt.spec.fidelity(a, p))}
+
+
+def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
+    out = {k: v / n for k, v in ms.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] | None = None,
+          weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
+          device: str = "auto", batch_size: int = 4) -> dict:
+    """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters."""
+    dev = resolve_device(device)
+    for name in tasks:
+        get_task(name)
+    with open_nvp(path) as video:
+        m = video.metadata
+        routing = read_routing(video.reader)
+        start, stop = resolve_range(frames, len(video))
+        runs: list[_Task] = []
+        for name in dict.fromkeys(tasks):
+            entry = _entry(routing, name, path)
+            if not 0 <= entry["inr_layer"] < video.num_layers:
+                raise FormatError(f"routing for {name!r} names INR block {entry['inr_layer']}, which does not exist", section="routing")
+            w = weights or entry.get("weights")
+            calib = None
+            if entry.get("weights_random") or w in ("random", "random-tiny"):
+                calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev)
+            rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib)
+            runs.append(_Task(name, entry, rt, _load_adapters(video, entry, dev), _Clock(dev)))
+
+        layers = sorted({t.entry["inr_layer"] for t in runs})
+        deepest = layers[-1]
+        shared = _Clock(dev)
+        decode_at: dict[int, float] = {}
+        idx_batches: list[list[int]] = []
+        with torch.inference_mode():
+            for seg, idx in video.batches(list(range(start, stop)), batch_size):
+                idx_batches.append(idx)
+                dec, _ = video.decoder(seg, deepest, dev)
+                x_in = shared.run("decode", video.inputs, seg, idx, dev, deepest)
+                feat, prev = None, None
+                for k in layers:
+                    before = shared.ms.get("decode", 0.0)
+                    feat = shared.run("decode", dec.features, x_in, k) if prev is None else \
+                        shared.run("decode", dec.continue_features, feat, prev, k)
+                    decode_at[k] = decode_at.get(k, 0.0) + shared.ms["decode"] - before
+                    prev = k
+                    for t in runs:
+                        if t.entry["inr_layer"] == k:
+                            _run_task(t, video, seg, feat, idx, threshold)
+            n = stop - start
+            cumulative = {k: sum(decode_at[j] for j in layers if j <= k) for k in layers}
+            sharing = None
+            if len(runs) > 1:
+                separate = _Clock(dev)
+                for seg, idx in video.batches(list(range(start, stop)), batch_size):
+                    dec, _ = video.decoder(seg, deepest, dev)
+                    for t in runs:
+                        x_in = separate.run("decode", video.inputs, seg, idx, dev, deepest)
+                        separate.run("decode", dec.features, x_in, t.entry["inr_layer"])
+                flops = {t.name: _gflops(video, t, dev)["decode"] for t in runs}
+                by_layer = {t.entry["inr_layer"]: flops[t.name] for t in runs}
+                sharing = {"tasks": [t.name for t in runs], "shared_decode_ms": shared.ms["decode"] / n,
+                           "separate_decode_ms": separate.ms["decode"] / n,
+                           "shared_gflops": max(by_layer.values()), "separate_gflops": sum(flops.values()),
+                           "prefix_decoded_once": True}
+            pixel_ms = _pixel_path(video, runs, idx_batches, dev, threshold) if compare_pixels else {}
+            report_tasks = {}
+            for t in runs:
+                t.clock.ms = {"decode": cumulative[t.entry["inr_layer"]], **t.clock.ms}
+                r = {
+                    "task": t.name, "output_type": t.rt.spec.output_type, "inr_layer": t.entry["inr_layer"],
+                    "injection_point": t.entry["injection_point"], "weights": t.rt.weights_label,
+                    "weights_random": t.rt.random, "frames": t.frames,
+                    "timing_ms": _per_frame(t.clock.ms, n), "gflops": _gflops(video, t, dev),
+                }
+                if t.rt.random:
+                    r["note"] = RANDOM_NOTE
+                if compare_pixels:
+                    r["pixel_timing_ms"] = _per_frame(pixel_ms[t.name], n)
+                    r["agreement"] = _agreement(t)
+                report_tasks[t.name] = r
+    out = {"file": str(path), "frames": [start, stop], "device": str(dev), "threshold": threshold, "tasks": report_tasks}
+    if sharing:
+        out["sharing"] = sharing
+    return out

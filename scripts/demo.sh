@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The main job on the bundled clip: encode -> info -> verify -> view -> attach -> infer.
+# Called by `make demo`; variables come from the Makefile.
+set -euo pipefail
+CLIP="${CLIP:-fixtures/dog_320x180.mp4}"
+OUT="${OUT:-out}"
+DEMO_BUDGET="${DEMO_BUDGET:-120}"
+DEVICE="${DEVICE:-auto}"
+TASKS="${DEMO_TASKS:-resnet50}"
+NV="${VENV:-.venv}/bin/nvcodec"
+NVP="$OUT/demo.nvp"
+mkdir -p "$OUT"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "nvcodec encode $CLIP $NVP (time budget ${DEMO_BUDGET}s)"
+"$NV" encode "$CLIP" "$NVP" --time-budget "$DEMO_BUDGET" --device "$DEVICE" --force
+
+step "nvcodec info $NVP"
+"$NV" info "$NVP"
+
+step "nvcodec verify $NVP"
+"$NV" verify "$NVP"
+
+step "nvcodec view: decoded video, contact sheet, comparison with the original"
+"$NV" view "$NVP" -o "$OUT/demo_decoded.mp4" --sheet "$OUT/demo_sheet.png" --device "$DEVICE" --force
+"$NV" view "$NVP" --compare "$CLIP" --sheet "$OUT/demo_compare.png" --device "$DEVICE" --force
+"$NV" view "$NVP" --layer 1 --sheet "$OUT/demo_layer1.png" --device "$DEVICE" --force
+
+IFS=',' read -r -a task_list <<< "$TASKS"
+for task in "${task_list[@]}"; do
+  step "nvcodec attach $NVP --task $task"
+  set +e
+  "$NV" attach "$NVP" --task "$task" --device "$DEVICE"
+  rc=$?
+  set -e
+  if [ "$rc" -eq 5 ]; then
+    echo "No pretrained $task weights could be found or downloaded (see above)."
+    echo "Continuing with --weights random to show the pipeline: the predictions below are NOT meaningful."
+    "$NV" attach "$NVP" --task "$task" --weights random --device "$DEVICE"
+  elif [ "$rc" -ne 0 ]; then
+    exit "$rc"
+  fi
+  step "nvcodec infer $NVP --task $task --frames 0:4 --compare-pixels"
+  "$NV" infer "$NVP" --task "$task" --frames 0:4 --compare-pixels --device "$DEVICE"
+done
+
+step "done: outputs in $OUT/"
+ls -la "$OUT"

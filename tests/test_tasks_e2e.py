@@ -1,0 +1,155 @@
+"""attach / infer end to end on a tiny encoded clip with tiny random backbones."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import nvcodec
+from nvcodec.codec.encode import EncodeOptions, encode
+from nvcodec.container import NvpReader
+from nvcodec.errors import NotAttachedError, UsageError
+from nvcodec.tasks.attach import attach
+from nvcodec.tasks.infer import infer
+
+from conftest import synthetic_frames, write_clip
+
+TINY = "random-tiny"
+
+
+@pytest.fixture(scope="module")
+def base_nvp(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tasks")
+    clip = write_clip(str(d / "c.mp4"), synthetic_frames(8, 40, 64))
+    out = str(d / "c.nvp")
+    encode(clip, out, EncodeOptions(psnr=None, epochs=15, params=8000, device="cpu", seed=0))
+    return out
+
+
+@pytest.fixture
+def nvp(base_nvp, tmp_path):
+    p = str(tmp_path / "t.nvp")
+    shutil.copy(base_nvp, p)
+    return p
+
+
+def _inr_bytes(path):
+    with NvpReader(path) as r:
+        return {s.name: r.read(s.name) for s in r.sections
+                if s.name.startswith(("block/", "head", "embeddings", "model", "video"))}
+
+
+def test_attach_appends_and_keeps_inr_byte_identical(nvp):
+    before_bytes = open(nvp, "rb").read()
+    before = _inr_bytes(nvp)
+    r = attach(nvp, "resnet50", weights=TINY, top_k=0.5, epochs=3)
+    for key in ("task", "candidates", "chosen", "fidelity", "adapter_params", "adapter_params_pct", "seconds"):
+        assert key in r
+    assert r["weights_random"] is True
+    assert all({"inr_layer", "injection_point", "cka"} <= set(c) for c in r["candidates"])
+    assert r["trained_pairs"] >= 1 and 0 < r["adapter_params_pct"] < 100
+    after = open(nvp, "rb").read()
+    assert after[:len(before_bytes) - 64] == before_bytes[:len(before_bytes) - 64]
+    assert _inr_bytes(nvp) == before
+    with NvpReader(nvp) as rd:
+        infos_before = {s.name: (s.offset, s.crc32) for s in rd.sections if s.name in before}
+    r2 = attach(nvp, "resnet50", weights=TINY, top_k=1, epochs=2)
+    with NvpReader(nvp) as rd:
+        names = [s.name for s in rd.sections]
+        assert names.count("adapter/resnet50") == 1 and names.count("routing") == 1
+        assert {s.name: (s.offset, s.crc32) for s in rd.sections if s.name in before} == infos_before
+    assert r2["trained_pairs"] == 1
+
+
+def test_infer_classification_and_pixel_agreement(nvp):
+    attach(nvp, "resnet50", weights=TINY, top_k=0.3, epochs=3)
+    r = infer(nvp, ["resnet50"], frames=(0, 3), compare_pixels=True)
+    t = r["tasks"]["resnet50"]
+    assert [f["frame"] for f in t["frames"]] == [0, 1, 2]
+    assert len(t["frames"][0]["predictions"]) == 5
+    assert set(t["timing_ms"]) >= {"decode", "adapter", "backbone", "head", "total"}
+    assert all(v >= 0 for v in t["timing_ms"].values()) and t["timing_ms"]["total"] > 0
+    assert t["gflops"]["adapter_path"] > 0 and t["gflops"]["pixel_path"] > 0
+    assert 0 <= t["agreement"]["top1_agreement"] <= 1 and t["agreement"]["mean_kl"] >= 0
+    assert "random" in t["note"]
+
+
+def test_python_api_parity(nvp):
+    with nvcodec.open(nvp) as v:
+        v.attach("resnet50", weights=TINY, top_k=0.2, epochs=2)
+        r = v.infer("resnet50", frames=(1, 2))
+    assert r["tasks"]["resnet50"]["frames"][0]["frame"] == 1
+
+
+def test_detection_boxes_in_frame_coordinates(nvp):
+    attach(nvp, "detr", weights=TINY, top_k=0.2, epochs=2, sample_frames=4)
+    r = infer(nvp, ["detr"], frames=(0, 2), threshold=0.0, compare_pixels=True)
+    t = r["tasks"]["detr"]
+    boxes = [p["box"] for f in t["frames"] for p in f["predictions"]]
+    assert boxes
+    for x0, y0, x1, y1 in boxes:
+        assert -1 <= x0 <= x1 <= 65 and -1 <= y0 <= y1 <= 41
+    assert "map50" in t["agreement"]
+
+
+def test_multi_task_shares_prefix(nvp, monkeypatch):
+    attach(nvp, "resnet50", weights=TINY, top_k=0.2, epochs=2)
+    attach(nvp, "detr", weights=TINY, top_k=0.2, epochs=2, sample_frames=4)
+    from nvcodec.inr.model import INRDecoder
+
+    calls = []
+    orig_f, orig_c = INRDecoder.features, INRDecoder.continue_features
+    monkeypatch.setattr(INRDecoder, "features", lambda self, x, k: calls.append(("f", k)) or orig_f(self, x, k))
+    monkeypatch.setattr(INRDecoder, "continue_features",
+                        lambda self, f, a, b: calls.append(("c", a, b)) or orig_c(self, f, a, b))
+    r = infer(nvp, ["resnet50", "detr"], frames=(0, 2))
+    layers = sorted({t["inr_layer"] for t in r["tasks"].values()})
+    shared_phase = calls[:len(layers)]
+    assert shared_phase[0] == ("f", layers[0])
+    for (a, b), call in zip(zip(layers, layers[1:]), shared_phase[1:]):
+        assert call == ("c", a, b)
+    sh = r["sharing"]
+    assert sh["shared_gflops"] <= sh["separate_gflops"]
+
+
+def test_errors(nvp):
+    with pytest.raises(NotAttachedError, match="attach"):
+        infer(nvp, ["resnet50"])
+    with pytest.raises(UsageError, match="resnet50"):
+        attach(nvp, "no-such-task", weights=TINY)
+    attach(nvp, "resnet50", weights=TINY, top_k=0.1, epochs=1)
+    with pytest.raises(UsageError):
+        infer(nvp, ["resnet50"], frames=(5, 50))
+
+
+def test_attach_killed_midway_keeps_previous_content(nvp, monkeypatch):
+    import nvcodec.tasks.attach as mod
+
+    before = open(nvp, "rb").read()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "fit_adapter", boom)
+    with pytest.raises(KeyboardInterrupt):
+        attach(nvp, "resnet50", weights=TINY, epochs=1)
+    assert open(nvp, "rb").read() == before
+
+
+def test_cli_attach_infer_json(nvp):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "attach", nvp, "--task", "resnet50", "--weights", TINY,
+                        "--epochs", "2", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["task"] == "resnet50" and r["weights_random"]
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "infer", nvp, "--task", "resnet50", "--frames", "0:2",
+                        "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["tasks"]["resnet50"]["weights_random"]
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "infer", nvp, "--task", "detr"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 6 and "attach" in p.stderr and "Traceback" not in p.stderr
