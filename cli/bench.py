@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from nvcodec.errors import EXIT_CODES, UsageError
+from nvcodec.errors import UsageError
 
 from .progress import ProgressBar
+from .render import EPILOG
 
-EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
 
 def _json_default(obj: Any) -> Any:

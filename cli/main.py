@@ -9,12 +9,12 @@ from typing import Any
 
 import click
 
-from nvcodec.errors import EXIT_CODES, NvcodecError, UsageError
+from nvcodec.errors import NvcodecError, UsageError
 
+from .bench import bench
 from .progress import ProgressBar
-from .render import render_attach, render_infer, render_info, render_tasks
+from .render import EPILOG, render_attach, render_infer, render_info, render_tasks
 
-EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
 
 def _print_json(obj: Any) -> None:
@@ -241,6 +241,9 @@ def infer(file: str, task: str, frames: str | None, weights: str | None, thresho
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
                       compare_pixels=compare_pixels, device=device)
     _print_json(report) if as_json else click.echo(render_infer(report))
+
+
+app.add_command(bench)
 
 
 def _split_tasks(text: str) -> list[str]:

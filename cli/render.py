@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from nvcodec.errors import EXIT_CODES
+
+EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 RANDOM_NOTE = "NOTE: random weights (pipeline check only): predictions are meaningless"
 
 

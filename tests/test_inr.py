@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 
@@ -12,6 +13,15 @@ from nvcodec.errors import FormatError, Interrupted, UsageError
 from nvcodec.inr import INRConfig, INRDecoder, crop, fit, ms_ssim, plan_config, psnr, ssim
 from nvcodec.inr.fit import lr_factor
 from nvcodec.inr.model import HNeRVEncoder, pad_frames
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def synth_clip(n: int = 4, h: int = 32, w: int = 48) -> torch.Tensor:
@@ -250,6 +260,34 @@ def test_checkpoint_interrupt_and_resume(tmp_path) -> None:
     other = plan_config(48, 32, 4, params=3e4)
     with pytest.raises(UsageError):
         fit(frames, other, epochs=8, checkpoint_path=ckpt, resume=True)
+
+
+def test_interrupt_mid_epoch_resumes_exactly(tmp_path, monkeypatch) -> None:
+    fit_mod = importlib.import_module("nvcodec.inr.fit")
+
+    frames = synth_clip(n=5)
+    c = plan_config(48, 32, 5, kind="nerv", params=2e4)
+    ckpt = str(tmp_path / "mid.pt")
+    straight = fit(frames, c, epochs=3, psnr_target=None, batch_size=2, eval_every=None)
+    real_loss, calls = fit_mod._loss, []
+
+    def flaky_loss(*a, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_loss(*a, **kw)
+
+    monkeypatch.setattr(fit_mod, "_loss", flaky_loss)
+    with pytest.raises(Interrupted):
+        fit(frames, c, epochs=3, psnr_target=None, batch_size=2, eval_every=None, checkpoint_path=ckpt)
+    monkeypatch.setattr(fit_mod, "_loss", real_loss)
+    state = torch.load(ckpt, weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 1)
+    resumed = fit(frames, c, epochs=3, psnr_target=None, batch_size=2, eval_every=None, checkpoint_path=ckpt,
+                  resume=True)
+    ss, sr = _state(straight), _state(resumed)
+    assert all(torch.equal(ss[k], sr[k]) for k in ss)
+    assert resumed.history[0]["loss"] == pytest.approx(straight.history[0]["loss"])
 
 
 def test_fit_rejects_bad_input() -> None:

@@ -14,6 +14,15 @@ from nvcodec.inr import INRDecoder, dequantize_into, plan_config, quantize_inr
 from nvcodec.inr.quant import dequantize_tensor, quantize_auto, quantize_tensor
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _bound_ok(x: np.ndarray, q: np.ndarray, p) -> bool:
     deq = dequantize_tensor(q, p)
     scale = np.asarray(p.scale, dtype=np.float64)
@@ -52,7 +61,8 @@ def test_affine_hits_min_and_max_and_constant_is_exact() -> None:
 
 def test_per_channel_chosen_when_ranges_differ() -> None:
     rng = np.random.default_rng(0)
-    w = rng.normal(size=(16, 8, 3, 3)).astype(np.float32) * np.logspace(-3, 0, 16, dtype=np.float32)[:, None, None, None]
+    ranges = np.logspace(-3, 0, 16, dtype=np.float32)[:, None, None, None]
+    w = rng.normal(size=(16, 8, 3, 3)).astype(np.float32) * ranges
     q, p = quantize_auto(w, 8, 0)
     assert p.axis == 0 and p.scale.shape == (16,)
     same = rng.uniform(-1, 1, size=(4, 3)).astype(np.float32)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import nvcodec
 from nvcodec.codec.encode import EncodeOptions, encode
@@ -95,24 +96,44 @@ def test_detection_boxes_in_frame_coordinates(nvp):
     assert "map50" in t["agreement"]
 
 
+def test_decode_prefix_runs_each_block_once(base_nvp):
+    from nvcodec.inr.model import DecoderBlock
+    from nvcodec.tasks.infer import _Clock, decode_prefix
+
+    with nvcodec.open(base_nvp) as v:
+        seg = v.segments[0]
+        dec, _ = v.decoder(seg, None, torch.device("cpu"))
+        x = v.inputs(seg, [0, 1], torch.device("cpu"), None)
+        runs = []
+        hooks = [b.register_forward_hook(lambda m, i, o: runs.append(m)) for b in dec.blocks]
+        layers = [0, v.num_layers - 1]
+        got = {k: f for k, f, _ in decode_prefix(dec, x, layers, _Clock(torch.device("cpu")))}
+        for h in hooks:
+            h.remove()
+        assert len(runs) == v.num_layers
+        for k in layers:
+            assert torch.equal(got[k], dec.features(x, k))
+
+
 def test_multi_task_shares_prefix(nvp, monkeypatch):
+    import nvcodec.tasks.infer as mod
+
     attach(nvp, "resnet50", weights=TINY, top_k=0.2, epochs=2)
     attach(nvp, "detr", weights=TINY, top_k=0.2, epochs=2, sample_frames=4)
-    from nvcodec.inr.model import INRDecoder
+    seen = []
+    orig = mod.decode_prefix
 
-    calls = []
-    orig_f, orig_c = INRDecoder.features, INRDecoder.continue_features
-    monkeypatch.setattr(INRDecoder, "features", lambda self, x, k: calls.append(("f", k)) or orig_f(self, x, k))
-    monkeypatch.setattr(INRDecoder, "continue_features",
-                        lambda self, f, a, b: calls.append(("c", a, b)) or orig_c(self, f, a, b))
-    r = infer(nvp, ["resnet50", "detr"], frames=(0, 2))
+    def spy(dec, x_in, layers, clock):
+        seen.append(list(layers))
+        yield from orig(dec, x_in, layers, clock)
+
+    monkeypatch.setattr(mod, "decode_prefix", spy)
+    r = infer(nvp, ["resnet50", "detr"], frames=(0, 2), compare_pixels=False)
     layers = sorted({t["inr_layer"] for t in r["tasks"].values()})
-    shared_phase = calls[:len(layers)]
-    assert shared_phase[0] == ("f", layers[0])
-    for (a, b), call in zip(zip(layers, layers[1:]), shared_phase[1:]):
-        assert call == ("c", a, b)
+    assert seen == [layers]
     sh = r["sharing"]
     assert sh["shared_gflops"] <= sh["separate_gflops"]
+    assert sh["shared_decode_ms"] > 0 and sh["separate_decode_ms"] > 0
 
 
 def test_errors(nvp):

@@ -76,3 +76,16 @@ def describe_machine(device: torch.device | str | None = None) -> dict[str, Any]
         "gpu": gpu,
         **ffmpeg_versions(),
     }
+
+
+def compute_probe(device: torch.device | str | None = None, size: int = 1024, repeat: int = 7) -> dict[str, Any]:
+    """GFLOP/s of a fixed fp32 matmul (median of `repeat`): taken at the start and end of a run, it shows
+    whether other processes were competing for the CPU/GPU while it ran."""
+    from .timing import time_call
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    a = torch.randn(size, size, device=dev)
+    b = torch.randn(size, size, device=dev)
+    r = time_call(lambda: a @ b, repeat=repeat, warmup=2, device=dev)
+    return {"matmul": size, "gflops_per_s": 2 * size ** 3 / (r["median_ms"] / 1000.0) / 1e9,
+            "min_ms": r["min_ms"], "median_ms": r["median_ms"], "max_ms": r["max_ms"]}

@@ -112,12 +112,15 @@ def _latency(plt: Any, r: dict, path: str) -> None:
 
 
 def write_plots(report: dict, directory: str, prefix: str | None = None) -> list[str]:
-    """Write rate-distortion, rate-accuracy and latency PNGs into `directory`; returns their paths."""
+    """Write rate-distortion (and, with tasks, rate-accuracy and latency) PNGs into `directory`; returns their paths."""
     plt = require_matplotlib()
     os.makedirs(directory, exist_ok=True)
     stem = prefix if prefix is not None else os.path.splitext(report["clip"])[0] + "_"
     out = []
-    for name, fn in (("rate_distortion", _rd), ("rate_accuracy", _ra), ("latency", _latency)):
+    charts = [("rate_distortion", _rd)]
+    if report.get("tasks"):
+        charts += [("rate_accuracy", _ra), ("latency", _latency)]
+    for name, fn in charts:
         path = os.path.join(directory, f"{stem}{name}.png")
         fn(plt, report, path)
         out.append(path)

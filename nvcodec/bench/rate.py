@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UsageError
+from ..errors import NvcodecError, UsageError
 from ..inr.metrics import ms_ssim, psnr
 from ..video.codecs import available_codecs, encode_at_bpp, encode_with_ffmpeg_codec
 from .paths import decode_codec_file
@@ -96,7 +96,13 @@ def codec_point(original: np.ndarray, directory: str, fps: float, short: str, ta
                         f"x265::Lookahead::destroy) on some frames smaller than {X265_MIN_SIDE} px, e.g. 48x48"}, None
     path = os.path.join(directory, f"{tag}_{short}{EXTENSIONS[encoder]}")
     t0 = time.perf_counter()
-    enc = encode_at_bpp(original, path, fps, encoder, target_bpp, threads=threads)
+    try:
+        enc = encode_at_bpp(original, path, fps, encoder, target_bpp, threads=threads)
+    except NvcodecError as exc:
+        if short == "x264":
+            raise
+        return {"codec": short, "encoder": encoder, "available": False, "target_bpp": target_bpp,
+                "note": f"{encoder} failed on this clip: {exc}"}, None
     search = time.perf_counter() - t0
     retime = os.path.join(directory, f".retime_{tag}_{short}{EXTENSIONS[encoder]}")
     t0 = time.perf_counter()

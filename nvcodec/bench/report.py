@@ -34,7 +34,7 @@ def _agree(a: dict | None) -> str:
     if not a:
         return "n/a"
     if "top1_agreement" in a:
-        return f"top-1 {a['top1_agreement'] * 100:.1f}%, KL {a['mean_kl']:.3f}"
+        return f"top-1 {a['top1_agreement'] * 100:.1f}%, KL {max(a['mean_kl'], 0.0):.3f}"
     m = a.get("map50")
     return f"mAP50 {_f(m, '.3f')}, fid {a['fidelity']:.3f}"
 
@@ -48,7 +48,7 @@ def render_conditions(r: dict) -> list[str]:
     c = r["conditions"]
     m = r["machine"]
     a, b = c["frames"]
-    weights = ", ".join(f"{k}: {v}" for k, v in c["weights"].items())
+    weights = ", ".join(f"{k}: {v}" for k, v in c["weights"].items()) or "none (no tasks)"
     enc = c["encode"]
     stop = f"{enc['time_budget_s']:g} s budget" if enc.get("time_budget_s") else f"{enc['epochs']} epochs"
     gpu = f", GPU {m['gpu']['name']}" if m.get("gpu") else ""
@@ -59,6 +59,11 @@ def render_conditions(r: dict) -> list[str]:
         f"  weights: {weights}; nvcodec encode: {enc['kind']}, {stop} per rate point; timing: median of "
         f"{c['repeat']} after {c['warmup']} warm-up, batch 1, {len(c['sample_frames'])} frames",
     ]
+    probe = c.get("compute_probe")
+    if probe:
+        out.append(f"  compute probe (fp32 matmul): {probe['start']['gflops_per_s']:.0f} GFLOP/s at the start, "
+                   f"{probe['end']['gflops_per_s']:.0f} at the end; load average {m.get('load_average')} -> "
+                   f"{c.get('load_average_end')}")
     if c["weights_random"]:
         out.append("  NOTE: " + c["weights_note"])
     return out
@@ -145,11 +150,18 @@ def render_random_access(ra: dict) -> list[str]:
             _table(rows, ["frame", "nvcodec v[N]", "nvcodec open+load+decode", "x264 seek+decode"])]
 
 
-def render_decode_speed(sp: dict) -> list[str]:
-    nv = sp["nvcodec"]
-    blocks = ", ".join(f"block {b['block']} {b['fps']:.1f}" for b in nv["blocks"])
-    return ["", f"Decode speed (frames/s): nvcodec full {nv['full']['fps']:.1f}; partial to {blocks}; "
-            f"x264 (PyAV, {sp['x264']['threads']} threads) {sp['x264']['fps']:.1f}"]
+def render_decode_speed(r: dict) -> list[str]:
+    out = ["", "Decode speed (frames/s, whole clip):"]
+    for pt in sorted(r["rate_points"], key=lambda p: p["nvcodec"]["bpp"]):
+        nv = pt["nvcodec"].get("decode_speed")
+        if not nv:
+            continue
+        blocks = ", ".join(f"{b['block']}: {b['fps']:.1f}" for b in nv["blocks"])
+        codecs = ", ".join(f"{k} {c['decode_speed']['fps']:.1f}" for k, c in pt["codecs"].items()
+                           if c.get("decode_speed"))
+        out.append(f"  {pt['nvcodec']['bpp']:.4f} bpp: nvcodec full {nv['full']['fps']:.1f}, partial to block "
+                   f"[{blocks}]; {codecs or 'no codec timed'}")
+    return out
 
 
 def render_report(r: dict) -> str:
@@ -158,10 +170,11 @@ def render_report(r: dict) -> str:
     out += render_rate_distortion(r)
     for name, t in r["tasks"].items():
         out += render_task(name, t)
-    out += render_rate_accuracy(r)
+    if r["tasks"]:
+        out += render_rate_accuracy(r)
     if r.get("multi_task"):
         out += render_multi(r["multi_task"])
-    out += render_decode_speed(r["decode_speed"])
+    out += render_decode_speed(r)
     out += render_random_access(r["random_access"])
     out += ["", "Where nvcodec loses (measured above):"]
     out += [f"  - {x}" for x in r["losses"]] or ["  (nothing measured here)"]

@@ -9,6 +9,7 @@ shared INR prefix), count their FLOPs, time decoding and random access.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -34,7 +35,7 @@ from ..tasks.weights import resolve_weights
 from ..video import probe_video, read_frames
 from ..video.codecs import decode_frame_at
 from . import paths as P
-from .machine import describe_machine
+from .machine import compute_probe, describe_machine
 from .rate import QUALITY_NOTE, codec_point, quality
 from .timing import time_call
 
@@ -80,11 +81,10 @@ class BenchOptions:
     threshold: float = 0.7
     seed: int = 0
     keep: str | None = None
+    decode_speed_all: bool = False
 
     def validate(self) -> None:
         """Raise UsageError for values that cannot work."""
-        if not self.tasks:
-            raise UsageError("--task needs at least one task name")
         for t in self.tasks:
             get_task(t)
         if len(set(self.tasks)) != len(self.tasks):
@@ -367,46 +367,48 @@ def _losses(report: dict) -> list[str]:
     out: list[str] = []
     for pt in report["rate_points"]:
         nv = pt["nvcodec"]
-        for short, c in pt["codecs"].items():
+        at = f"{nv['bpp']:.4f} bpp"
+        slower = []
+        for c in pt["codecs"].values():
             if not c.get("available"):
                 continue
-            if c["psnr"] > nv["psnr"]:
-                out.append(f"rate-distortion: at {nv['bpp']:.4f} bpp nvcodec reaches {nv['psnr']:.2f} dB PSNR, "
-                           f"{c['label']} {c['psnr']:.2f} dB at {c['bpp']:.4f} bpp")
-            if c["ms_ssim"] > nv["ms_ssim"]:
-                out.append(f"rate-distortion: at {nv['bpp']:.4f} bpp nvcodec MS-SSIM {nv['ms_ssim']:.4f}, "
-                           f"{c['label']} {c['ms_ssim']:.4f}")
-            if c.get("encode_seconds") is not None and nv["encode_seconds"] > c["encode_seconds"]:
-                out.append(f"encode time: nvcodec {nv['encode_seconds']:.1f} s vs {c['label']} "
-                           f"{c['encode_seconds']:.2f} s for the same {nv['frames']} frames")
+            if c["psnr"] > nv["psnr"] or c["ms_ssim"] > nv["ms_ssim"]:
+                out.append(f"rate-distortion at {at}: nvcodec {nv['psnr']:.2f} dB / MS-SSIM {nv['ms_ssim']:.4f}, "
+                           f"{c['label']} {c['psnr']:.2f} dB / {c['ms_ssim']:.4f} at {c['bpp']:.4f} bpp")
+            if nv["encode_seconds"] > c["encode_seconds"]:
+                slower.append(f"{c['label']} {c['encode_seconds']:.2f} s")
+        if slower:
+            out.append(f"encode time at {at} ({nv['frames']} frames): nvcodec {nv['encode_seconds']:.1f} s, "
+                       + ", ".join(slower))
         for task, a in pt.get("attach", {}).items():
-            out.append(f"attach time ({task}, {nv['bpp']:.4f} bpp): {a['seconds']:.1f} s once per file and task "
+            out.append(f"attach time ({task}) at {at}: {a['seconds']:.1f} s, once per file and task "
                        f"(the codec pipeline needs none)")
         for task, ra in pt.get("rate_accuracy", {}).items():
             key = "top1_agreement" if "top1_agreement" in ra["nvcodec"] else "fidelity"
-            if "x264" in ra and ra["x264"].get(key) is not None and ra["nvcodec"].get(key) is not None \
-                    and ra["x264"][key] > ra["nvcodec"][key]:
-                out.append(f"rate-accuracy ({task}, {nv['bpp']:.4f} bpp): nvcodec {key} {ra['nvcodec'][key]:.3f}, "
-                           f"x264 {ra['x264'][key]:.3f}")
+            x = ra.get("x264", {}).get(key)
+            n = ra["nvcodec"].get(key)
+            if x is not None and n is not None and x > n:
+                out.append(f"rate-accuracy ({task}) at {at}: nvcodec path {key} {n:.3f}, x264 pixels {x:.3f}")
     for task, t in report["tasks"].items():
-        red = t["reductions"]
+        red, p = t["reductions"], t["paths"]
         if red["latency_vs_codec_pct"] is not None and red["latency_vs_codec_pct"] < 0:
-            out.append(f"latency ({task}): nvcodec path {t['paths']['nvcodec']['latency_ms']['total_ms']:.1f} ms/frame "
-                       f"vs codec path {t['paths']['codec']['latency_ms']['total_ms']:.1f} ms/frame")
-        if red["gflops_vs_codec_pct"] is not None and red["gflops_vs_codec_pct"] < 0:
-            out.append(f"FLOPs ({task}): nvcodec path {t['paths']['nvcodec']['gflops']['total']:.3f} GFLOPs/frame vs "
-                       f"codec backbone {t['paths']['codec']['gflops']['total']:.3f} (H.264 decode not counted)")
+            out.append(f"latency ({task}): nvcodec path {p['nvcodec']['latency_ms']['total_ms']:.1f} ms/frame, "
+                       f"H.264 path {p['codec']['latency_ms']['total_ms']:.1f} ms/frame")
         if red["latency_vs_inr_pixels_pct"] is not None and red["latency_vs_inr_pixels_pct"] < 0:
-            out.append(f"latency ({task}): nvcodec path slower than INR full decode + backbone")
+            out.append(f"latency ({task}): nvcodec path {p['nvcodec']['latency_ms']['total_ms']:.1f} ms/frame, "
+                       f"INR full decode + backbone {p['inr_pixels']['latency_ms']['total_ms']:.1f} ms/frame")
+        if red["gflops_vs_codec_pct"] is not None and red["gflops_vs_codec_pct"] < 0:
+            out.append(f"FLOPs ({task}): nvcodec path {p['nvcodec']['gflops']['total']:.3f} GFLOPs/frame, H.264 path "
+                       f"backbone {p['codec']['gflops']['total']:.3f} (its decode is not counted)")
+    mt = report.get("multi_task")
+    if mt and (mt["reductions"]["shared_vs_separate_latency_pct"] or 0) < 0:
+        out.append(f"several tasks: shared prefix {mt['shared']['latency_ms']['total_ms']:.1f} ms/frame, separately "
+                   f"{mt['separate']['latency_ms']['total_ms']:.1f} ms/frame")
     ra = report.get("random_access")
-    if ra:
-        for r in ra["rows"]:
-            if r["nvcodec_cold_ms"] > r["x264_ms"]:
-                out.append(f"random access: frame {r['frame']} from a freshly opened .nvp {r['nvcodec_cold_ms']:.1f} ms "
-                           f"vs x264 seek {r['x264_ms']:.1f} ms")
-            if r["nvcodec_ms"] > r["x264_ms"]:
-                out.append(f"random access: frame {r['frame']} nvcodec (open file) {r['nvcodec_ms']:.1f} ms vs x264 seek "
-                           f"{r['x264_ms']:.1f} ms")
+    for r in (ra or {}).get("rows", []):
+        if r["nvcodec_cold_ms"] > r["x264_ms"] or r["nvcodec_ms"] > r["x264_ms"]:
+            out.append(f"random access to frame {r['frame']}: nvcodec {r['nvcodec_ms']:.1f} ms (file open) / "
+                       f"{r['nvcodec_cold_ms']:.1f} ms (open + load + decode), x264 seek {r['x264_ms']:.1f} ms")
     return out
 
 
@@ -436,6 +438,7 @@ def run_bench(input_path: str, options: BenchOptions, *, progress: ProgressCallb
 
 def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, workdir: str, started: str,
          wall0: float, progress: ProgressCallback | None) -> dict:
+    probe_start = compute_probe(dev)
     info = probe_video(input_path)
     start, stop = resolve_range(o.frames, info.frames)
     orig, _ = read_frames(input_path, frames=(start, stop))
@@ -443,8 +446,9 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
     idx = sample_indices(F, o.sample or F)
     points = _plan_points(o)
     multi = len(o.tasks) > 1
-    steps = _Steps(progress, len(points) * (2 + len(o.tasks)) + 3 * len(o.tasks) + (2 if multi else 0) + 2)
+    steps = _Steps(progress, len(points) * (2 + len(o.tasks)) + 3 * len(o.tasks) + (2 if multi else 0) + 3)
     stem = os.path.splitext(os.path.basename(input_path))[0]
+    speed_repeat = min(o.repeat, 3)
 
     rate_points = []
     for pt in points:
@@ -453,10 +457,15 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
         pt.encode = _encode_point(input_path, pt, o, (start, stop), steps)
         with open_nvp(pt.path) as video:
             pt.inr_frames = video.frames(None, device=dev).cpu()
-        nv = {"target": pt.target, **pt.encode, **quality(pt.inr_frames, orig), "file": pt.path}
+            nv = {"target": pt.target, **pt.encode, **quality(pt.inr_frames, orig), "file": pt.path}
+            if o.decode_speed_all or pt.main:
+                steps.next(f"decode speed ({pt.tag})")
+                nv["decode_speed"] = decode_speed(video, dev, repeat=speed_repeat, warmup=1)
         steps.next(f"codecs at {nv['bpp']:.4f} bpp")
         for short in o.codecs:
             rec, decoded = codec_point(orig, workdir, info.fps, short, nv["bpp"], f"{stem}_{pt.tag}", threads)
+            if decoded is not None and (o.decode_speed_all or pt.main):
+                rec["decode_speed"] = codec_decode_speed(rec["file"], W, H, F, threads, speed_repeat, 1)
             pt.codecs[short] = rec
             if short == "x264":
                 pt.x264_file, pt.x264_frames = rec["file"], decoded
@@ -466,21 +475,21 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
                                                      sample_frames=o.attach_frames, device=str(dev), seed=o.seed,
                                                      progress=steps.forward))
         row = {"tag": pt.tag, "main": pt.main, "nvcodec": nv, "codecs": pt.codecs, "attach": pt.attach}
-        if not pt.main:
+        if o.tasks and not pt.main:
             row["rate_accuracy"] = _rate_accuracy(pt, o, orig, idx, dev)
         rate_points.append(row)
 
     main = points[0]
-    with open_nvp(main.path) as video:
-        tasks_out, setups = _task_timing(video, main, o, orig, idx, dev, threads, steps)
-        multi_out = _multi_task(setups, video, tasks_out, o, idx, dev, steps) if multi else None
-        steps.next("decode speed")
-        speed = {"nvcodec": decode_speed(video, dev, repeat=min(o.repeat, 3), warmup=1),
-                 "x264": codec_decode_speed(main.x264_file, W, H, F, threads, repeat=min(o.repeat, 3), warmup=1)}
-    rate_points[0]["rate_accuracy"] = {
-        name: {k: tasks_out[name]["paths"][p]["agreement"] for k, p in
-               (("nvcodec", "nvcodec"), ("inr_pixels", "inr_pixels"), ("x264", "codec"))}
-        for name in o.tasks}
+    tasks_out: dict[str, Any] = {}
+    multi_out = None
+    if o.tasks:
+        with open_nvp(main.path) as video:
+            tasks_out, setups = _task_timing(video, main, o, orig, idx, dev, threads, steps)
+            multi_out = _multi_task(setups, video, tasks_out, o, idx, dev, steps) if multi else None
+        rate_points[0]["rate_accuracy"] = {
+            name: {k: tasks_out[name]["paths"][p]["agreement"] for k, p in
+                   (("nvcodec", "nvcodec"), ("inr_pixels", "inr_pixels"), ("x264", "codec"))}
+            for name in o.tasks}
     steps.next("random access")
     random_access = _random_access(main, F, o, dev)
 
@@ -491,7 +500,7 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
         "clip": os.path.basename(input_path), "machine": describe_machine(dev),
         "conditions": {
             "weights": weights, "weights_random": any_random,
-            "weights_note": RANDOM_NOTE if any_random else "pretrained weights",
+            "weights_note": RANDOM_NOTE if any_random else ("pretrained weights" if o.tasks else "no tasks"),
             "device": str(dev), "threads": threads, "frames": [start, stop], "frame_count": F,
             "width": W, "height": H, "fps": info.fps, "source_codec": info.codec,
             "sample_frames": idx, "repeat": o.repeat, "warmup": o.warmup, "batch_size": 1,
@@ -502,21 +511,39 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
             "codec_rate_control": "CRF bisection (bitrate fallback) to the bpp nvcodec reached, container bytes counted",
             "detection_threshold": o.threshold,
             "timing": TIMING_NOTE, "flops": FLOPS_NOTE, "quality": QUALITY_NOTE,
+            "decode_speed": (f"median of {speed_repeat} runs after 1 warm-up over all {F} frames: nvcodec "
+                             "frames()/features(k) in batches of 8, codecs sequential PyAV decode + RGB conversion"),
             "bpp": "file bytes * 8 / (width * height * frames); .nvp before attaching tasks, codecs with container",
             "started": started,
         },
         "rate_points": rate_points,
         "tasks": tasks_out,
         "multi_task": multi_out,
-        "decode_speed": speed,
         "random_access": random_access,
         "kept_files": workdir if o.keep else None,
+        "options": options_dict(o),
     }
     report["losses"] = _losses(report)
     report["conditions"]["wall_seconds"] = time.perf_counter() - wall0
     report["conditions"]["load_average_end"] = describe_machine(None)["load_average"]
+    report["conditions"]["compute_probe"] = {
+        "start": probe_start, "end": compute_probe(dev),
+        "note": "fp32 matmul speed at the start and end of the run; a large gap means other work competed for the machine"}
     steps.next("done")
-    return report
+    return json_safe(report)
+
+
+def json_safe(obj: Any) -> Any:
+    """Replace NaN and infinities by None and numpy scalars by Python numbers, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def options_dict(o: BenchOptions) -> dict:

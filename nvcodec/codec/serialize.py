@@ -46,7 +46,8 @@ def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "") -> lis
     for k, qd in enumerate(qinr.blocks):
         floats = qinr.block_floats[k] if k < len(qinr.block_floats) else {}
         sections.append(Section(f"{prefix}block/{k}", SectionKind.INR_BLOCK, _bundle(qd, floats, {"block": k})))
-    sections.append(Section(f"{prefix}head", SectionKind.INR_HEAD, _bundle(qinr.head, qinr.head_floats, {"head": True})))
+    head = _bundle(qinr.head, qinr.head_floats, {"head": True})
+    sections.append(Section(f"{prefix}head", SectionKind.INR_HEAD, head))
     return sections
 
 

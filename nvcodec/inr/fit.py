@@ -43,7 +43,7 @@ from .quant import QuantizedINR, dequantize_into, quantize_inr
 
 DEFAULT_EPOCHS = 300
 DEFAULT_LR = 3e-3
-DEFAULT_BATCH = 2
+DEFAULT_BATCH = 1
 WARMUP = 0.1
 CHECKPOINT_SECONDS = 30.0
 CKPT_FORMAT = "nvcodec-fit-checkpoint"
@@ -229,6 +229,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
             raise UsageError(f"checkpoint {checkpoint_path} does not fit this model: {e}") from None
 
     eval_decoder = copy.deepcopy(decoder)
+    loss_acc = torch.zeros((), device=dev)
     steps_per_epoch = -(-n // batch_size)
     t_start = time.monotonic()
     last_save = t_start
@@ -249,7 +250,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 "frames_shape": [n, config.height, config.width], "seed": seed, "epoch": epoch, "step": step,
                 "elapsed": elapsed(), "decoder": decoder.state_dict(),
                 "encoder": encoder.state_dict() if encoder is not None else {},
-                "optimizer": opt.state_dict(), "history": history, "loss_sum": loss_sum,
+                "optimizer": opt.state_dict(), "history": history, "loss_sum": loss_sum + float(loss_acc),
                 "loss_count": loss_count, "last_psnr": last_psnr}
 
     def inputs_for(dec: INRDecoder, emb: Tensor | None):
@@ -287,7 +288,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 opt.zero_grad(set_to_none=True)
                 value.backward()
                 opt.step()
-                loss_sum += float(value.detach())
+                loss_acc += value.detach()
                 loss_count += 1
                 step += 1
                 if checkpoint_path is not None and time.monotonic() - last_save >= CHECKPOINT_SECONDS:
@@ -299,9 +300,10 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 stopped_by = "time"
                 break
             epoch, step = epoch + 1, 0
-            entry: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / max(loss_count, 1),
+            entry: dict[str, Any] = {"epoch": epoch, "loss": (loss_sum + float(loss_acc)) / max(loss_count, 1),
                                      "lr": float(opt.param_groups[0]["lr"]), "seconds": elapsed()}
             loss_sum, loss_count = 0.0, 0
+            loss_acc.zero_()
             last_epoch = total_epochs is not None and epoch >= total_epochs
             if (eval_every is not None and epoch % eval_every == 0) and not last_epoch:
                 _, _, emb_deq = quantize_now()
@@ -314,18 +316,18 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
             if psnr_target is not None and "psnr" in entry and last_psnr >= psnr_target:
                 stopped_by = "psnr"
                 break
+        if checkpoint_path is not None:
+            _save_checkpoint(checkpoint_path, make_state())
+        decoder.eval()
+        q, emb, emb_deq = quantize_now()
+        p, s = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4),
+                        with_ssim=True)
+        pf, _ = evaluate(decoder, inputs_for(decoder, emb), frames, dev, max(batch_size, 4))
     except KeyboardInterrupt:
         if checkpoint_path is not None:
             _save_checkpoint(checkpoint_path, make_state())
         raise Interrupted("fitting interrupted" + (f"; checkpoint saved to {checkpoint_path}"
                                                   if checkpoint_path is not None else "")) from None
-
-    if checkpoint_path is not None:
-        _save_checkpoint(checkpoint_path, make_state())
-    decoder.eval()
-    q, emb, emb_deq = quantize_now()
-    p, s = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4), with_ssim=True)
-    pf, _ = evaluate(decoder, inputs_for(decoder, emb), frames, dev, max(batch_size, 4))
     psnr_mean = float(p.mean())
     done_epochs = epoch + (1 if step > 0 else 0)
     if history:

@@ -24,6 +24,7 @@ min(300k, raw RGB values) parameters and at most 3M.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from itertools import combinations_with_replacement
 from typing import Any
@@ -49,7 +50,7 @@ DEFAULT_MAX_PARAMS = 3_000_000
 
 REDUCE = 1.2
 MIN_CHANNELS = 12
-CELL_COST = 0.0025
+CELL_COST = 0.003
 STRIDE_CHOICES = (5, 4, 3, 2)
 
 
@@ -164,8 +165,9 @@ class INRConfig:
             for x in v:
                 _check_int(x, name)
             kw[name] = [int(x) for x in v]
-        if isinstance(kw["pe_base"], bool) or not isinstance(kw["pe_base"], (int, float)):
-            raise FormatError("INR config 'pe_base' must be a number")
+        if (isinstance(kw["pe_base"], bool) or not isinstance(kw["pe_base"], (int, float))
+                or not math.isfinite(kw["pe_base"])):
+            raise FormatError("INR config 'pe_base' must be a finite number")
         kw["pe_base"] = float(kw["pe_base"])
         cfg = cls(**kw)
         try:
@@ -297,11 +299,10 @@ def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
     """
     if kind not in KINDS:
         raise UsageError(f"kind must be one of {', '.join(KINDS)}")
-    for name, v in (("width", width), ("height", height)):
-        if not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
-            raise UsageError(f"{name} must be an integer in 1..{MAX_SIZE}")
-    if not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
-        raise UsageError(f"frames must be an integer in 1..{MAX_FRAMES}")
+    for name, v, top in (("width", width, MAX_SIZE), ("height", height, MAX_SIZE), ("frames", frames, MAX_FRAMES)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= v <= top:
+            raise UsageError(f"{name} must be an integer in 1..{top}")
+    width, height, frames = int(width), int(height), int(frames)
     if params is not None and bpp is not None:
         raise UsageError("give params or bpp, not both")
     if params is not None and not (math.isfinite(params) and params > 0):

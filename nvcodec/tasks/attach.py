@@ -91,7 +91,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         layers = range(video.num_layers)
         inr0 = _prepared_features(video, rt, layers, idx0, 0, dev)
 
-        ranked = rank_pairs(inr0, targets, sizes)
+        ranked = rank_pairs(inr0, targets, sizes, debiased=True)
         top = select_top(ranked, top_k)
         train_i, val_i = _split(len(idx0))
         emit(progress, "attach", 0, len(top), stage_name="adapters")

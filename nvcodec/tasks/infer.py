@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -78,6 +78,20 @@ def _load_adapters(video: NvpVideo, entry: dict, device: torch.device) -> dict[i
         except (KeyError, ValueError, RuntimeError) as exc:
             raise FormatError(f"adapter tensors do not form a 1x1 conv adapter: {exc}", section=name) from None
     return out
+
+
+def decode_prefix(dec: Any, x_in: torch.Tensor, layers: list[int], clock: _Clock) -> Iterator[tuple[int, torch.Tensor, float]]:
+    """Decode once up to the deepest of `layers`, yielding (layer, activation, ms) as each is reached.
+
+    Each deeper layer continues from the previous activation, so the shared prefix runs once.
+    """
+    feat, prev = None, None
+    for k in layers:
+        before = clock.ms.get("decode", 0.0)
+        feat = clock.run("decode", dec.features, x_in, k) if prev is None else \
+            clock.run("decode", dec.continue_features, feat, prev, k)
+        prev = k
+        yield k, feat, clock.ms["decode"] - before
 
 
 def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int], threshold: float) -> None:
@@ -206,13 +220,8 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
                 idx_batches.append(idx)
                 dec, _ = video.decoder(seg, deepest, dev)
                 x_in = shared.run("decode", video.inputs, seg, idx, dev, deepest)
-                feat, prev = None, None
-                for k in layers:
-                    before = shared.ms.get("decode", 0.0)
-                    feat = shared.run("decode", dec.features, x_in, k) if prev is None else \
-                        shared.run("decode", dec.continue_features, feat, prev, k)
-                    decode_at[k] = decode_at.get(k, 0.0) + shared.ms["decode"] - before
-                    prev = k
+                for k, feat, ms in decode_prefix(dec, x_in, layers, shared):
+                    decode_at[k] = decode_at.get(k, 0.0) + ms
                     for t in runs:
                         if t.entry["inr_layer"] == k:
                             _run_task(t, video, seg, feat, idx, threshold)

@@ -1,0 +1,133 @@
+"""Views of bench reports: the codec-issue and task-issue JSON, and the Markdown summary table.
+
+    python -m nvcodec.bench.summary benchmarks/results     # prints the Markdown table of every bench_*.json
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from typing import Any
+
+CODEC_SCHEMA = "nvcodec-codec-bench/1"
+TASK_SCHEMA = "nvcodec-task-bench/1"
+
+
+def _conditions(r: dict) -> dict:
+    keep = ("device", "threads", "frames", "frame_count", "width", "height", "fps", "encode", "codecs",
+            "codec_preset", "codec_rate_control", "quality", "decode_speed", "bpp", "started", "wall_seconds",
+            "weights", "weights_random", "weights_note", "repeat", "warmup", "sample_frames", "timing", "flops",
+            "attach")
+    return {k: r["conditions"][k] for k in keep if k in r["conditions"]}
+
+
+def codec_view(r: dict, source: str) -> dict:
+    """PSNR / MS-SSIM / bpp against encode time, full and per-block decode frames/s, codecs at the same bpp."""
+    points = []
+    for pt in sorted(r["rate_points"], key=lambda p: p["nvcodec"]["bpp"]):
+        nv = pt["nvcodec"]
+        points.append({
+            "target": nv["target"],
+            "nvcodec": {k: nv.get(k) for k in ("bpp", "bytes", "params", "psnr", "psnr_min", "ms_ssim", "encode_seconds",
+                                               "epochs", "stopped_by", "trace", "decode_speed")},
+            "codecs": {k: {f: c.get(f) for f in ("label", "encoder", "available", "note", "bpp", "bytes", "psnr",
+                                                 "psnr_min", "ms_ssim", "encode_seconds", "rate_control", "crf",
+                                                 "bitrate", "decode_speed")}
+                       for k, c in pt["codecs"].items()},
+        })
+    return {"schema": CODEC_SCHEMA, "source": source, "clip": r["clip"], "machine": r["machine"],
+            "conditions": _conditions(r), "points": points, "random_access": r.get("random_access"),
+            "losses": [x for x in r.get("losses", []) if not x.startswith(("attach", "latency", "FLOPs", "rate-acc"))]}
+
+
+def task_view(r: dict, source: str) -> dict:
+    """Per task and chosen pair: FLOPs and latency of the three paths, agreement, adapter size, attach time."""
+    main = next(p for p in r["rate_points"] if p["main"])
+    tasks = {}
+    for name, t in r["tasks"].items():
+        att = main["attach"].get(name, {})
+        tasks[name] = {
+            "chosen": {"inr_layer": t["inr_layer"], "injection_point": t["injection_point"]},
+            "weights": t["weights"], "weights_random": t["weights_random"], "note": t.get("note"),
+            "adapter_params": t["adapter_params"], "adapter_params_pct": t["adapter_params_pct"],
+            "adapter_bytes": t["adapter_bytes"], "backbone_params": t["backbone_params"],
+            "attach_seconds": att.get("seconds"), "attach_fidelity": att.get("fidelity"),
+            "attach_trained_pairs": att.get("trained_pairs"), "attach_total_pairs": att.get("total_pairs"),
+            "paths": {
+                "adapter": _path(t["paths"]["nvcodec"]),
+                "inr_full_decode": _path(t["paths"]["inr_pixels"]),
+                "pyav_h264": _path(t["paths"]["codec"]),
+            },
+            "agreement_adapter_vs_inr_pixels": t["paths"]["nvcodec"].get("agreement_with_inr_pixels"),
+            "reductions": t["reductions"],
+        }
+    return {"schema": TASK_SCHEMA, "source": source, "clip": r["clip"], "machine": r["machine"],
+            "conditions": _conditions(r), "nvcodec_bpp": main["nvcodec"]["bpp"],
+            "x264_bpp": main["codecs"].get("x264", {}).get("bpp"), "tasks": tasks, "multi_task": r.get("multi_task")}
+
+
+def _path(p: dict) -> dict:
+    lat = p["latency_ms"]
+    return {"label": p["label"], "latency_ms": lat["total_ms"], "stages_ms": lat["stages_ms"], "gflops": p["gflops"],
+            "gflops_notes": p.get("gflops_notes"), "agreement_with_original_pixels": p["agreement"]}
+
+
+def _f(v: Any, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _agree(a: dict | None) -> str:
+    if not a:
+        return "n/a"
+    if "top1_agreement" in a:
+        return f"{a['top1_agreement'] * 100:.0f}%"
+    return f"fid {a['fidelity']:.3f}"
+
+
+def markdown_summary(reports: list[dict]) -> str:
+    """Markdown tables (rate-distortion; per-task latency/FLOPs/agreement) over several bench reports."""
+    rd = ["| clip | frames | nvcodec bpp | nvcodec PSNR / MS-SSIM | x264 bpp | x264 PSNR / MS-SSIM | x265 PSNR / MS-SSIM "
+          "| nvcodec encode s | x264 encode s |", "|---|---|---|---|---|---|---|---|---|"]
+    task_rows = ["| clip | task | pair | H.264 path ms / GFLOPs | INR pixels ms / GFLOPs | nvcodec ms / GFLOPs "
+                 "| latency cut vs H.264 / INR | GFLOPs cut vs INR | agreement nvcodec / INR / x264 | attach s |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        c = r["conditions"]
+        for pt in sorted(r["rate_points"], key=lambda p: p["nvcodec"]["bpp"]):
+            nv, x = pt["nvcodec"], pt["codecs"].get("x264", {})
+            h = pt["codecs"].get("x265", {})
+            x265 = f"{h['psnr']:.2f} / {h['ms_ssim']:.3f}" if h.get("available") else "n/a"
+            rd.append(f"| {r['clip']} | {c['frames'][0]}:{c['frames'][1]} | {nv['bpp']:.4f} | {nv['psnr']:.2f} / "
+                      f"{nv['ms_ssim']:.3f} | {_f(x.get('bpp'), '.4f')} | {_f(x.get('psnr'), '.2f')} / "
+                      f"{_f(x.get('ms_ssim'), '.3f')} | {x265} | {nv['encode_seconds']:.0f} | "
+                      f"{_f(x.get('encode_seconds'), '.2f')} |")
+        main = next(p for p in r["rate_points"] if p["main"])
+        for name, t in r["tasks"].items():
+            p = t["paths"]
+            red = t["reductions"]
+            cells = [f"{p[k]['latency_ms']['total_ms']:.1f} / {p[k]['gflops']['total']:.2f}"
+                     for k in ("codec", "inr_pixels", "nvcodec")]
+            task_rows.append(
+                f"| {r['clip']} | {name} | block {t['inr_layer']} -> {t['injection_point']} | {' | '.join(cells)} | "
+                f"{_f(red['latency_vs_codec_pct'], '+.0f')}% / {_f(red['latency_vs_inr_pixels_pct'], '+.0f')}% | "
+                f"{_f(red['gflops_vs_inr_pixels_pct'], '+.0f')}% | {_agree(p['nvcodec']['agreement'])} / "
+                f"{_agree(p['inr_pixels']['agreement'])} / {_agree(p['codec']['agreement'])} | "
+                f"{_f(main['attach'].get(name, {}).get('seconds'), '.0f')} |")
+    return "\n".join(["Rate-distortion (PSNR dB / MS-SSIM against the original frames):", "", *rd, "",
+                      "Tasks at the main rate point (ms and GFLOPs per frame, batch 1; agreement = top-1 agreement "
+                      "with the backbone on the original frames, or detection fidelity):", "", *task_rows])
+
+
+def load_reports(directory: str) -> list[dict]:
+    """Every `bench_*.json` in `directory`, sorted by file name."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(directory, "bench_*.json"))):
+        with open(path, encoding="utf-8") as f:
+            out.append(json.load(f))
+    return out
+
+
+if __name__ == "__main__":
+    print(markdown_summary(load_reports(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results")))
