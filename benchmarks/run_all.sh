@@ -18,20 +18,27 @@ mkdir -p "$OUT/plots"
 threads=()
 if [ -n "${THREADS:-}" ]; then threads=(--threads "$THREADS"); fi
 
-common=(--frames "$FRAMES" --bpps "$BPPS" --time-budget "$BUDGET" --weights random --codecs x264,x265
+common=(--frames "$FRAMES" --time-budget "$BUDGET" --weights random --codecs x264,x265
         --device "$DEVICE" --plot "$OUT/plots" --json "${threads[@]}")
 
+# The DETR clip goes last; every other clip gets ResNet-50 only.
+clips=()
 for path in "$CLIPS"/*.mp4 "$CLIPS"/*.mkv; do
-  [ -f "$path" ] || continue
+  [ -f "$path" ] && [ "$(basename "$path")" != "$DETR_CLIP" ] && clips+=("$path")
+done
+[ -f "$CLIPS/$DETR_CLIP" ] && clips+=("$CLIPS/$DETR_CLIP")
+
+for path in "${clips[@]}"; do
   clip="$(basename "$path")"
   stem="${clip%.*}"
   if [ "$clip" = "$DETR_CLIP" ]; then
-    # DETR at 800 px on a CPU costs ~100x ResNet-50 per frame: 4 sampled frames, 3 timed passes.
-    extra=(--task resnet50,detr --sample 4 --repeat 3)
+    # DETR at 750x1333 on a CPU costs ~40x ResNet-50 per frame: one rate point, 4 sampled frames,
+    # 3 timed passes, attach on 8 frames.
+    extra=(--task resnet50,detr --bpps "${BPPS##*,}" --sample 4 --repeat 3 --attach-frames 8)
   else
-    extra=(--task resnet50 --repeat 5)
+    extra=(--task resnet50 --bpps "$BPPS" --repeat 5)
   fi
-  echo "== $clip" >&2
+  echo "== $clip $(date -u +%H:%M:%S)" >&2
   "$NV" bench "$path" "${common[@]}" "${extra[@]}" > "$OUT/bench_$stem.json.tmp"
   mv "$OUT/bench_$stem.json.tmp" "$OUT/bench_$stem.json"
 done

@@ -1,9 +1,15 @@
 import os
 
-import pytest
-
+# Tiny models: one thread avoids OpenMP spin-waits that make tiny ops 10x slower on a busy
+# 2-core machine. Set before torch is imported; subprocesses (CLI tests) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 def pytest_addoption(parser):

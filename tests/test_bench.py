@@ -198,6 +198,7 @@ def test_no_silent_weights_fallback(clip, monkeypatch):
     monkeypatch.setenv("NVCODEC_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", "/nonexistent-nvcodec-test")
     monkeypatch.setenv("HF_HOME", "/nonexistent-nvcodec-test")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     with pytest.raises(WeightsError):
         run_bench(clip, BenchOptions(tasks=["resnet50"], **{**TINY, "weights": None}))
 

@@ -120,6 +120,60 @@ def markdown_summary(reports: list[dict]) -> str:
                       "with the backbone on the original frames, or detection fidelity):", "", *task_rows])
 
 
+def markdown_conditions(reports: list[dict]) -> str:
+    """Machine and run conditions of several bench reports, as a Markdown list and table."""
+    if not reports:
+        return "(no reports)"
+    m = reports[0]["machine"]
+    c = reports[0]["conditions"]
+    lines = [
+        f"* Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['memory_gib']} GiB; {m['os']}; "
+        f"Python {m['python']}, torch {m['torch']} ({c['threads']} threads), PyAV {m['pyav']}, FFmpeg {m['ffmpeg']}; "
+        f"device {c['device']}" + (f", GPU {m['gpu']['name']}" if m.get("gpu") else ", no GPU") + ".",
+        f"* Weights: {c['weights_note']}.",
+        "* Shared machine: other engineers' jobs ran at times; each report records the load average and an fp32 "
+        "matmul speed probe at its start and end (table below). Timings from a run whose probe dropped are "
+        "disturbed.",
+        "",
+        "| clip | frames | size | rate points (targets) | nvcodec encode | tasks | timed frames x passes "
+        "| load start -> end | matmul GFLOP/s start -> end | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        c = r["conditions"]
+        enc = c["encode"]
+        stop = f"{enc['time_budget_s']:g} s budget" if enc.get("time_budget_s") else f"{enc['epochs']} epochs"
+        targets = ", ".join(", ".join(f"{k} {v:g}" for k, v in p["nvcodec"]["target"].items())
+                            for p in sorted(r["rate_points"], key=lambda p: p["nvcodec"]["bpp"]))
+        probe = c.get("compute_probe") or {}
+        ps = f"{probe['start']['gflops_per_s']:.0f} -> {probe['end']['gflops_per_s']:.0f}" if probe else "n/a"
+        la = r["machine"].get("load_average") or ["?"]
+        lb = c.get("load_average_end") or ["?"]
+        lines.append(f"| {r['clip']} | {c['frames'][0]}:{c['frames'][1]} | {c['width']}x{c['height']} | {targets} | "
+                     f"{enc['kind']}, {stop} | {', '.join(r['tasks']) or '-'} | {len(c['sample_frames'])} x "
+                     f"{c['repeat']} (+{c['warmup']} warm-up) | {la[0]} -> {lb[0]} | {ps} | {c['wall_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def markdown_losses(reports: list[dict]) -> str:
+    """Every 'nvcodec loses' line of every report, grouped by clip."""
+    out = []
+    for r in reports:
+        out.append(f"* **{r['clip']}**")
+        out += [f"  * {x}" for x in r.get("losses", [])] or ["  * (none measured)"]
+    return "\n".join(out)
+
+
+def markdown_plots(reports: list[dict], prefix: str = "results/plots/") -> str:
+    """Links to the PNG charts `nvcodec bench --plot` wrote for each report."""
+    out = []
+    for r in reports:
+        stem = os.path.splitext(r["clip"])[0]
+        names = ["rate_distortion"] + (["rate_accuracy", "latency"] if r.get("tasks") else [])
+        out.append(f"* {r['clip']}: " + ", ".join(f"[{n.replace('_', '-')}]({prefix}{stem}_{n}.png)" for n in names))
+    return "\n".join(out)
+
+
 def load_reports(directory: str) -> list[dict]:
     """Every `bench_*.json` in `directory`, sorted by file name."""
     out = []
@@ -130,4 +184,6 @@ def load_reports(directory: str) -> list[dict]:
 
 
 if __name__ == "__main__":
-    print(markdown_summary(load_reports(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results")))
+    found = load_reports(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results")
+    print("\n\n".join(["## Conditions", markdown_conditions(found), "## Results", markdown_summary(found),
+                         "## Charts", markdown_plots(found), "## Where nvcodec loses", markdown_losses(found)]))
