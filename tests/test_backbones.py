@@ -28,14 +28,6 @@ from nvcodec.tasks.weights import WeightsSource
 POINTS = ["stem", "layer1", "layer2", "layer3"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest single-threaded; OpenMP threads stall badly on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _tiny(task: str):
     torch.manual_seed(0)

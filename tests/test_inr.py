@@ -15,14 +15,6 @@ from nvcodec.inr.fit import lr_factor
 from nvcodec.inr.model import HNeRVEncoder, pad_frames
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def synth_clip(n: int = 4, h: int = 32, w: int = 48) -> torch.Tensor:
     """Smooth gradients plus a moving square: uint8 (n, h, w, 3)."""

@@ -14,14 +14,6 @@ from nvcodec.inr import INRDecoder, dequantize_into, plan_config, quantize_inr
 from nvcodec.inr.quant import dequantize_tensor, quantize_auto, quantize_tensor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _bound_ok(x: np.ndarray, q: np.ndarray, p) -> bool:
     deq = dequantize_tensor(q, p)

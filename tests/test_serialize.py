@@ -11,14 +11,6 @@ from nvcodec.errors import FormatError, UsageError
 from nvcodec.inr import INRDecoder, dequantize_into, plan_config, quantize_inr
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class RecordingReader:
     """Wraps an NvpReader and records the names of sections read."""

@@ -17,13 +17,6 @@ from nvcodec.tasks.weights import read_state_dict, resolve_weights
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def caches(tmp_path, monkeypatch):
