@@ -17,6 +17,10 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join("  " + line.rstrip() for line in lines)
 
 
+def _num(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
+
 def render_info(r: dict) -> str:
     f = r["format"]
     out = [f"{r['file']}: nvp {f['version']}, {f['file_bytes']:,} bytes, generation {f['generation']}"
@@ -34,16 +38,17 @@ def render_info(r: dict) -> str:
                    f"{len(m['segments'])} segment(s)")
     q = r.get("quality") or {}
     if q.get("psnr") is not None:
-        out.append(f"  quality:  PSNR {q['psnr']:.2f} dB (min {q['psnr_min']:.2f}), SSIM {q['ssim']:.4f}")
+        out.append(f"  quality:  PSNR {_num(q['psnr'], '.2f')} dB (min {_num(q.get('psnr_min'), '.2f')}), "
+                   f"SSIM {_num(q.get('ssim'), '.4f')}")
     e = r.get("encode") or {}
     if e.get("tool_version"):
         out.append(f"  encoded:  nvcodec {e['tool_version']} on {e.get('device')} ({e.get('dtype')}), "
-                   f"{(e.get('encode_seconds') or 0):.1f} s, {e.get('created')}")
+                   f"{_num(e.get('encode_seconds'), '.1f')} s, {e.get('created')}")
     if r.get("tasks"):
         for t in r["tasks"]:
             rnd = " [random weights]" if t.get("weights_random") else ""
             out.append(f"  task:     {t['task']}: INR block {t['inr_layer']} -> {t['injection_point']} "
-                       f"(CKA {t['cka']:.3f}, adapter {t.get('adapter_params')} params){rnd}")
+                       f"(CKA {_num(t.get('cka'), '.3f')}, adapter {t.get('adapter_params')} params){rnd}")
     else:
         out.append("  tasks:    none attached")
     rows = [[s["name"], s["kind"], s["codec"], str(s["offset"]), f"{s['bytes']:,}", f"{s['raw_bytes']:,}"] for s in r["sections"]]

@@ -6,9 +6,8 @@ import os
 
 from .. import __version__
 from ..container import NvpReader, SectionKind
-from ..errors import FormatError
 from ..inr.plan import INRConfig
-from .meta import VideoMetadata, read_segments
+from .meta import VideoMetadata, read_provenance, read_routing, read_segments
 
 INFO_SCHEMA_VERSION = 1
 KIND_NAMES = {int(k): k.name.lower() for k in SectionKind}
@@ -38,18 +37,15 @@ def describe(path: str | os.PathLike) -> dict:
         video = VideoMetadata.from_dict(reader.read_msgpack("video")) if "video" in reader else None
         segments = read_segments(reader, video.frames) if video else []
         model = _model_summary(reader, segments) if video else None
-        provenance = reader.read_msgpack("provenance") if "provenance" in reader else {}
-        if not isinstance(provenance, dict):
-            raise FormatError("provenance must be a map", section="provenance")
-        routing = reader.read_msgpack("routing") if "routing" in reader else {}
-        if not isinstance(routing, dict):
-            raise FormatError("routing must be a map", section="routing")
+        provenance = read_provenance(reader)
         tasks = []
-        for name, entry in sorted((routing.get("tasks") or {}).items()):
-            if not isinstance(entry, dict):
-                raise FormatError(f"routing entry for {name!r} must be a map", section="routing")
-            tasks.append({"task": name, **{k: entry.get(k) for k in
-                          ("inr_layer", "injection_point", "cka", "fidelity", "adapter_params", "adapter_params_pct", "weights", "weights_random")}})
+        for name, entry in sorted(read_routing(reader)["tasks"].items()):
+            row = {"task": name}
+            for key in ("inr_layer", "injection_point", "cka", "fidelity", "adapter_params", "adapter_params_pct",
+                        "weights", "weights_random"):
+                value = entry.get(key)
+                row[key] = value if isinstance(value, (int, float, str, bool)) or value is None else None
+            tasks.append(row)
         sections = [{"name": s.name, "kind": KIND_NAMES.get(s.kind, f"unknown({s.kind})"), "codec": "zstd" if s.codec == 1 else "raw",
                      "offset": s.offset, "bytes": s.stored_length, "raw_bytes": s.raw_length, "crc32": f"{s.crc32:08x}"}
                     for s in reader.sections]

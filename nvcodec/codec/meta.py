@@ -101,3 +101,29 @@ def read_segments(reader: NvpReader, frames: int) -> list[tuple[int, int, str]]:
     if expected != frames:
         raise FormatError(f"segments cover {expected} frames but the video has {frames}", section="segments")
     return out
+
+
+def read_routing(reader: NvpReader) -> dict:
+    """The `routing` section ({'version': 1, 'tasks': {name: entry}}); empty when absent."""
+    if "routing" not in reader:
+        return {"version": 1, "tasks": {}}
+    routing = reader.read_msgpack("routing")
+    if not isinstance(routing, dict):
+        raise FormatError("routing must be a map", section="routing")
+    tasks = routing.setdefault("tasks", {})
+    if not isinstance(tasks, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in tasks.items()):
+        raise FormatError("routing 'tasks' must map task names to entries", section="routing")
+    return routing
+
+
+def read_provenance(reader: NvpReader) -> dict:
+    """The `provenance` section as a map (empty when absent); non-numeric quality figures become None."""
+    if "provenance" not in reader:
+        return {}
+    prov = reader.read_msgpack("provenance")
+    if not isinstance(prov, dict):
+        raise FormatError("provenance must be a map", section="provenance")
+    for key in ("psnr", "psnr_min", "ssim", "encode_seconds"):
+        if key in prov and (isinstance(prov[key], bool) or not isinstance(prov[key], (int, float))):
+            prov[key] = None
+    return prov

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from ..errors import FormatError, UsageError
+from ..codec.meta import read_routing  # noqa: F401  (re-exported for attach/infer)
+from ..errors import UsageError
 from .geometry import Geometry, crop_features, preprocess
 from .registry import TaskSpec, get_task
 from .weights import resolve_weights
@@ -88,17 +89,6 @@ def sample_indices(total: int, count: int) -> list[int]:
     if count >= total:
         return list(range(total))
     return sorted({round(i * (total - 1) / (count - 1)) if count > 1 else 0 for i in range(count)})
-
-
-def read_routing(reader: Any) -> dict:
-    """The `routing` section as a dict ({'version': 1, 'tasks': {...}}); empty when absent."""
-    if "routing" not in reader:
-        return {"version": 1, "tasks": {}}
-    routing = reader.read_msgpack("routing")
-    if not isinstance(routing, dict) or not isinstance(routing.get("tasks", {}), dict):
-        raise FormatError("routing must be a map with a 'tasks' map", section="routing")
-    routing.setdefault("tasks", {})
-    return routing
 
 
 def adapter_section_name(task: str, segment: int, segments: int) -> str:
