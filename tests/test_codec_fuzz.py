@@ -12,6 +12,7 @@ from nvcodec.codec.encode import EncodeOptions, encode
 from nvcodec.codec.info import describe
 from nvcodec.container import NvpReader, Section, pack_msgpack, write_nvp
 from nvcodec.errors import NvcodecError
+from nvcodec.tasks.infer import infer
 
 from conftest import synthetic_frames, write_clip
 
@@ -41,7 +42,7 @@ def _mutate(obj, key_values):
     return out
 
 
-def _exercise(path):
+def _exercise(path, with_infer=False):
     try:
         describe(path)
         with nvcodec.open(path) as v:
@@ -49,6 +50,11 @@ def _exercise(path):
             v.features(0, [len(v) - 1])
     except NvcodecError:
         pass
+    if with_infer:
+        try:
+            infer(path, ["resnet50"], weights="random-tiny")
+        except NvcodecError:
+            pass
 
 
 @pytest.mark.parametrize("target", ["video", "model", "provenance", "segments", "routing"])
@@ -58,6 +64,12 @@ def test_hostile_metadata_raises_only_nvcodec_errors(good, target, data):
     d, sections, decoded = good
     base = decoded.get(target, {})
     keys = list(base) + ["segments", "tasks", "start", "stop", "prefix", "width", "frames", "strides"]
+    if target == "routing" and data.draw(st.booleans()):
+        entry = {"inr_layer": 0, "injection_point": "stem", "adapter_sections": ["adapter/resnet50"]}
+        entry = _mutate(entry, data.draw(st.lists(st.tuples(st.sampled_from(
+            ["inr_layer", "injection_point", "adapter_sections", "weights", "sample_frames", "weights_random"]), values),
+            max_size=3)))
+        base = {"version": 1, "tasks": {"resnet50": entry}}
     if data.draw(st.booleans()):
         payload = _mutate(base, data.draw(st.lists(st.tuples(st.sampled_from(keys), values), min_size=1, max_size=4)))
     else:
@@ -74,5 +86,5 @@ def test_hostile_metadata_raises_only_nvcodec_errors(good, target, data):
         write_nvp(path, out)
     except NvcodecError:
         return
-    _exercise(path)
+    _exercise(path, with_infer=target == "routing")
     os.unlink(path)

@@ -203,7 +203,9 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
             entry = _entry(routing, name, path)
             if not 0 <= entry["inr_layer"] < video.num_layers:
                 raise FormatError(f"routing for {name!r} names INR block {entry['inr_layer']}, which does not exist", section="routing")
-            w = weights or entry.get("weights")
+            # The file only says whether its adapter was trained on a random backbone; a path or model
+            # id recorded in it is never followed (a hostile file must not pick what gets loaded).
+            w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
             calib = None
             if entry.get("weights_random") or w in ("random", "random-tiny"):
                 calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev)
