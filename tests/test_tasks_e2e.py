@@ -174,3 +174,20 @@ def test_cli_attach_infer_json(nvp):
     p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "infer", nvp, "--task", "detr"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 6 and "attach" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_encode_with_tasks_attaches_right_after(tmp_path):
+    clip = write_clip(str(tmp_path / "c.mp4"), synthetic_frames(4, 32, 48))
+    out = str(tmp_path / "c.nvp")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "encode", clip, out, "--params", "5k", "--epochs", "3",
+                        "--device", "cpu", "--tasks", "resnet50", "--weights", TINY, "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["tasks"][0]["task"] == "resnet50" and s["tasks"][0]["weights_random"]
+    with NvpReader(out) as r:
+        assert "routing" in r and "adapter/resnet50" in r
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "encode", clip, str(tmp_path / "x.nvp"), "--tasks", "nope"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 2 and "resnet50" in p.stderr and not os.path.exists(tmp_path / "x.nvp")

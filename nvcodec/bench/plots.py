@@ -50,35 +50,51 @@ def _rd(plt: Any, r: dict, path: str) -> None:
     plt.close(fig)
 
 
-def _metric(a: dict | None) -> float | None:
+SECOND_METRIC = {"classification": ("mean_kl", "mean KL(original || path), lower is closer"),
+                 "detection": ("map50", "mAP@0.5 against the original-pixel detections")}
+
+
+def _metric(a: dict | None, key: str | None = None) -> float | None:
     if not a:
         return None
+    if key is not None:
+        return a.get(key)
     return a.get("top1_agreement", a.get("fidelity"))
 
 
 def _ra(plt: Any, r: dict, path: str) -> None:
     tasks = list(r["tasks"])
     pts = sorted(r["rate_points"], key=lambda p: p["nvcodec"]["bpp"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        classification = r["tasks"][task]["output_type"] == "classification"
-        for key, style, label, bpp_of in (("nvcodec", "o-", "nvcodec path", "nvcodec"),
-                                          ("inr_pixels", "^:", "INR pixels + backbone", "nvcodec"),
-                                          ("x264", "s--", "x264 pixels + backbone", "x264")):
-            xs, ys = [], []
-            for p in pts:
-                v = _metric(p.get("rate_accuracy", {}).get(task, {}).get(key))
-                bpp = p["nvcodec"]["bpp"] if bpp_of == "nvcodec" else p["codecs"].get("x264", {}).get("bpp")
-                if v is not None and bpp is not None:
-                    xs.append(bpp)
-                    ys.append(v)
-            if xs:
-                ax.plot(xs, ys, style, label=label)
-        ax.set_xlabel("bits per pixel")
-        ax.set_ylabel("top-1 agreement with original pixels" if classification else "fidelity vs original pixels")
-        ax.set_title(task)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(max(7, 5 * len(tasks)), 7), squeeze=False)
+    for col, task in enumerate(tasks):
+        kind = r["tasks"][task]["output_type"]
+        second, second_label = SECOND_METRIC.get(kind, ("fidelity", "fidelity"))
+        first_label = "top-1 agreement with original pixels" if kind == "classification" else "fidelity vs original pixels"
+        for row, (key, ylabel) in enumerate(((None, first_label), (second, second_label))):
+            ax = axes[row][col]
+            plotted = False
+            for name, style, label, bpp_of in (("nvcodec", "o-", "nvcodec path", "nvcodec"),
+                                               ("inr_pixels", "^:", "INR pixels + backbone", "nvcodec"),
+                                               ("x264", "s--", "x264 pixels + backbone", "x264")):
+                xs, ys = [], []
+                for p in pts:
+                    v = _metric(p.get("rate_accuracy", {}).get(task, {}).get(name), key)
+                    bpp = p["nvcodec"]["bpp"] if bpp_of == "nvcodec" else p["codecs"].get("x264", {}).get("bpp")
+                    if v is not None and bpp is not None:
+                        xs.append(bpp)
+                        ys.append(v)
+                if xs:
+                    ax.plot(xs, ys, style, label=label)
+                    plotted = True
+            ax.set_xlabel("bits per pixel")
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_title(task)
+            ax.grid(alpha=0.3)
+            if plotted:
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, "null: nothing to score\n(e.g. no reference detection above the threshold)",
+                        ha="center", va="center", transform=ax.transAxes, fontsize=8)
     fig.suptitle("Rate-accuracy\n" + _subtitle(r), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

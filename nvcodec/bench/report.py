@@ -62,7 +62,7 @@ def render_conditions(r: dict) -> list[str]:
     probe = c.get("compute_probe")
     if probe:
         out.append(f"  compute probe (fp32 matmul): {probe['start']['gflops_per_s']:.0f} GFLOP/s at the start, "
-                   f"{probe['end']['gflops_per_s']:.0f} at the end; load average {m.get('load_average')} -> "
+                   f"{probe['end']['gflops_per_s']:.0f} at the end; load average {c.get('load_average_start', 'n/a')} -> "
                    f"{c.get('load_average_end')}")
     if c["weights_random"]:
         out.append("  NOTE: " + c["weights_note"])

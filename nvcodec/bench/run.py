@@ -105,6 +105,10 @@ class BenchOptions:
             raise UsageError("nothing to encode: give --bpps, --bpp or --params")
         if self.epochs is None and self.time_budget is None:
             self.time_budget = DEFAULT_TIME_BUDGET
+        EncodeOptions(kind=self.kind, params=self.params, bpp=self.bpp, psnr=None, epochs=self.epochs,
+                      time_budget=self.time_budget, device=self.device).validate()
+        if "x264" not in self.codecs:
+            self.codecs = ["x264", *self.codecs]
         if not 0 < self.threshold < 1:
             raise UsageError("--threshold must be in (0, 1)")
         if self.attach_epochs < 1:
@@ -134,7 +138,7 @@ class _Steps:
         self.step = 0
 
     def next(self, what: str) -> None:
-        emit(self.progress, "bench", self.step, self.total, what=what)
+        emit(self.progress, f"bench: {what}", self.step, self.total, what=what)
         self.step += 1
 
     def forward(self, event: ProgressEvent) -> None:
@@ -438,6 +442,7 @@ def run_bench(input_path: str, options: BenchOptions, *, progress: ProgressCallb
 
 def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, workdir: str, started: str,
          wall0: float, progress: ProgressCallback | None) -> dict:
+    machine = describe_machine(dev)
     probe_start = compute_probe(dev)
     info = probe_video(input_path)
     start, stop = resolve_range(o.frames, info.frames)
@@ -497,7 +502,7 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
     any_random = any(tasks_out[n]["weights_random"] for n in o.tasks)
     report: dict[str, Any] = {
         "schema": SCHEMA, "nvcodec_version": __version__, "input": os.path.abspath(input_path),
-        "clip": os.path.basename(input_path), "machine": describe_machine(dev),
+        "clip": os.path.basename(input_path), "machine": machine,
         "conditions": {
             "weights": weights, "weights_random": any_random,
             "weights_note": RANDOM_NOTE if any_random else ("pretrained weights" if o.tasks else "no tasks"),
@@ -514,7 +519,7 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
             "decode_speed": (f"median of {speed_repeat} runs after 1 warm-up over all {F} frames: nvcodec "
                              "frames()/features(k) in batches of 8, codecs sequential PyAV decode + RGB conversion"),
             "bpp": "file bytes * 8 / (width * height * frames); .nvp before attaching tasks, codecs with container",
-            "started": started,
+            "started": started, "load_average_start": machine["load_average"],
         },
         "rate_points": rate_points,
         "tasks": tasks_out,
