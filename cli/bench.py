@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Any
 
 import click
 
 from nvcodec.errors import UsageError
 
 from .progress import ProgressBar
-from .render import EPILOG
+from .render import EPILOG, print_json
 
 
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
 
 
 @click.command(epilog=EPILOG)
@@ -90,6 +81,6 @@ def bench(input: str, task: str, frames: str | None, codecs: str, bpps: str, par
 
         report["plots"] = write_plots(report, plot)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=_json_default))
+        print_json(report)
     else:
         click.echo(render_report(report))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -13,20 +12,8 @@ from nvcodec.errors import NvcodecError, UsageError
 
 from .bench import bench
 from .progress import ProgressBar
-from .render import EPILOG, render_attach, render_infer, render_info, render_tasks
+from .render import EPILOG, print_json, render_attach, render_infer, render_info, render_tasks
 
-
-
-def _print_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=_json_default))
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
 
 
 def _bar(as_json: bool) -> ProgressBar:
@@ -48,7 +35,7 @@ def info(file: str, as_json: bool) -> None:
 
     _require_file(file)
     report = describe(file)
-    _print_json(report) if as_json else click.echo(render_info(report))
+    print_json(report) if as_json else click.echo(render_info(report))
 
 
 @app.command(epilog=EPILOG)
@@ -61,7 +48,7 @@ def verify(file: str, as_json: bool) -> None:
     _require_file(file)
     report = verify_nvp(file)
     if as_json:
-        _print_json({"file": file, "ok": True, **report})
+        print_json({"file": file, "ok": True, **report})
     else:
         click.echo(f"{file}: OK ({report.get('sections', '?')} sections, {report.get('bytes', '?')} bytes checked)")
 
@@ -123,7 +110,7 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
             finally:
                 bar.close()
     if as_json:
-        _print_json(summary)
+        print_json(summary)
     else:
         click.echo(f"{summary['output']}: {summary['frames']} frames {summary['width']}x{summary['height']}, "
                    f"{summary['bytes']:,} bytes, {summary['bpp']:.4f} bpp, PSNR {summary['psnr']:.2f} dB "
@@ -173,7 +160,7 @@ def view(file: str, output: str | None, frames: str | None, sheet: str | None, c
         elif sheet:
             report["sheet"] = export.frame_sheet(video, sheet, frames=rng, device=device)
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     if "output" in report:
         a, b = report["output"]["frames"]
@@ -195,7 +182,7 @@ def tasks(as_json: bool) -> None:
     from nvcodec.tasks.registry import list_tasks
 
     rows = [t.describe() for t in list_tasks()]
-    _print_json(rows) if as_json else click.echo(render_tasks(rows))
+    print_json(rows) if as_json else click.echo(render_tasks(rows))
 
 
 @app.command(epilog=EPILOG)
@@ -219,7 +206,7 @@ def attach(file: str, task: str, weights: str | None, top_k: float, epochs: int,
                            device=device, progress=bar)
     finally:
         bar.close()
-    _print_json(report) if as_json else click.echo(render_attach(report, table=True))
+    print_json(report) if as_json else click.echo(render_attach(report, table=True))
 
 
 @app.command(epilog=EPILOG)
@@ -240,7 +227,7 @@ def infer(file: str, task: str, frames: str | None, weights: str | None, thresho
     _require_file(file)
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
                       compare_pixels=compare_pixels, device=device)
-    _print_json(report) if as_json else click.echo(render_infer(report))
+    print_json(report) if as_json else click.echo(render_infer(report))
 
 
 app.add_command(bench)

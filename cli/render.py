@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import click
 
 from nvcodec.errors import EXIT_CODES
 
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 RANDOM_NOTE = "NOTE: random weights (pipeline check only): predictions are meaningless"
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def print_json(obj: Any) -> None:
+    """Write `obj` as indented JSON on stdout (numpy/torch scalars and arrays converted)."""
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -100,6 +116,8 @@ def render_infer(r: dict) -> str:
         out.append("  timing ms/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in tm.items()))
         g = t["gflops"]
         out.append("  GFLOPs/frame: " + ", ".join(f"{k} {v:.3f}" for k, v in g.items()))
+        if t.get("pixel_timing_ms"):
+            out.append("  pixel path ms/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in t["pixel_timing_ms"].items()))
         if t.get("agreement"):
             out.append("  vs pixel path: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                       for k, v in t["agreement"].items()))

@@ -2,7 +2,7 @@
 
 import json
 import os
-import shutil
+
 import subprocess
 import sys
 

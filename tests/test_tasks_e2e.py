@@ -97,7 +97,6 @@ def test_detection_boxes_in_frame_coordinates(nvp):
 
 
 def test_decode_prefix_runs_each_block_once(base_nvp):
-    from nvcodec.inr.model import DecoderBlock
     from nvcodec.tasks.infer import _Clock, decode_prefix
 
     with nvcodec.open(base_nvp) as v:

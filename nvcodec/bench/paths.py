@@ -24,7 +24,8 @@ from ..errors import FormatError, InputError, NotAttachedError
 from ..tasks.adapter import MicroAdapter
 from ..tasks.agreement import classification_agreement, detection_map
 from ..tasks.flops import count_flops
-from ..tasks.runtime import TaskRuntime, build_runtime, inr_to_geometry, read_routing
+from ..codec.meta import read_routing
+from ..tasks.runtime import TaskRuntime, build_runtime, inr_to_geometry
 from .timing import StageClock, Timing, measure_passes
 
 RGB_INTERP = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import NvcodecError, UsageError
 from ..inr.metrics import ms_ssim, psnr
-from ..video.codecs import available_codecs, encode_at_bpp, encode_with_ffmpeg_codec
+from ..video.codecs import X265_MIN_SIDE, available_codecs, encode_at_bpp, encode_with_ffmpeg_codec
 from .paths import decode_codec_file
 
 CODEC_ALIASES: dict[str, tuple[str, ...]] = {
@@ -23,7 +23,6 @@ CODEC_ALIASES: dict[str, tuple[str, ...]] = {
 CODEC_LABELS = {"libx264": "H.264 (x264)", "libx265": "HEVC (x265)", "libsvtav1": "AV1 (SVT-AV1)",
                 "libaom-av1": "AV1 (libaom)", "libvpx-vp9": "VP9 (libvpx)"}
 EXTENSIONS = {"libx264": ".mp4", "libx265": ".mp4", "libsvtav1": ".mkv", "libaom-av1": ".mkv", "libvpx-vp9": ".webm"}
-X265_MIN_SIDE = 64
 QUALITY_NOTE = ("psnr: mean over frames of per-frame PSNR (RGB, peak 255); ms_ssim: mean over frames; "
                 "both against the original decoded frames of the input")
 

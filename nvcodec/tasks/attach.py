@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..codec.meta import read_routing
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..container import Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
 from ..errors import UsageError
@@ -15,8 +16,7 @@ from ..progress import ProgressCallback, emit
 from .adapter import fit_adapter
 from .cka import rank_pairs, select_top
 from .flops import count_flops
-from .runtime import (TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, read_routing,
-                      sample_indices)
+from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, sample_indices
 
 DEFAULT_SAMPLE = {"classification": 32, "detection": 12}
 TIE = 0.01

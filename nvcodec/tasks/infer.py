@@ -15,7 +15,8 @@ from .adapter import MicroAdapter
 from .agreement import classification_agreement, detection_map
 from .flops import count_flops
 from .registry import get_task
-from .runtime import TaskRuntime, build_runtime, inr_to_geometry, read_routing
+from ..codec.meta import read_routing
+from .runtime import TaskRuntime, build_runtime, inr_to_geometry
 
 RANDOM_NOTE = "random weights: pipeline check only, predictions are meaningless"
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from ..codec.meta import read_routing  # noqa: F401  (re-exported for attach/infer)
 from ..errors import UsageError
 from .geometry import Geometry, crop_features, preprocess
 from .registry import TaskSpec, get_task

@@ -68,7 +68,13 @@ def _check_clip(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return arr
 
 
-def _check_codec(codec: str) -> None:
+X265_MIN_SIDE = 64
+
+
+def _check_codec(codec: str, frames: np.ndarray | None = None) -> None:
+    if codec == "libx265" and frames is not None and min(frames.shape[1:3]) < X265_MIN_SIDE:
+        # libx265 (4.x, as linked by this FFmpeg) corrupts its heap on such frames and kills the process.
+        raise UsageError(f"libx265 cannot encode frames smaller than {X265_MIN_SIDE} px on a side here; use x264")
     if codec not in BENCH_CODECS:
         raise UsageError(f"unknown benchmark codec {codec!r} (use one of {', '.join(BENCH_CODECS)})")
     if codec not in available_codecs():
@@ -100,7 +106,7 @@ def encode_with_ffmpeg_codec(
     ``preset`` is ``preset`` for x264/x265/SVT-AV1 and ``cpu-used`` for VP9/libaom.
     """
     arr = _check_clip(frames)
-    _check_codec(codec)
+    _check_codec(codec, arr)
     if crf is not None and bitrate is not None:
         raise UsageError("give crf or bitrate, not both")
     return _encode(arr, Path(path), fps, codec, crf=crf, bitrate=bitrate, preset=preset, threads=threads)["bytes"]
@@ -129,7 +135,7 @@ def encode_at_bpp(
     events, one per encode, with the ``bpp`` reached in ``info``.
     """
     arr = _check_clip(frames)
-    _check_codec(codec)
+    _check_codec(codec, arr)
     if not (isinstance(target_bpp, (int, float)) and math.isfinite(target_bpp) and target_bpp > 0):
         raise UsageError(f"target_bpp must be a positive number, got {target_bpp!r}")
     if not 0 < tolerance < 1:
