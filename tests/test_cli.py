@@ -154,3 +154,29 @@ def test_tasks_lists_both():
     assert rc == 0, se
     names = {t["name"] for t in json.loads(so)}
     assert {"resnet50", "detr"} <= names
+
+
+def test_ctrl_c_during_encode_then_resume(tmp_path):
+    import signal
+    import time
+
+    clip = write_clip(str(tmp_path / "c.mp4"), synthetic_frames(4, 24, 40))
+    out = tmp_path / "c.nvp"
+    args = [sys.executable, "-m", "nvcodec_cli.main", "encode", clip, str(out), "--params", "6k", "--epochs", "100000",
+            "--psnr", "99", "--device", "cpu"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "NVCODEC_DEBUG": ""})
+    ckpt = str(out) + ".ckpt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (os.path.isdir(ckpt) and p.poll() is None):
+        time.sleep(0.2)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not out.exists() and os.path.isdir(ckpt)
+    rc, so, se = nv("encode", clip, str(out), "--params", "6k", "--epochs", "3", "--psnr", "99", "--device", "cpu",
+                    "--resume", "--json")
+    assert rc == 0, se
+    assert json.loads(so)["bytes"] == os.path.getsize(out) and not os.path.exists(ckpt)
