@@ -17,16 +17,9 @@ import sys
 
 from nvcodec.bench.rate import parse_bpps, parse_codecs
 from nvcodec.bench.run import BenchOptions, run_bench
-from nvcodec.bench.summary import codec_view
+from nvcodec.bench.summary import codec_view, write_view
 from nvcodec.codec.frames import parse_range
 from nvcodec.errors import NvcodecError
-
-
-def _write(view: dict, out_dir: str) -> str:
-    path = os.path.join(out_dir, f"codec_{os.path.splitext(view['clip'])[0]}.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(view, f, indent=2)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in a.from_bench:
             with open(path, encoding="utf-8") as f:
-                print(_write(codec_view(json.load(f), f"derived from {os.path.basename(path)} (same run)"), a.out))
+                print(write_view(codec_view(json.load(f), f"derived from {os.path.basename(path)} (same run)"), a.out, "codec"))
         for clip in a.clips:
             opts = BenchOptions(tasks=[], frames=parse_range(a.frames), codecs=parse_codecs(a.codecs),
                                 bpps=parse_bpps(a.bpps), epochs=a.epochs, time_budget=a.time_budget,
                                 device=a.device, threads=a.threads, repeat=a.repeat, decode_speed_all=True)
-            print(_write(codec_view(run_bench(clip, opts), "measured by benchmarks/codec_bench.py"), a.out))
+            print(write_view(codec_view(run_bench(clip, opts), "measured by benchmarks/codec_bench.py"), a.out, "codec"))
     except NvcodecError as exc:
         print(f"codec_bench: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -17,16 +17,9 @@ import os
 import sys
 
 from nvcodec.bench.run import BenchOptions, run_bench
-from nvcodec.bench.summary import task_view
+from nvcodec.bench.summary import task_view, write_view
 from nvcodec.codec.frames import parse_range
 from nvcodec.errors import NvcodecError
-
-
-def _write(view: dict, out_dir: str) -> str:
-    path = os.path.join(out_dir, f"task_{os.path.splitext(view['clip'])[0]}.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(view, f, indent=2)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in a.from_bench:
             with open(path, encoding="utf-8") as f:
-                print(_write(task_view(json.load(f), f"derived from {os.path.basename(path)} (same run)"), a.out))
+                print(write_view(task_view(json.load(f), f"derived from {os.path.basename(path)} (same run)"), a.out, "task"))
         for clip in a.clips:
             opts = BenchOptions(tasks=[t.strip() for t in a.task.split(",") if t.strip()], frames=parse_range(a.frames),
                                 codecs=["x264"], bpps=[], bpp=a.bpp, time_budget=a.time_budget, weights=a.weights,
                                 sample=a.sample, repeat=a.repeat, device=a.device, threads=a.threads)
-            print(_write(task_view(run_bench(clip, opts), "measured by benchmarks/task_bench.py"), a.out))
+            print(write_view(task_view(run_bench(clip, opts), "measured by benchmarks/task_bench.py"), a.out, "task"))
     except NvcodecError as exc:
         print(f"task_bench: error: {exc}", file=sys.stderr)
         return exc.exit_code

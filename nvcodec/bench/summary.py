@@ -68,6 +68,14 @@ def task_view(r: dict, source: str) -> dict:
             "x264_bpp": main["codecs"].get("x264", {}).get("bpp"), "tasks": tasks, "multi_task": r.get("multi_task")}
 
 
+def write_view(view: dict, out_dir: str, prefix: str) -> str:
+    """Write a codec or task view as `{out_dir}/{prefix}_{clip}.json`; returns the path."""
+    path = os.path.join(out_dir, f"{prefix}_{os.path.splitext(view['clip'])[0]}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(view, f, indent=2)
+    return path
+
+
 def _path(p: dict) -> dict:
     lat = p["latency_ms"]
     return {"label": p["label"], "latency_ms": lat["total_ms"], "stages_ms": lat["stages_ms"], "gflops": p["gflops"],
