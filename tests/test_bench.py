@@ -15,7 +15,8 @@ from nvcodec.bench.rate import parse_bpps, parse_codecs
 from nvcodec.bench.report import render_report
 from nvcodec.bench.run import BenchOptions, run_bench
 from nvcodec.errors import UsageError, WeightsError
-from nvcodec.tasks.runtime import build_runtime, read_routing
+from nvcodec.codec.meta import read_routing
+from nvcodec.tasks.runtime import build_runtime
 from nvcodec_cli.bench import bench
 
 from conftest import synthetic_frames, write_clip
