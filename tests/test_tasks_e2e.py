@@ -190,3 +190,15 @@ def test_encode_with_tasks_attaches_right_after(tmp_path):
     p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "encode", clip, str(tmp_path / "x.nvp"), "--tasks", "nope"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 2 and "resnet50" in p.stderr and not os.path.exists(tmp_path / "x.nvp")
+
+
+def test_segmented_file_gets_one_adapter_per_segment(tmp_path):
+    clip = write_clip(str(tmp_path / "s.mp4"), synthetic_frames(5, 32, 48))
+    out = str(tmp_path / "s.nvp")
+    encode(clip, out, EncodeOptions(psnr=None, epochs=3, params=6000, device="cpu", segment_frames=4))
+    r = attach(out, "resnet50", weights=TINY, top_k=0.2, epochs=2)
+    assert r["segments"] == 2
+    with NvpReader(out) as rd:
+        assert {"adapter/resnet50/seg0", "adapter/resnet50/seg1"} <= {s.name for s in rd.sections}
+    res = infer(out, ["resnet50"])
+    assert [f["frame"] for f in res["tasks"]["resnet50"]["frames"]] == [0, 1, 2, 3, 4]

@@ -91,7 +91,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         layers = range(video.num_layers)
         inr0 = _prepared_features(video, rt, layers, idx0, 0, dev)
 
-        ranked = rank_pairs(inr0, targets, sizes, debiased=True)
+        # Debiased HSIC needs n >= 4 frames; plain linear CKA below that.
+        ranked = rank_pairs(inr0, targets, sizes, debiased=len(idx0) >= 4)
         top = select_top(ranked, top_k)
         train_i, val_i = _split(len(idx0))
         emit(progress, "attach", 0, len(top), stage_name="adapters")
@@ -123,7 +124,11 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
             feats = _prepared_features(video, rt, range(k, k + 1), idx, seg, dev)
             with torch.inference_mode():
                 tgt = rt.model.forward_to(rt.pixel_input(video.frames(idx, device=dev)), p).float()
-            adapters[seg] = fit_adapter(feats[k], tgt, out_size=sizes[p], epochs=epochs, seed=seed,
+            x_seg = feats[k]
+            if x_seg.shape[0] == 1:
+                # A one-frame segment: the adapter is fitted and validated on that frame.
+                x_seg, tgt = x_seg.repeat(2, 1, 1, 1), tgt.repeat(2, 1, 1, 1)
+            adapters[seg] = fit_adapter(x_seg, tgt, out_size=sizes[p], epochs=epochs, seed=seed,
                                         device=str(dev)).adapter
 
         backbone_params = int(rt.model.num_parameters())
