@@ -10,7 +10,7 @@ import torch
 
 from ..codec.frames import resolve_range
 from ..codec.video import NvpVideo, Segment, open as open_nvp, resolve_device
-from ..errors import FormatError, NotAttachedError
+from ..errors import FormatError, NotAttachedError, UsageError
 from .adapter import MicroAdapter
 from .agreement import classification_agreement, detection_map
 from .flops import count_flops
@@ -192,6 +192,10 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
           weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
           device: str = "auto", batch_size: int = 4) -> dict:
     """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters."""
+    if not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold must be a score in [0, 1], got {threshold}")
+    if batch_size < 1:
+        raise UsageError("batch size must be at least 1")
     dev = resolve_device(device)
     for name in tasks:
         get_task(name)
