@@ -210,4 +210,5 @@ def load_reports(directory: str) -> list[dict]:
 if __name__ == "__main__":
     found = load_reports(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results")
     print("\n\n".join(["## Conditions", markdown_conditions(found), "## Results", markdown_summary(found),
-                         "## Charts", markdown_plots(found), "## Where nvcodec loses", markdown_losses(found)]))
+                         "## Charts", markdown_plots(found, prefix="plots/"), "## Where nvcodec loses",
+                         markdown_losses(found)]))
