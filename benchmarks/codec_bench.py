@@ -11,15 +11,13 @@ With --from-bench the codec view is taken from a `nvcodec bench --json` report o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 from nvcodec.bench.rate import parse_bpps, parse_codecs
-from nvcodec.bench.run import BenchOptions, run_bench
-from nvcodec.bench.summary import codec_view, write_view
+from nvcodec.bench.run import BenchOptions
+from nvcodec.bench.summary import codec_view, write_views
 from nvcodec.codec.frames import parse_range
-from nvcodec.errors import NvcodecError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,20 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     a = ap.parse_args(argv)
-    os.makedirs(a.out, exist_ok=True)
-    try:
-        for path in a.from_bench:
-            with open(path, encoding="utf-8") as f:
-                print(write_view(codec_view(json.load(f), f"derived from {os.path.basename(path)} (same run)"), a.out, "codec"))
-        for clip in a.clips:
-            opts = BenchOptions(tasks=[], frames=parse_range(a.frames), codecs=parse_codecs(a.codecs),
-                                bpps=parse_bpps(a.bpps), epochs=a.epochs, time_budget=a.time_budget,
-                                device=a.device, threads=a.threads, repeat=a.repeat, decode_speed_all=True)
-            print(write_view(codec_view(run_bench(clip, opts), "measured by benchmarks/codec_bench.py"), a.out, "codec"))
-    except NvcodecError as exc:
-        print(f"codec_bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return write_views(
+        "codec_bench", codec_view, "codec", a.from_bench, a.clips,
+        lambda: BenchOptions(tasks=[], frames=parse_range(a.frames), codecs=parse_codecs(a.codecs),
+                             bpps=parse_bpps(a.bpps), epochs=a.epochs, time_budget=a.time_budget,
+                             device=a.device, threads=a.threads, repeat=a.repeat, decode_speed_all=True),
+        a.out)
 
 
 if __name__ == "__main__":

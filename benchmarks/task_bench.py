@@ -12,14 +12,12 @@ taken from an existing `nvcodec bench --json` report (its "source" field says so
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from nvcodec.bench.run import BenchOptions, run_bench
-from nvcodec.bench.summary import task_view, write_view
+from nvcodec.bench.run import BenchOptions
+from nvcodec.bench.summary import task_view, write_views
 from nvcodec.codec.frames import parse_range
-from nvcodec.errors import NvcodecError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,20 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     a = ap.parse_args(argv)
-    os.makedirs(a.out, exist_ok=True)
-    try:
-        for path in a.from_bench:
-            with open(path, encoding="utf-8") as f:
-                print(write_view(task_view(json.load(f), f"derived from {os.path.basename(path)} (same run)"), a.out, "task"))
-        for clip in a.clips:
-            opts = BenchOptions(tasks=[t.strip() for t in a.task.split(",") if t.strip()], frames=parse_range(a.frames),
-                                codecs=["x264"], bpps=[], bpp=a.bpp, time_budget=a.time_budget, weights=a.weights,
-                                sample=a.sample, repeat=a.repeat, device=a.device, threads=a.threads)
-            print(write_view(task_view(run_bench(clip, opts), "measured by benchmarks/task_bench.py"), a.out, "task"))
-    except NvcodecError as exc:
-        print(f"task_bench: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return write_views(
+        "task_bench", task_view, "task", a.from_bench, a.clips,
+        lambda: BenchOptions(tasks=[t.strip() for t in a.task.split(",") if t.strip()], frames=parse_range(a.frames),
+                             codecs=["x264"], bpps=[], bpp=a.bpp, time_budget=a.time_budget, weights=a.weights,
+                             sample=a.sample, repeat=a.repeat, device=a.device, threads=a.threads),
+        a.out)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,6 @@ from .render import EPILOG, print_json, render_attach, render_infer, render_info
 
 
 
-def _bar(as_json: bool) -> ProgressBar:
-    return ProgressBar(enabled=False) if as_json and not sys.stderr.isatty() else ProgressBar()
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
 @click.version_option(package_name="nvcodec", prog_name="nvcodec")
 def app() -> None:
@@ -94,7 +90,7 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
                          time_budget=time_budget, loss=loss, lr=lr, seed=seed, device=device, stream=stream,
                          frames=parse_range(frames), segment_frames=segment_frames, weight_bits=weight_bits,
                          embed_bits=embed_bits, resume=resume)
-    bar = _bar(as_json)
+    bar = ProgressBar()
     try:
         summary = do_encode(input, output, opts, overwrite=force or resume, progress=bar)
     finally:
@@ -104,7 +100,7 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
 
         summary["tasks"] = []
         for t in task_names:
-            bar = _bar(as_json)
+            bar = ProgressBar()
             try:
                 summary["tasks"].append(attach(output, t, weights=weights, device=device, progress=bar))
             finally:
@@ -200,7 +196,7 @@ def attach(file: str, task: str, weights: str | None, top_k: float, epochs: int,
     from nvcodec.tasks.attach import attach as do_attach
 
     _require_file(file)
-    bar = _bar(as_json)
+    bar = ProgressBar()
     try:
         report = do_attach(file, task, weights=weights, top_k=top_k, epochs=epochs, sample_frames=sample,
                            device=device, progress=bar)

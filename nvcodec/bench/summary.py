@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Any
 
+from ..errors import NvcodecError
+
 CODEC_SCHEMA = "nvcodec-codec-bench/1"
 TASK_SCHEMA = "nvcodec-task-bench/1"
 
@@ -74,6 +76,29 @@ def write_view(view: dict, out_dir: str, prefix: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(view, f, indent=2)
     return path
+
+
+def write_views(name: str, view: Any, prefix: str, from_bench: list[str], clips: list[str],
+                options: Any, out_dir: str) -> int:
+    """The body of the benchmark scripts: views of existing bench reports, then fresh runs.
+
+    `view(report, source) -> dict` picks the codec or task view; `options()` gives the
+    `BenchOptions` of a fresh run. Prints each path written; returns the exit code.
+    """
+    from .run import run_bench
+
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        for path in from_bench:
+            with open(path, encoding="utf-8") as f:
+                report = json.load(f)
+            print(write_view(view(report, f"derived from {os.path.basename(path)} (same run)"), out_dir, prefix))
+        for clip in clips:
+            print(write_view(view(run_bench(clip, options()), f"measured by benchmarks/{name}.py"), out_dir, prefix))
+    except NvcodecError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
 
 
 def _path(p: dict) -> dict:

@@ -78,21 +78,23 @@ def compare(video: NvpVideo, original: str, *, frames: tuple[int | None, int | N
     if (info.width, info.height) != (video.metadata.width, video.metadata.height):
         raise UsageError(f"{original} is {info.width}x{info.height}, the .nvp is "
                          f"{video.metadata.width}x{video.metadata.height}: not the same video")
+    sheet_idx = set(_sheet_indices(start, stop, 8)) if sheet else set()
+    kept: dict[int, np.ndarray] = {}
     per_frame: list[float] = []
     pos = 0
     for batch in video.iter_frames(range(start, stop), device=device):
         dec = batch.cpu()
         for k in range(dec.shape[0]):
             per_frame.append(float(psnr_fn(dec[k], torch.from_numpy(ref[pos + k]))))
+            if start + pos + k in sheet_idx:
+                kept[start + pos + k] = dec[k].numpy()
         pos += dec.shape[0]
     mse = np.mean([10 ** (-p / 10) for p in per_frame])
     out = {"original": original, "frames": [start, stop], "psnr": float(-10 * np.log10(mse)),
            "psnr_min": float(min(per_frame)), "psnr_per_frame": per_frame}
     if sheet:
-        idx = _sheet_indices(start, stop, 8)
-        decoded = video.frames(idx, device=device).cpu().numpy()
-        rows = [side_by_side(ref[i - start], decoded[k], (f"orig #{i}", f"nvp {per_frame[i - start]:.2f}dB"))
-                for k, i in enumerate(idx)]
+        rows = [side_by_side(ref[i - start], kept[i], (f"orig #{i}", f"nvp {per_frame[i - start]:.2f}dB"))
+                for i in sorted(kept)]
         write_png(sheet, contact_sheet(rows, columns=2 if len(rows) > 1 else 1))
         out["sheet"] = sheet
     return out

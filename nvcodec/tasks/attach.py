@@ -16,6 +16,7 @@ from ..progress import ProgressCallback, emit
 from .adapter import fit_adapter
 from .cka import rank_pairs, select_top
 from .flops import count_flops
+from .registry import get_task
 from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, sample_indices
 
 DEFAULT_SAMPLE = {"classification": 32, "detection": 12}
@@ -74,13 +75,11 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
     with open_nvp(path) as video:
         m = video.metadata
         n_seg = len(video.segments)
-        spec_rt = build_runtime(task, weights, dev, m.width, m.height)
-        spec = spec_rt.spec
+        spec = get_task(task)
         count = sample_frames or DEFAULT_SAMPLE.get(spec.output_type, 16)
         idx0 = _segment_frames(video, 0, count)
         pixels0 = video.frames(idx0, device=dev)
-        rt = build_runtime(task, weights, dev, m.width, m.height, calibration_frames=pixels0) if spec_rt.random else spec_rt
-        del spec_rt
+        rt = build_runtime(task, weights, dev, m.width, m.height, calibration_frames=pixels0)
         emit(progress, "attach", 0, None, stage_name="targets")
 
         # Targets: the backbone's activations on the video's own INR-decoded frames.

@@ -234,6 +234,7 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
                             _run_task(t, video, seg, feat, idx, threshold)
             n = stop - start
             cumulative = {k: sum(decode_at[j] for j in layers if j <= k) for k in layers}
+            gflops = {t.name: _gflops(video, t, dev) for t in runs}
             sharing = None
             if len(runs) > 1:
                 separate = _Clock(dev)
@@ -242,7 +243,7 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
                     for t in runs:
                         x_in = separate.run("decode", video.inputs, seg, idx, dev, deepest)
                         separate.run("decode", dec.features, x_in, t.entry["inr_layer"])
-                flops = {t.name: _gflops(video, t, dev)["decode"] for t in runs}
+                flops = {t.name: gflops[t.name]["decode"] for t in runs}
                 by_layer = {t.entry["inr_layer"]: flops[t.name] for t in runs}
                 sharing = {"tasks": [t.name for t in runs], "shared_decode_ms": shared.ms["decode"] / n,
                            "separate_decode_ms": separate.ms["decode"] / n,
@@ -256,7 +257,7 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
                     "task": t.name, "output_type": t.rt.spec.output_type, "inr_layer": t.entry["inr_layer"],
                     "injection_point": t.entry["injection_point"], "weights": t.rt.weights_label,
                     "weights_random": t.rt.random, "frames": t.frames,
-                    "timing_ms": _per_frame(t.clock.ms, n), "gflops": _gflops(video, t, dev),
+                    "timing_ms": _per_frame(t.clock.ms, n), "gflops": gflops[t.name],
                 }
                 if t.rt.random:
                     r["note"] = RANDOM_NOTE

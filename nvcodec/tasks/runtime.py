@@ -43,28 +43,19 @@ def build_runtime(task: str, weights: str | None, device: torch.device, width: i
     spec = get_task(task)
     tiny = weights == RANDOM_TINY
     source = resolve_weights(spec.name, "random" if tiny else weights)
-    random = bool(getattr(source, "random", False))
+    random = source.random
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
         model = spec.build(source, device, tiny=tiny)
     model.eval()
     geometry = spec.geometry(height, width)
-    rt = TaskRuntime(spec, model, geometry, RANDOM_TINY if tiny else ("random" if random else source_label(source, weights)),
-                     random, tiny)
-    if random and calibration_frames is not None and hasattr(spec, "calibrate") and spec.calibrate is not None:
+    rt = TaskRuntime(spec, model, geometry, RANDOM_TINY if tiny else source.label, random, tiny)
+    if random and calibration_frames is not None:
         with torch.random.fork_rng(devices=[]):
             spec.calibrate(model, [rt.pixel_input(calibration_frames.to(device))])
         model.eval()
     return rt
 
-
-def source_label(source: Any, weights: str | None) -> str:
-    """What to record in the routing table so `infer` finds the same weights again."""
-    for attr in ("label", "path", "model_id"):
-        value = getattr(source, attr, None)
-        if value:
-            return str(value)
-    return weights or "default"
 
 
 def valid_region(feat: torch.Tensor, width: int, height: int, pad_width: int, pad_height: int) -> torch.Tensor:
