@@ -102,7 +102,8 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
         for t in task_names:
             bar = ProgressBar()
             try:
-                summary["tasks"].append(attach(output, t, weights=weights, device=device, progress=bar))
+                summary["tasks"].append(attach(output, t, weights=weights, device=device, source=input,
+                                               source_stream=stream, progress=bar))
             finally:
                 bar.close()
     if as_json:
@@ -185,20 +186,30 @@ def tasks(as_json: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--task", "task", required=True, help="Task name (see `nvcodec tasks`).")
 @click.option("--weights", help="PATH, ID, or 'random' (pipeline check only; every output says so).")
-@click.option("--top-k", type=float, default=0.10, show_default=True, help="Fraction (or count, if >= 1) of CKA-ranked pairs to train.")
+@click.option("--search", type=click.Choice(["lstsq", "cka", "exhaustive"]), default="lstsq", show_default=True,
+              help="Rank pairs by least-squares adapter fidelity, by CKA, or train every pair.")
+@click.option("--top-k", type=float, default=0.10, show_default=True,
+              help="Pairs to train: a fraction below 1, or a count (2 = the best two).")
+@click.option("--kinds", default="linear,patch,bottleneck", show_default=True,
+              help="Adapter kinds to try: linear, conv3x3, dw3x3, bottleneck, patch.")
+@click.option("--distill", type=float, default=1.0, show_default=True,
+              help="Weight of the task-output distillation loss (0: feature loss only).")
+@click.option("--source", type=click.Path(exists=True), help="The original video: its frames become the teacher.")
 @click.option("--epochs", type=int, default=30, show_default=True, help="Adapter epochs (early stopping applies).")
-@click.option("--frames", "sample", type=int, default=None, help="Frames sampled for CKA and adapter training (default: up to 48).")
+@click.option("--frames", "sample", type=int, default=None,
+              help="Frames sampled for scoring and training (default: 32 for classification, 12 for detection).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def attach(file: str, task: str, weights: str | None, top_k: float, epochs: int, sample: int | None, device: str,
-           as_json: bool) -> None:
-    """Attach a task: rank INR-block/injection-point pairs by CKA, train micro adapters, append the best."""
+def attach(file: str, task: str, weights: str | None, search: str, top_k: float, kinds: str, distill: float,
+           source: str | None, epochs: int, sample: int | None, device: str, as_json: bool) -> None:
+    """Attach a task: score INR-block/injection-point pairs, train adapters for the best, append the winner."""
     from nvcodec.tasks.attach import attach as do_attach
 
     _require_file(file)
     bar = ProgressBar()
     try:
-        report = do_attach(file, task, weights=weights, top_k=top_k, epochs=epochs, sample_frames=sample,
+        report = do_attach(file, task, weights=weights, search=search, top_k=top_k, epochs=epochs,
+                           sample_frames=sample, kinds=_split_tasks(kinds), distill=distill, source=source,
                            device=device, progress=bar)
     finally:
         bar.close()
@@ -212,18 +223,73 @@ def attach(file: str, task: str, weights: str | None, top_k: float, epochs: int,
 @click.option("--weights", help="PATH, ID, or 'random' (defaults to what attach recorded).")
 @click.option("--threshold", type=float, default=0.7, show_default=True, help="Detection score threshold.")
 @click.option("--compare-pixels", is_flag=True, help="Also run the pixel path and report agreement.")
+@click.option("--compare-source", "source", type=click.Path(exists=True), metavar="ORIGINAL",
+              help="Also report agreement with the full backbone on the original video's frames.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
-          device: str, as_json: bool) -> None:
+          source: str | None, device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
     from nvcodec.tasks.infer import infer as do_infer
 
     _require_file(file)
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
-                      compare_pixels=compare_pixels, device=device)
+                      compare_pixels=compare_pixels, source=source, device=device)
     print_json(report) if as_json else click.echo(render_infer(report))
+
+
+@app.command(epilog=EPILOG)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--task", "task", required=True, help="An attached task (see `nvcodec info`).")
+@click.option("--source", type=click.Path(exists=True), help="The original video: reconstruction target and teacher.")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--inr-lr", type=float, default=1e-5, show_default=True)
+@click.option("--adapter-lr", type=float, default=1e-4, show_default=True)
+@click.option("--weights-loss", "loss_weights", default="1.0,0.5,0.2", show_default=True,
+              help="Reconstruction, task and feature loss weights.")
+@click.option("--time-budget", type=float, metavar="SECONDS", help="Stop fine-tuning after this long.")
+@click.option("--weights", help="Task weights (PATH, ID or 'random'); default: what attach used.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def tune(file: str, task: str, source: str | None, epochs: int, inr_lr: float, adapter_lr: float, loss_weights: str,
+         time_budget: float | None, weights: str | None, device: str, as_json: bool) -> None:
+    """Fine-tune the INR together with a task's adapter; appends a new generation at the same bitrate."""
+    from nvcodec.tasks.tune import tune as do_tune
+
+    _require_file(file)
+    try:
+        rec, tsk, feat = (float(x) for x in loss_weights.split(","))
+    except ValueError:
+        raise UsageError("--weights-loss takes three numbers: reconstruction,task,feature") from None
+    bar = ProgressBar()
+    try:
+        r = do_tune(file, task, source=source, epochs=epochs, inr_lr=inr_lr, adapter_lr=adapter_lr, recon_weight=rec,
+                    task_weight=tsk, feature_weight=feat, time_budget=time_budget, weights=weights, device=device,
+                    progress=bar)
+    finally:
+        bar.close()
+    if as_json:
+        print_json(r)
+        return
+    ref = "the original video" if r["reference"] == "source" else "the INR's frames before tuning"
+    click.echo(f"tuned {file} for {task}: PSNR {r['psnr_before']:.2f} -> {r['psnr_after']:.2f} dB (vs {ref}), "
+               f"task fidelity {r['fidelity_before']:.4f} -> {r['fidelity_after']:.4f}, {r['seconds']:.1f} s")
+    for name, fid in r["refitted_tasks"].items():
+        click.echo(f"  re-fitted {name}: fidelity {fid:.4f}")
+    click.echo("the previous INR stays in the file until `nvcodec compact`")
+
+
+@app.command(epilog=EPILOG)
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def compact(file: str, as_json: bool) -> None:
+    """Rewrite a file with only its live sections (drops superseded generations; atomic)."""
+    from nvcodec.container import compact_nvp
+
+    _require_file(file)
+    r = {"file": file, **compact_nvp(file)}
+    print_json(r) if as_json else click.echo(f"{file}: {r['bytes_before']:,} -> {r['bytes_after']:,} bytes")
 
 
 app.add_command(bench)

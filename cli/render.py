@@ -63,8 +63,9 @@ def render_info(r: dict) -> str:
     if r.get("tasks"):
         for t in r["tasks"]:
             rnd = " [random weights]" if t.get("weights_random") else ""
-            out.append(f"  task:     {t['task']}: INR block {t['inr_layer']} -> {t['injection_point']} "
-                       f"(CKA {_num(t.get('cka'), '.3f')}, adapter {t.get('adapter_params')} params){rnd}")
+            out.append(f"  task:     {t['task']}: INR block {t['inr_layer']} -> {t['injection_point']}, "
+                       f"{t.get('adapter_kind') or 'linear'} adapter {t.get('adapter_params')} params "
+                       f"(fidelity {_num(t.get('fidelity'), '.3f')}, CKA {_num(t.get('cka'), '.3f')}){rnd}")
     else:
         out.append("  tasks:    none attached")
     rows = [[s["name"], s["kind"], s["codec"], str(s["offset"]), f"{s['bytes']:,}", f"{s['raw_bytes']:,}"] for s in r["sections"]]
@@ -84,15 +85,19 @@ def render_attach(r: dict, table: bool = False) -> str:
         out.append(RANDOM_NOTE)
     if table and r.get("candidates"):
         rows = [[str(i + 1), str(c["inr_layer"]), c["injection_point"], f"{c['cka']:.4f}",
-                 "yes" if c.get("trained") else "", f"{c['fidelity']:.4f}" if c.get("fidelity") is not None else "",
+                 f"{c['lstsq_fidelity']:.4f}" if c.get("lstsq_fidelity") is not None else "",
+                 ",".join(c.get("kinds") or {}),
+                 f"{c['fidelity']:.4f}" if c.get("fidelity") is not None else "",
                  f"{c['gflops']:.3f}" if c.get("gflops") is not None else ""]
                 for i, c in enumerate(r["candidates"])]
-        out.append("CKA ranking (INR block x injection point):")
-        out.append(_table(rows, ["rank", "inr block", "injection point", "cka", "trained", "fidelity", "GFLOPs/frame"]))
+        out.append(f"pairs (INR block x injection point), ranked by {r.get('search', 'lstsq')}:")
+        out.append(_table(rows, ["rank", "inr block", "injection point", "cka", "lstsq fidelity", "trained kinds",
+                                 "fidelity", "GFLOPs/frame"]))
     ch = r["chosen"]
-    out.append(f"attached {r['task']}: INR block {ch['inr_layer']} -> {ch['injection_point']} "
-               f"(CKA {ch['cka']:.3f}, fidelity {r['fidelity']:.4f}), adapter {r['adapter_params']:,} params "
-               f"= {r['adapter_params_pct']:.3f}% of the backbone, {r['seconds']:.1f} s")
+    out.append(f"attached {r['task']}: INR block {ch['inr_layer']} -> {ch['injection_point']}, "
+               f"{ch.get('adapter_kind', 'linear')} adapter (CKA {ch['cka']:.3f}, held-out fidelity {r['fidelity']:.4f}), "
+               f"{r['adapter_params']:,} params = {r['adapter_params_pct']:.3f}% of the backbone, "
+               f"{r['gflops']:.3f} GFLOPs/frame, teacher {r.get('teacher', 'inr')}, {r['seconds']:.1f} s")
     return "\n".join(out)
 
 
@@ -118,9 +123,11 @@ def render_infer(r: dict) -> str:
         out.append("  GFLOPs/frame: " + ", ".join(f"{k} {v:.3f}" for k, v in g.items()))
         if t.get("pixel_timing_ms"):
             out.append("  pixel path ms/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in t["pixel_timing_ms"].items()))
-        if t.get("agreement"):
-            out.append("  vs pixel path: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                                      for k, v in t["agreement"].items()))
+        for key, what in (("agreement", "vs pixel path"), ("agreement_source", "vs original frames"),
+                          ("pixel_agreement_source", "pixel path vs original frames")):
+            if t.get(key):
+                out.append(f"  {what}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                     for k, v in t[key].items()))
     sh = r.get("sharing")
     if sh:
         out.append(f"shared INR prefix: {sh['shared_decode_ms']:.2f} ms vs {sh['separate_decode_ms']:.2f} ms separately "

@@ -6,7 +6,7 @@ CLIP="${CLIP:-fixtures/dog_320x180.mp4}"
 OUT="${OUT:-out}"
 DEMO_BUDGET="${DEMO_BUDGET:-120}"
 DEVICE="${DEVICE:-auto}"
-TASKS="${DEMO_TASKS:-resnet50}"
+TASKS="${DEMO_TASKS:-efficientnet_lite0}"
 NV="${VENV:-.venv}/bin/nvcodec"
 NVP="$OUT/demo.nvp"
 mkdir -p "$OUT"
@@ -29,20 +29,20 @@ step "nvcodec view: decoded video, contact sheet, comparison with the original"
 
 IFS=',' read -r -a task_list <<< "$TASKS"
 for task in "${task_list[@]}"; do
-  step "nvcodec attach $NVP --task $task"
+  step "nvcodec attach $NVP --task $task --source $CLIP"
   set +e
-  "$NV" attach "$NVP" --task "$task" --device "$DEVICE"
+  "$NV" attach "$NVP" --task "$task" --source "$CLIP" --device "$DEVICE"
   rc=$?
   set -e
   if [ "$rc" -eq 5 ]; then
     echo "No pretrained $task weights could be found or downloaded (see above)."
     echo "Continuing with --weights random to show the pipeline: the predictions below are NOT meaningful."
-    "$NV" attach "$NVP" --task "$task" --weights random --device "$DEVICE"
+    "$NV" attach "$NVP" --task "$task" --source "$CLIP" --weights random --device "$DEVICE"
   elif [ "$rc" -ne 0 ]; then
     exit "$rc"
   fi
-  step "nvcodec infer $NVP --task $task --frames 0:4 --compare-pixels"
-  "$NV" infer "$NVP" --task "$task" --frames 0:4 --compare-pixels --device "$DEVICE"
+  step "nvcodec infer $NVP --task $task --frames 0:8 --compare-pixels --compare-source $CLIP"
+  "$NV" infer "$NVP" --task "$task" --frames 0:8 --compare-pixels --compare-source "$CLIP" --device "$DEVICE"
 done
 
 step "done: outputs in $OUT/"

@@ -360,9 +360,9 @@ def test_coco_labels():
 
 
 def test_registry():
-    assert task_names() == ["resnet50", "detr"]
-    assert [t.name for t in list_tasks()] == ["resnet50", "detr"]
-    with pytest.raises(UsageError, match="resnet50.*detr"):
+    assert task_names() == ["efficientnet_lite0", "resnet50", "detr"]
+    assert [t.name for t in list_tasks()] == ["efficientnet_lite0", "resnet50", "detr"]
+    with pytest.raises(UsageError, match="efficientnet_lite0.*resnet50.*detr"):
         get_task("nope")
     spec = get_task("detr")
     assert spec.output_type == "detection" and get_task("resnet50").output_type == "classification"

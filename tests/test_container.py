@@ -840,3 +840,40 @@ def test_verify_detects_broken_chain_and_prefix_checksum(tmp_path: Path) -> None
     NvpReader(path).close()
     with pytest.raises(FormatError, match="file checksum"):
         verify_nvp(path)
+
+
+def test_compact_keeps_live_sections_drops_old_generations(tmp_path):
+    from nvcodec.container import compact_nvp
+
+    path = tmp_path / "c.nvp"
+    write_nvp(path, _sections())
+    append_nvp(path, [Section("empty-z", 4001, b"x" * 5000)])
+    append_nvp(path, [Section("extra", 4002, b"y" * 100)], remove=["empty"])
+    live = _contents(path)
+    size = path.stat().st_size
+    r = compact_nvp(path)
+    assert r == {"bytes_before": size, "bytes_after": path.stat().st_size} and r["bytes_after"] < size
+    assert _contents(path) == live
+    with NvpReader(path) as rd:
+        assert rd.generation == 1
+    assert verify_nvp(path)["ok"]
+    append_nvp(path, [Section("after", 4003, b"z")])
+    assert "after" in _contents(path)
+
+
+def test_compact_failure_leaves_the_file_untouched(tmp_path, monkeypatch):
+    from nvcodec.container import compact_nvp
+
+    path = tmp_path / "c.nvp"
+    write_nvp(path, _sections())
+    append_nvp(path, [Section("empty-z", 4001, b"x" * 5000)])
+    before = path.read_bytes()
+
+    def boom(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer_module.os, "replace", boom)
+    with pytest.raises(OSError):
+        compact_nvp(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["c.nvp"]

@@ -8,7 +8,7 @@ from nvcodec.tasks.registry import get_task
 from nvcodec.tasks.weights import resolve_weights
 
 
-@pytest.mark.parametrize("task", ["resnet50", "detr"])
+@pytest.mark.parametrize("task", ["efficientnet_lite0", "resnet50", "detr"])
 def test_identity_adapter_reproduces_full_forward(task):
     spec = get_task(task)
     torch.manual_seed(0)

@@ -202,3 +202,111 @@ def test_segmented_file_gets_one_adapter_per_segment(tmp_path):
         assert {"adapter/resnet50/seg0", "adapter/resnet50/seg1"} <= {s.name for s in rd.sections}
     res = infer(out, ["resnet50"])
     assert [f["frame"] for f in res["tasks"]["resnet50"]["frames"]] == [0, 1, 2, 3, 4]
+
+
+def test_efficientnet_lite0_attach_infer_with_source_teacher(nvp, tmp_path):
+    clip = write_clip(str(tmp_path / "orig.mp4"), synthetic_frames(8, 40, 64))
+    r = attach(nvp, "efficientnet_lite0", weights=TINY, top_k=2, epochs=2, source=clip, kinds=["linear", "patch"])
+    assert r["teacher"] == "source" and r["chosen"]["adapter_kind"] in ("linear", "patch")
+    assert r["trained_pairs"] == 2 and r["trained_adapters"] >= 2
+    assert all("lstsq_fidelity" in c for c in r["candidates"])
+    with NvpReader(nvp) as rd:
+        from nvcodec.codec.meta import read_routing
+
+        entry = read_routing(rd)["tasks"]["efficientnet_lite0"]
+        assert entry["adapter_kind"] == r["chosen"]["adapter_kind"] and entry["teacher"] == "source"
+        assert rd.read_tensors("adapter/efficientnet_lite0").meta["kind"] == entry["adapter_kind"]
+    out = infer(nvp, ["efficientnet_lite0"], compare_pixels=True, source=clip)
+    t = out["tasks"]["efficientnet_lite0"]
+    for key in ("agreement", "agreement_source", "pixel_agreement_source"):
+        assert {"top1_agreement", "top5_overlap", "mean_kl", "constant_label_share"} <= set(t[key])
+    with pytest.raises(UsageError):
+        attach(nvp, "efficientnet_lite0", weights=TINY, search="nope")
+    with pytest.raises(UsageError):
+        attach(nvp, "efficientnet_lite0", weights=TINY, kinds=["mlp"])
+
+
+def test_search_modes_choose_what_gets_trained(nvp):
+    cka = attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, search="cka", kinds=["linear"])
+    best_cka = max(cka["candidates"], key=lambda c: c["cka"])
+    assert [c for c in cka["candidates"] if c["trained"]] == [best_cka]
+    ls = attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, kinds=["linear"])
+    best_ls = max(ls["candidates"], key=lambda c: c["lstsq_fidelity"])
+    assert [c for c in ls["candidates"] if c["trained"]] == [best_ls]
+    ex = attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, search="exhaustive", kinds=["linear"])
+    assert ex["trained_pairs"] == ex["total_pairs"] == len(ex["candidates"])
+
+
+def test_old_linear_adapter_without_kind_still_reads(nvp):
+    from nvcodec.container import Section, SectionKind, append_nvp, pack_tensors
+
+    attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, kinds=["linear"])
+    with NvpReader(nvp) as rd:
+        bundle = rd.read_tensors("adapter/efficientnet_lite0")
+    meta = {k: v for k, v in bundle.meta.items() if k != "kind"}
+    append_nvp(nvp, [Section("adapter/efficientnet_lite0", SectionKind.ADAPTER, pack_tensors(bundle.tensors, meta=meta))])
+    assert infer(nvp, ["efficientnet_lite0"], frames=(0, 2))["tasks"]["efficientnet_lite0"]["frames"]
+
+
+def test_concurrent_attaches_keep_every_task(nvp):
+    code = ("import sys; from nvcodec.tasks.attach import attach; "
+            "attach(sys.argv[1], sys.argv[2], weights='random-tiny', top_k=1, epochs=1, kinds=['linear'])")
+    for _ in range(2):
+        procs = [subprocess.Popen([sys.executable, "-c", code, nvp, t], stderr=subprocess.PIPE)
+                 for t in ("efficientnet_lite0", "resnet50", "detr")]
+        for p in procs:
+            assert p.wait(timeout=300) == 0, p.stderr.read().decode()
+        with NvpReader(nvp) as rd:
+            from nvcodec.codec.meta import read_routing
+
+            assert set(read_routing(rd)["tasks"]) == {"efficientnet_lite0", "resnet50", "detr"}
+    out = infer(nvp, ["efficientnet_lite0", "resnet50", "detr"], frames=(0, 2))
+    assert set(out["tasks"]) == {"efficientnet_lite0", "resnet50", "detr"}
+
+
+def test_tune_keeps_rate_refits_other_tasks_and_compacts(nvp, tmp_path):
+    from nvcodec.container import compact_nvp, verify_nvp
+    from nvcodec.tasks.tune import tune
+
+    clip = write_clip(str(tmp_path / "orig.mp4"), synthetic_frames(8, 40, 64))
+    attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, kinds=["linear"])
+    attach(nvp, "resnet50", weights=TINY, top_k=1, epochs=1)
+    before = _inr_bytes(nvp)
+    with NvpReader(nvp) as rd:
+        gen0 = rd.generation
+        sizes0 = {s.name: s.raw_length for s in rd.sections if s.name.startswith(("block/", "embeddings", "head"))}
+    r = tune(nvp, "efficientnet_lite0", source=clip, epochs=2, inr_lr=1e-3)
+    assert r["reference"] == "source" and set(r["refitted_tasks"]) == {"resnet50"}
+    assert {"psnr_before", "psnr_after", "fidelity_before", "fidelity_after"} <= set(r)
+    with NvpReader(nvp) as rd:
+        assert rd.generation == gen0 + 1
+        assert {s.name: s.raw_length for s in rd.sections if s.name in sizes0} == sizes0
+        from nvcodec.codec.meta import read_provenance, read_routing
+
+        assert read_routing(rd)["tasks"]["efficientnet_lite0"]["tuned"]["psnr_after"] == r["psnr_after"]
+        assert read_provenance(rd)["tune"][-1]["task"] == "efficientnet_lite0"
+    assert _inr_bytes(nvp) != before
+    out = infer(nvp, ["efficientnet_lite0", "resnet50"], frames=(0, 2), compare_pixels=True)
+    assert set(out["tasks"]) == {"efficientnet_lite0", "resnet50"}
+    size = os.path.getsize(nvp)
+    c = compact_nvp(nvp)
+    assert c["bytes_before"] == size and c["bytes_after"] < size == c["bytes_before"]
+    assert verify_nvp(nvp)["generation"] == 1
+    assert infer(nvp, ["resnet50"], frames=(0, 2))["tasks"]["resnet50"]["frames"]
+    with pytest.raises(NotAttachedError):
+        tune(nvp, "detr", epochs=1)
+
+
+def test_cli_tune_and_compact(nvp):
+    attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, kinds=["linear"])
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "tune", nvp, "--task", "efficientnet_lite0",
+                        "--epochs", "1", "--json"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["reference"] == "inr" and r["task"] == "efficientnet_lite0"
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "compact", nvp, "--json"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and json.loads(p.stdout)["bytes_after"] < json.loads(p.stdout)["bytes_before"]
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "tune", nvp, "--task", "detr"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 6 and "attach" in p.stderr and "Traceback" not in p.stderr

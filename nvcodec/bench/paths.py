@@ -25,7 +25,7 @@ from ..tasks.adapter import MicroAdapter
 from ..tasks.agreement import classification_agreement, detection_map
 from ..tasks.flops import count_flops
 from ..codec.meta import read_routing
-from ..tasks.runtime import TaskRuntime, build_runtime, inr_to_geometry
+from ..tasks.runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters
 from .timing import StageClock, Timing, measure_passes
 
 RGB_INTERP = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
@@ -90,16 +90,7 @@ def load_task(video: NvpVideo, name: str, weights: str | None, device: torch.dev
     if entry.get("weights_random") or w in ("random", "random-tiny"):
         calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=device)
     rt = build_runtime(name, w, device, m.width, m.height, calibration_frames=calib)
-    adapters: dict[int, MicroAdapter] = {}
-    sections = entry.get("adapter_sections") or []
-    if len(sections) != len(video.segments):
-        raise FormatError("routing lists a different number of adapters than the file has segments", section="routing")
-    for seg, section in enumerate(sections):
-        bundle = video.reader.read_tensors(section)
-        size = bundle.meta.get("out_size") if isinstance(bundle.meta, dict) else None
-        if not (isinstance(size, list) and len(size) == 2):
-            raise FormatError("adapter out_size missing or invalid", section=section)
-        adapters[seg] = MicroAdapter.from_arrays(bundle.tensors, (int(size[0]), int(size[1]))).to(device).eval()
+    adapters = load_adapters(video, entry, rt, device)
     return TaskSetup(name, rt, entry, adapters, threshold)
 
 

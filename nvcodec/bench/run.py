@@ -200,7 +200,8 @@ def _pct(new: float | None, old: float | None) -> float | None:
 
 def _attach_summary(r: dict) -> dict:
     keys = ("chosen", "fidelity", "adapter_params", "adapter_params_pct", "backbone_params", "gflops",
-            "trained_pairs", "total_pairs", "adapter_epochs", "sample_frames", "weights", "weights_random", "seconds")
+            "trained_pairs", "trained_adapters", "total_pairs", "adapter_epochs", "sample_frames", "teacher",
+            "weights", "weights_random", "seconds")
     return {k: r.get(k) for k in keys}
 
 
@@ -478,7 +479,7 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
             steps.next(f"attach {name} ({pt.tag})")
             pt.attach[name] = _attach_summary(attach(pt.path, name, weights=o.weights, epochs=o.attach_epochs,
                                                      sample_frames=o.attach_frames, device=str(dev), seed=o.seed,
-                                                     progress=steps.forward))
+                                                     source=input_path, progress=steps.forward))
         row = {"tag": pt.tag, "main": pt.main, "nvcodec": nv, "codecs": pt.codecs, "attach": pt.attach}
         if o.tasks and not pt.main:
             row["rate_accuracy"] = _rate_accuracy(pt, o, orig, idx, dev)

@@ -41,8 +41,8 @@ def describe(path: str | os.PathLike) -> dict:
         tasks = []
         for name, entry in sorted(read_routing(reader)["tasks"].items()):
             row = {"task": name}
-            for key in ("inr_layer", "injection_point", "cka", "fidelity", "adapter_params", "adapter_params_pct",
-                        "weights", "weights_random"):
+            for key in ("inr_layer", "injection_point", "adapter_kind", "cka", "fidelity", "adapter_params", "adapter_params_pct",
+                        "teacher", "weights", "weights_random"):
                 value = entry.get(key)
                 row[key] = value if isinstance(value, (int, float, str, bool)) or value is None else None
             tasks.append(row)

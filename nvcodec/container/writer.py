@@ -7,7 +7,7 @@ import os
 import stat
 import tempfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from nvcodec.container.compression import encode_payload
@@ -18,7 +18,7 @@ from nvcodec.container.layout import (
     MAGIC, MAJOR_VERSION, MAX_SECTIONS, MINOR_VERSION, PREAMBLE, Codec, SectionInfo, align_up,
 )
 from nvcodec.container.names import encode_name
-from nvcodec.container.reader import load_state
+from nvcodec.container.reader import NvpReader, load_state
 from nvcodec.errors import FormatError
 
 _LOCK_RETRIES = 100
@@ -110,6 +110,25 @@ def write_nvp(path: str | os.PathLike[str], sections: list[Section], required_fe
         raise FormatError(f"too many sections: {len(sections)} > {MAX_SECTIONS}")
     features = _features((), required_features)
     directory = os.path.dirname(os.path.abspath(path))
+    tmp = _write_temp(path, sections, features)
+    try:
+        _replace_locked(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _write_temp(path: str, sections: list[Section], features: list[str]) -> str:
+    """A complete generation-1 file of `sections` in a temporary file beside `path`; returns its name."""
+    directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".tmp")
     except OSError as exc:
@@ -123,14 +142,10 @@ def write_nvp(path: str | os.PathLike[str], sections: list[Section], required_fe
             os.fchmod(fd, _mode_for(path))
         finally:
             os.close(fd)
-        _replace_locked(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink(tmp)
         raise
-    _fsync_dir(directory)
+    return tmp
 
 
 def _mode_for(path: str) -> int:
@@ -189,14 +204,24 @@ def _open_locked(path: str) -> int:
 
 
 def append_nvp(path: str | os.PathLike[str], sections: list[Section], remove: Iterable[str] = (),
-               required_features: Iterable[str] = ()) -> None:
-    """Append `sections` as a new generation (same name supersedes), dropping `remove` names from the index."""
+               required_features: Iterable[str] = (),
+               update: Callable[[NvpReader], Iterable[Section]] | None = None) -> None:
+    """Append `sections` as a new generation (same name supersedes), dropping `remove` names from the index.
+
+    `update(reader)` runs while the file is locked, on a reader of its latest generation, and returns
+    further sections: read-modify-write of shared metadata (routing) goes there, so that concurrent
+    appends never write back a stale copy.
+    """
     path = os.fspath(path)
     sections = list(sections)
     _validate(sections)
     remove_set = {remove} if isinstance(remove, str) else set(remove)
     fd = _open_locked(path)
     try:
+        if update is not None:
+            with NvpReader(path) as latest:
+                sections += list(update(latest))
+            _validate(sections)
         _, file_size, state = load_state(fd)
         generation = state.generation + 1
         check_generation_limit(generation)
@@ -219,3 +244,29 @@ def append_nvp(path: str | os.PathLike[str], sections: list[Section], remove: It
             raise
     finally:
         os.close(fd)
+
+
+def compact_nvp(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Rewrite `path` with only its live sections, as generation 1 (superseded generations dropped).
+
+    The file stays locked from reading to the atomic rename, so no append can slip in between;
+    on any failure the original is untouched. Returns bytes before and after.
+    """
+    path = os.fspath(path)
+    fd = _open_locked(path)
+    try:
+        before = os.fstat(fd).st_size
+        with NvpReader(path) as reader:
+            sections = [Section(s.name, s.kind, reader.read(s.name), s.codec) for s in reader.sections]
+            features = list(reader.required_features)
+        tmp = _write_temp(path, sections, _features((), features))
+        try:
+            after = os.path.getsize(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    finally:
+        os.close(fd)
+    return {"bytes_before": before, "bytes_after": after}

@@ -6,13 +6,25 @@ import numpy as np
 import torch
 
 
-def classification_agreement(logits_adapter: torch.Tensor, logits_pixel: torch.Tensor) -> dict:
-    """Top-1 agreement and mean KL(pixel || adapter) of the softmax distributions."""
+def classification_agreement(logits_adapter: torch.Tensor, logits_reference: torch.Tensor, k: int = 5) -> dict:
+    """How well predictions follow a reference path, frame by frame.
+
+    top1_agreement: share of frames with the same top-1 class; top5_overlap: mean |top-5 ∩ top-5| / 5;
+    mean_kl: mean KL(reference || adapter) of the softmax distributions; constant_label_share: the
+    share of frames the reference's most frequent top-1 class covers, i.e. what always answering one
+    label would score (top-1 agreement means little when it is close to this).
+    """
     la = logits_adapter.float().log_softmax(-1)
-    lp = logits_pixel.float().log_softmax(-1)
-    top1 = (la.argmax(-1) == lp.argmax(-1)).float().mean().item()
+    lp = logits_reference.float().log_softmax(-1)
+    ref_top1 = lp.argmax(-1)
+    top1 = (la.argmax(-1) == ref_top1).float().mean().item()
+    k = min(k, la.shape[-1])
+    ta, tp = la.topk(k, -1).indices, lp.topk(k, -1).indices
+    overlap = (ta[:, :, None] == tp[:, None, :]).any(-1).float().sum(-1).mean().item() / k
     kl = (lp.exp() * (lp - la)).sum(-1).mean().item()
-    return {"top1_agreement": float(top1), "mean_kl": float(kl), "frames": int(la.shape[0])}
+    const = torch.bincount(ref_top1).max().item() / max(1, ref_top1.numel())
+    return {"top1_agreement": float(top1), f"top{k}_overlap": float(overlap), "mean_kl": float(kl),
+            "constant_label_share": float(const), "frames": int(la.shape[0])}
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,20 +1,36 @@
-"""`attach()`: rank (INR block, injection point) pairs by CKA, train micro adapters, append the best."""
+"""`attach()`: score (INR block, injection point) pairs, train adapters for the best, append the winner.
+
+1. Sample frames of the video; the *teacher* is the task's full pixel path on them: on the
+   INR-decoded frames, or, with `source`, on the original video's frames.
+2. Score every pair two ways on held-out sample frames: linear CKA (the paper's ranking) and
+   ``lstsq``, the task fidelity of the closed-form least-squares 1x1 adapter run through the
+   frozen backbone tail. `search` picks the ranking that chooses the candidates (``lstsq`` by
+   default; ``exhaustive`` trains every pair).
+3. For each candidate pair and adapter kind within the parameter budget, fit the adapter on the
+   composite feature loss plus distillation of the task output through the frozen tail.
+4. The best held-out fidelity wins, near-ties (within `TIE`) broken by total GFLOPs per frame.
+
+The routing entry and the adapters are appended under the file's lock, merged into the latest
+routing: INR sections stay byte-identical and concurrent attaches of other tasks are kept.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..codec.meta import read_routing
+from ..codec.meta import read_provenance, read_routing
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
-from ..container import Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
+from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
 from ..errors import UsageError
 from ..progress import ProgressCallback, emit
-from .adapter import fit_adapter
-from .cka import rank_pairs, select_top
+from .adapter import ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
+from .cka import rank_pairs, top_count
 from .flops import count_flops
 from .registry import get_task
 from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, sample_indices
@@ -22,18 +38,51 @@ from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_ge
 DEFAULT_SAMPLE = {"classification": 32, "detection": 12}
 TIE = 0.01
 HOLDOUT_FRACTION = 0.25
+SEARCHES = ("lstsq", "cka", "exhaustive")
+DEFAULT_KINDS = ("linear", "patch", "bottleneck")
+MAX_ADAPTER_PCT = 1.0
+"""Adapters above this share of the backbone's parameters are not trained (``linear`` always is)."""
+DISTILL_WEIGHT = 1.0
+DISTILL_LR = 1e-3
+FEATURE_LR = 1e-4
 
 
-def _prepared_features(video: NvpVideo, rt: TaskRuntime, layers: range, idx: list[int], seg: int,
-                       device: torch.device) -> dict[int, torch.Tensor]:
-    """Block activations for every layer, decoded once (each deeper block continues the last)."""
+@dataclass
+class Candidate:
+    """One (INR block, injection point) pair: its scores and the adapters trained for it."""
+
+    inr_layer: int
+    injection_point: str
+    cka: float
+    lstsq: float
+    trained: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return self.inr_layer, self.injection_point
+
+
+def _features(video: NvpVideo, rt: TaskRuntime, layers: range, idx: list[int], seg: int,
+              device: torch.device) -> dict[int, torch.Tensor]:
+    """Block activations mapped onto the task's view of the frame, for every layer in `layers`.
+
+    One decode per batch of frames: each deeper block continues from the previous one's output.
+    """
     cfg = video.config(seg)
     m = video.metadata
-    out: dict[int, torch.Tensor] = {}
-    for k in layers:
-        feat = video.features(k, idx, device=device)
-        out[k] = inr_to_geometry(feat.float(), rt.geometry, m.width, m.height, cfg.pad_width, cfg.pad_height)
-    return out
+    out: dict[int, list[torch.Tensor]] = {k: [] for k in layers}
+    segment = video.segments[seg]
+    with torch.no_grad():
+        dec, _ = video.decoder(segment, max(layers), device)
+        for s in range(0, len(idx), 8):
+            x = video.inputs(segment, idx[s:s + 8], device, max(layers))
+            prev = -1
+            for k in layers:
+                x = dec.continue_features(x, prev, k)
+                prev = k
+                out[k].append(inr_to_geometry(x.float(), rt.geometry, m.width, m.height, cfg.pad_width,
+                                              cfg.pad_height).clone())
+    return {k: torch.cat(v) for k, v in out.items()}
 
 
 def _segment_frames(video: NvpVideo, seg: int, count: int) -> list[int]:
@@ -50,6 +99,57 @@ def _split(n: int) -> tuple[list[int], list[int]]:
     return [i for i in range(n) if i not in val], val
 
 
+def source_frames(video: NvpVideo, source: str, idx: list[int], stream: int | None = None) -> torch.Tensor:
+    """Frames `idx` of the `.nvp` taken from its original video `source` (uint8, N x H x W x 3).
+
+    The file's recorded source range maps its frame i to source frame start + i; the stream
+    recorded at encode is used unless `stream` is given.
+    """
+    from ..video import read_frames
+
+    m = video.metadata
+    offset = m.source_frames[0] if m.source_frames else 0
+    if stream is None:
+        settings = read_provenance(video.reader).get("settings")
+        recorded = settings.get("stream") if isinstance(settings, dict) else None
+        stream = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+    lo, hi = offset + min(idx), offset + max(idx) + 1
+    frames, info = read_frames(source, stream=stream, frames=(lo, hi))
+    if (info.width, info.height) != (m.width, m.height) or frames.shape[0] != hi - lo:
+        raise UsageError(f"{source} is {info.width}x{info.height} with {info.frames} frames; it does not match "
+                         f"this file's {m.width}x{m.height} frames {offset}..{offset + m.frames}")
+    return torch.from_numpy(np.ascontiguousarray(frames[[i + offset - lo for i in idx]]))
+
+
+def _teacher(rt: TaskRuntime, pixels: torch.Tensor, points: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], Any]:
+    """Backbone activations at every point and the raw task output, on preprocessed `pixels`."""
+    with torch.no_grad():
+        acts, raw = rt.model.forward_all(rt.pixel_input(pixels))
+    return {p: acts[p].float() for p in points}, _detach(raw)
+
+
+def _detach(raw: Any) -> Any:
+    if isinstance(raw, torch.Tensor):
+        return raw.detach().float()
+    if isinstance(raw, dict):
+        return {k: _detach(v) for k, v in raw.items()}
+    return raw
+
+
+def _take(raw: Any, idx: list[int]) -> Any:
+    if isinstance(raw, torch.Tensor):
+        return raw[idx]
+    return {k: v[idx] for k, v in raw.items()}
+
+
+def _fidelity(rt: TaskRuntime, adapter: MicroAdapter, feat: torch.Tensor, point: str, teacher: Any,
+              idx: list[int]) -> float:
+    """Task fidelity of `adapter`'s path on frames `idx` against the teacher outputs."""
+    with torch.no_grad():
+        out = rt.model.forward_from(adapter(feat[idx]), point)
+    return float(rt.spec.fidelity(out, _take(teacher, idx)))
+
+
 @torch.inference_mode()
 def _cost_gflops(video: NvpVideo, rt: TaskRuntime, layer: int, point: str, adapter: torch.nn.Module,
                  inr_feat: torch.Tensor, device: torch.device) -> float:
@@ -62,109 +162,212 @@ def _cost_gflops(video: NvpVideo, rt: TaskRuntime, layer: int, point: str, adapt
     return (f_dec + f_ad + f_tail) / 1e9
 
 
-def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0.10, epochs: int = 30,
-           sample_frames: int | None = None, device: str = "auto", seed: int = 0,
-           progress: ProgressCallback | None = None) -> dict:
-    """Attach `task` to the `.nvp` at `path` (appends routing + adapter; INR sections stay byte-identical)."""
-    t0 = time.monotonic()
-    if top_k <= 0:
+def _check_args(top_k: float, epochs: int, search: str, kinds: tuple[str, ...], distill: float) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or top_k <= 0:
         raise UsageError("--top-k must be positive (a fraction < 1, or a count >= 1)")
-    if epochs < 1:
-        raise UsageError("--epochs must be at least 1")
+    if epochs < 0:
+        raise UsageError("--epochs must be at least 0")
+    if search not in SEARCHES:
+        raise UsageError(f"--search must be one of {', '.join(SEARCHES)}")
+    if not kinds or any(k not in ADAPTER_KINDS for k in kinds):
+        raise UsageError(f"--kinds must name adapter kinds from {', '.join(ADAPTER_KINDS)}")
+    if not (distill >= 0 and np.isfinite(distill)):
+        raise UsageError("--distill must be a weight >= 0")
+
+
+def _top_k_value(top_k: float) -> float | int:
+    """CLI convention: values >= 1 are counts, below 1 fractions."""
+    return int(top_k) if top_k >= 1 else float(top_k)
+
+
+@dataclass
+class AttachData:
+    """Everything scoring and training need, for one segment's frame sample."""
+
+    video: NvpVideo
+    rt: TaskRuntime
+    frames: list[int]
+    inr: dict[int, torch.Tensor]
+    targets: dict[str, torch.Tensor]
+    teacher: Any
+    train: list[int]
+    val: list[int]
+    device: torch.device
+
+    @property
+    def backbone_params(self) -> int:
+        return int(self.rt.model.num_parameters())
+
+
+def prepare(video: NvpVideo, task: str, weights: str | None, sample_frames: int | None, device: torch.device,
+            source: str | None = None, source_stream: int | None = None, segment: int = 0,
+            rt: TaskRuntime | None = None) -> AttachData:
+    """Sample a segment's frames; build the backbone (unless `rt` is given); compute INR features at
+    every block, backbone activations at every point and the teacher's raw outputs."""
+    spec = get_task(task)
+    count = sample_frames or DEFAULT_SAMPLE.get(spec.output_type, 16)
+    if count < 2:
+        raise UsageError("--frames (the attach sample) must be at least 2")
+    m = video.metadata
+    idx = _segment_frames(video, segment, count)
+    decoded = video.frames(idx, device=device)
+    if rt is None:
+        rt = build_runtime(task, weights, device, m.width, m.height, calibration_frames=decoded)
+    pixels = source_frames(video, source, idx, source_stream).to(device) if source else decoded
+    targets, teacher = _teacher(rt, pixels, spec.injection_points)
+    inr = _features(video, rt, range(video.num_layers), idx, segment, device)
+    n = len(idx)
+    if n == 1:
+        # A one-frame segment: the adapter is fitted and validated on that frame.
+        inr = {k: v.repeat(2, 1, 1, 1) for k, v in inr.items()}
+        targets = {p: v.repeat(2, 1, 1, 1) for p, v in targets.items()}
+        teacher, n = _take(teacher, [0, 0]), 2
+    train, val = _split(n)
+    return AttachData(video, rt, idx, inr, targets, teacher, train, val, device)
+
+
+def score_pairs(data: AttachData) -> list[Candidate]:
+    """Every (block, point) pair with its CKA and its least-squares adapter's held-out fidelity."""
+    sizes = {p: tuple(t.shape[-2:]) for p, t in data.targets.items()}
+    ranked = rank_pairs(data.inr, data.targets, sizes, debiased=data.inr[0].shape[0] >= 4)
+    out = []
+    for pair in ranked:
+        k, p = pair.inr_layer, pair.injection_point
+        ls = fit_adapter(data.inr[k], data.targets[p], train_indices=data.train, val_indices=data.val, epochs=0,
+                         device=data.device)
+        out.append(Candidate(k, p, pair.cka, _fidelity(data.rt, ls.adapter, data.inr[k], p, data.teacher, data.val)))
+    return out
+
+
+def kinds_within_budget(data: AttachData, cand: Candidate, kinds: tuple[str, ...],
+                        max_adapter_pct: float = MAX_ADAPTER_PCT) -> list[str]:
+    """The kinds of `kinds` whose adapter for this pair fits the parameter budget (``linear`` always does)."""
+    ci, co = int(data.inr[cand.inr_layer].shape[1]), int(data.targets[cand.injection_point].shape[1])
+    return [k for k in kinds
+            if k == "linear" or 100.0 * adapter_parameters(k, ci, co) / data.backbone_params <= max_adapter_pct]
+
+
+def train_candidate(data: AttachData, cand: Candidate, kind: str, *, epochs: int = 30,
+                    distill: float = DISTILL_WEIGHT, seed: int = 0) -> dict[str, Any]:
+    """Fit one adapter for `cand` and record its held-out fidelity and GFLOPs per frame in `cand.trained`."""
+    k, p = cand.key
+    fit = _fit(data.rt, data.inr[k], data.targets[p], data.teacher, p, kind, data.train, data.val, epochs, distill,
+               seed, data.device)
+    adapter = fit.adapter.eval()
+    result = {"adapter": adapter, "fit": fit,
+              "fidelity": _fidelity(data.rt, adapter, data.inr[k], p, data.teacher, data.val),
+              "gflops": _cost_gflops(data.video, data.rt, k, p, adapter, data.inr[k], data.device)}
+    cand.trained[kind] = result
+    return result
+
+
+def choose(cands: list[Candidate], tie: float = TIE) -> tuple[Candidate, str, dict[str, Any]]:
+    """The trained adapter with the best held-out fidelity; within `tie` of it, the fewest GFLOPs."""
+    results = [(c, kind, t) for c in cands for kind, t in c.trained.items()]
+    if not results:
+        raise UsageError("no adapter was trained")
+    best = max(t["fidelity"] for _, _, t in results)
+    near = [r for r in results if r[2]["fidelity"] >= best - tie]
+    return min(near, key=lambda r: (r[2]["gflops"], -r[2]["fidelity"]))
+
+
+def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0.10, epochs: int = 30,
+           sample_frames: int | None = None, device: str = "auto", seed: int = 0, search: str = "lstsq",
+           kinds: tuple[str, ...] | list[str] = DEFAULT_KINDS, distill: float = DISTILL_WEIGHT,
+           source: str | None = None, source_stream: int | None = None,
+           max_adapter_pct: float = MAX_ADAPTER_PCT, progress: ProgressCallback | None = None) -> dict:
+    """Attach `task` to the `.nvp` at `path` (appends routing + adapters; INR sections stay byte-identical).
+
+    `search`: ``lstsq`` (rank pairs by the fidelity of their least-squares adapter), ``cka``, or
+    ``exhaustive`` (train every pair); `top_k` pairs are trained, each with every adapter kind in
+    `kinds` that fits `max_adapter_pct` of the backbone's parameters. `distill` weighs the
+    distillation loss through the frozen tail (0: feature loss only). `source`: the original video,
+    whose frames then serve as the teacher instead of the INR's own.
+    """
+    t0 = time.monotonic()
+    kinds = tuple(dict.fromkeys(kinds))
+    _check_args(top_k, epochs, search, kinds, distill)
     dev = resolve_device(device)
     with open_nvp(path) as video:
-        m = video.metadata
         n_seg = len(video.segments)
-        spec = get_task(task)
-        count = sample_frames or DEFAULT_SAMPLE.get(spec.output_type, 16)
-        idx0 = _segment_frames(video, 0, count)
-        pixels0 = video.frames(idx0, device=dev)
-        rt = build_runtime(task, weights, dev, m.width, m.height, calibration_frames=pixels0)
         emit(progress, "attach", 0, None, stage_name="targets")
-
-        # Targets: the backbone's activations on the video's own INR-decoded frames.
-        with torch.inference_mode():
-            x0 = rt.pixel_input(pixels0)
-            targets = {p: rt.model.forward_to(x0, p).float() for p in spec.injection_points}
-        sizes = {p: tuple(t.shape[-2:]) for p, t in targets.items()}
-        layers = range(video.num_layers)
-        inr0 = _prepared_features(video, rt, layers, idx0, 0, dev)
-
-        # Debiased HSIC needs n >= 4 frames; plain linear CKA below that.
-        ranked = rank_pairs(inr0, targets, sizes, debiased=len(idx0) >= 4)
-        top = select_top(ranked, top_k)
-        train_i, val_i = _split(len(idx0))
-        emit(progress, "attach", 0, len(top), stage_name="adapters")
-
-        trained: dict[tuple[int, str], dict[str, Any]] = {}
-        for j, pair in enumerate(top):
-            k, p = pair.inr_layer, pair.injection_point
-            fit = fit_adapter(inr0[k][train_i], targets[p][train_i], out_size=sizes[p], epochs=epochs,
-                              seed=seed, device=str(dev))
-            adapter = fit.adapter.to(dev).eval()
-            with torch.inference_mode():
-                out_adapter = rt.model.forward_from(adapter(inr0[k][val_i]), p)
-                out_pixel = rt.model.forward_from(targets[p][val_i], p)
-                fidelity = float(spec.fidelity(out_adapter, out_pixel))
-            cost = _cost_gflops(video, rt, k, p, adapter, inr0[k], dev)
-            trained[(k, p)] = {"adapter": adapter, "fidelity": fidelity, "gflops": cost, "fit": fit}
-            emit(progress, "attach", j + 1, len(top), val_loss=fit.val_loss[-1] if fit.val_loss else None)
-
-        best_fid = max(t["fidelity"] for t in trained.values())
-        near = [key for key, t in trained.items() if t["fidelity"] >= best_fid - TIE]
-        chosen = min(near, key=lambda key: (trained[key]["gflops"], -trained[key]["fidelity"]))
-        k, p = chosen
-        best = trained[chosen]
-        chosen_cka = next(x.cka for x in ranked if (x.inr_layer, x.injection_point) == chosen)
-
+        data = prepare(video, task, weights, sample_frames, dev, source, source_stream)
+        rt = data.rt
+        cands = score_pairs(data)
+        cands.sort(key=(lambda c: (-c.cka, c.inr_layer, c.injection_point)) if search == "cka"
+                   else (lambda c: (-c.lstsq, c.inr_layer, c.injection_point)))
+        top = cands if search == "exhaustive" else cands[: top_count(len(cands), _top_k_value(top_k))]
+        jobs = [(c, kind) for c in top for kind in kinds_within_budget(data, c, kinds, max_adapter_pct)]
+        emit(progress, "attach", 0, len(jobs), stage_name="adapters")
+        for j, (c, kind) in enumerate(jobs):
+            fit = train_candidate(data, c, kind, epochs=epochs, distill=distill, seed=seed)["fit"]
+            emit(progress, "attach", j + 1, len(jobs), val_loss=fit.val_loss[-1] if fit.val_loss else None)
+        chosen, kind, best = choose(top)
+        k, p = chosen.key
         adapters = {0: best["adapter"]}
         for seg in range(1, n_seg):
-            idx = _segment_frames(video, seg, count)
-            feats = _prepared_features(video, rt, range(k, k + 1), idx, seg, dev)
-            with torch.inference_mode():
-                tgt = rt.model.forward_to(rt.pixel_input(video.frames(idx, device=dev)), p).float()
-            x_seg = feats[k]
-            if x_seg.shape[0] == 1:
-                # A one-frame segment: the adapter is fitted and validated on that frame.
-                x_seg, tgt = x_seg.repeat(2, 1, 1, 1), tgt.repeat(2, 1, 1, 1)
-            adapters[seg] = fit_adapter(x_seg, tgt, out_size=sizes[p], epochs=epochs, seed=seed,
-                                        device=str(dev)).adapter
+            seg_data = prepare(video, task, weights, sample_frames, dev, source, source_stream, segment=seg, rt=rt)
+            seg_cand = Candidate(k, p, chosen.cka, chosen.lstsq)
+            adapters[seg] = train_candidate(seg_data, seg_cand, kind, epochs=epochs, distill=distill, seed=seed)["adapter"]
+        candidates = [_candidate_row(c) for c in cands]
+        size = tuple(data.targets[p].shape[-2:])
+        in_ch, out_ch = int(data.inr[k].shape[1]), int(data.targets[p].shape[1])
+        backbone_params = data.backbone_params
 
-        backbone_params = int(rt.model.num_parameters())
-        adapter_params = int(best["adapter"].num_parameters())
-        candidates = []
-        for x in ranked:
-            t = trained.get((x.inr_layer, x.injection_point))
-            candidates.append({"inr_layer": x.inr_layer, "injection_point": x.injection_point, "cka": float(x.cka),
-                               "trained": t is not None, "fidelity": t["fidelity"] if t else None,
-                               "gflops": t["gflops"] if t else None})
-        routing = read_routing(video.reader)
-        in_ch = int(inr0[k].shape[1])
-        out_ch = int(targets[p].shape[1])
-
+    adapter_params = int(best["adapter"].num_parameters())
     entry = {
-        "inr_layer": k, "injection_point": p, "cka": float(chosen_cka), "fidelity": best["fidelity"],
-        "gflops": best["gflops"], "out_size": list(sizes[p]), "in_channels": in_ch, "out_channels": out_ch,
+        "inr_layer": k, "injection_point": p, "adapter_kind": kind, "hidden": best["adapter"].hidden,
+        "cka": float(chosen.cka), "lstsq_fidelity": float(chosen.lstsq), "fidelity": best["fidelity"],
+        "gflops": best["gflops"], "out_size": list(size), "in_channels": in_ch, "out_channels": out_ch,
         "adapter_params": adapter_params, "backbone_params": backbone_params,
         "adapter_params_pct": 100.0 * adapter_params / backbone_params,
         "adapter_sections": [adapter_section_name(task, s, n_seg) for s in range(n_seg)],
-        "weights": rt.weights_label, "weights_random": rt.random, "sample_frames": idx0,
+        "weights": rt.weights_label, "weights_random": rt.random, "sample_frames": data.frames,
+        "teacher": "source" if source else "inr", "search": search, "distill": float(distill),
         "top_k": top_k, "epochs": epochs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    routing["tasks"][task] = entry
-    sections = [Section("routing", SectionKind.ROUTING, pack_msgpack(routing))]
+    sections = []
     for seg, ad in adapters.items():
-        meta = {"task": task, "inr_layer": k, "injection_point": p, "out_size": list(sizes[p]), "segment": seg}
+        meta = {"task": task, "inr_layer": k, "injection_point": p, "out_size": list(size), "segment": seg,
+                "kind": kind}
         sections.append(Section(adapter_section_name(task, seg, n_seg), SectionKind.ADAPTER,
                                 pack_tensors(ad.to_arrays(), meta=meta)))
-    append_nvp(path, sections)
+
+    def merged_routing(latest: NvpReader) -> list[Section]:
+        routing = read_routing(latest)
+        routing["tasks"][task] = entry
+        return [Section("routing", SectionKind.ROUTING, pack_msgpack(routing))]
+
+    append_nvp(path, sections, update=merged_routing)
     fit = best["fit"]
     return {
-        "task": task, "file": str(path), "candidates": candidates,
-        "chosen": {"inr_layer": k, "injection_point": p, "cka": float(chosen_cka)},
+        "task": task, "file": str(path), "candidates": candidates, "search": search,
+        "chosen": {"inr_layer": k, "injection_point": p, "adapter_kind": kind, "cka": float(chosen.cka),
+                   "lstsq_fidelity": float(chosen.lstsq)},
         "fidelity": best["fidelity"], "adapter_params": adapter_params, "adapter_params_pct": entry["adapter_params_pct"],
-        "backbone_params": backbone_params, "gflops": best["gflops"], "trained_pairs": len(trained),
-        "total_pairs": len(ranked), "adapter_epochs": fit.epochs_run, "adapter_val": fit.val_metrics,
-        "sample_frames": len(idx0), "segments": n_seg, "weights": rt.weights_label, "weights_random": rt.random,
+        "backbone_params": backbone_params, "gflops": best["gflops"], "trained_pairs": len(top),
+        "trained_adapters": len(jobs), "total_pairs": len(cands), "adapter_epochs": fit.epochs_run,
+        "adapter_val": fit.val_metrics, "sample_frames": len(data.frames), "segments": n_seg,
+        "teacher": entry["teacher"], "weights": rt.weights_label, "weights_random": rt.random,
         "seconds": time.monotonic() - t0,
     }
+
+
+def _candidate_row(c: Candidate) -> dict[str, Any]:
+    return {"inr_layer": c.inr_layer, "injection_point": c.injection_point, "cka": float(c.cka),
+            "lstsq_fidelity": float(c.lstsq), "trained": bool(c.trained),
+            "fidelity": max((t["fidelity"] for t in c.trained.values()), default=None),
+            "gflops": min((t["gflops"] for t in c.trained.values()), default=None),
+            "kinds": {kd: {"fidelity": t["fidelity"], "gflops": t["gflops"], "params": t["adapter"].num_parameters()}
+                      for kd, t in c.trained.items()}}
+
+
+def _fit(rt: TaskRuntime, x: torch.Tensor, y: torch.Tensor, teacher: Any, point: str, kind: str,
+         train: list[int], val: list[int], epochs: int, distill: float, seed: int, dev: torch.device):
+    """One adapter: composite feature loss (+ distillation through the frozen tail when `distill` > 0)."""
+    task = None
+    if distill > 0:
+        task = TaskDistill(tail=lambda a: rt.model.forward_from(a, point), teacher=teacher,
+                           loss=rt.spec.distill_loss, weight=distill, score=rt.spec.fidelity)
+    return fit_adapter(x, y, kind=kind, train_indices=train, val_indices=val, epochs=epochs,
+                       lr=DISTILL_LR if task is not None else FEATURE_LR, task=task, seed=seed, device=dev)

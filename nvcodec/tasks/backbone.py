@@ -67,6 +67,14 @@ class InjectableBackbone(nn.Module):
             act = self._segment(name, act)
         return self._tail(act, **ctx)
 
+    def forward_all(self, x: Tensor, **ctx: Any) -> tuple[dict[str, Tensor], Any]:
+        """Full pixel path keeping the activation at every injection point: (activations, raw output)."""
+        acts: dict[str, Tensor] = {}
+        for name in self.injection_points:
+            x = self._segment(name, x)
+            acts[name] = x
+        return acts, self._tail(x, **ctx)
+
     def forward(self, x: Tensor, **ctx: Any) -> Any:
         """Full pixel path: normalized pixels (N,3,H,W) -> raw task output."""
         for name in self.injection_points:

@@ -41,6 +41,7 @@ __all__ = [
     "PairScore",
     "rank_pairs",
     "select_top",
+    "top_count",
 ]
 
 # Elements (n * chunk width) converted to float64 at a time when building a Gram matrix.
@@ -369,14 +370,9 @@ def rank_pairs(
     return scores
 
 
-def select_top(pairs: Iterable[PairScore], top_k: float | int = 0.10) -> list[PairScore]:
-    """The best pairs: a float in (0, 1] is a fraction (rounded up), an int a count; at least 1.
-
-    `select_top(pairs, 0.10)` keeps the top 10% (e.g. 2 of 12), `select_top(pairs, 3)` the top 3.
-    """
-    ranked = sorted(pairs, key=lambda s: (-s.cka, s.inr_layer, s.injection_point))
-    if not ranked:
-        raise UsageError("select_top needs at least one scored pair")
+def top_count(n: int, top_k: float | int = 0.10) -> int:
+    """How many of `n` ranked pairs `top_k` keeps: a float in (0, 1] is a fraction (rounded up),
+    an int a count; at least 1, at most n."""
     if isinstance(top_k, bool):
         raise UsageError(f"top_k must be a fraction in (0, 1] or a positive count, got {top_k!r}")
     if isinstance(top_k, int):
@@ -386,7 +382,18 @@ def select_top(pairs: Iterable[PairScore], top_k: float | int = 0.10) -> list[Pa
     elif isinstance(top_k, float):
         if not (0.0 < top_k <= 1.0):
             raise UsageError(f"top_k fraction must be in (0, 1], got {top_k}")
-        k = math.ceil(round(top_k * len(ranked), 9))
+        k = math.ceil(round(top_k * n, 9))
     else:
         raise UsageError(f"top_k must be a fraction in (0, 1] or a positive count, got {top_k!r}")
-    return ranked[: max(1, min(k, len(ranked)))]
+    return max(1, min(k, n))
+
+
+def select_top(pairs: Iterable[PairScore], top_k: float | int = 0.10) -> list[PairScore]:
+    """The best pairs by CKA, `top_count` of them.
+
+    `select_top(pairs, 0.10)` keeps the top 10% (e.g. 2 of 12), `select_top(pairs, 3)` the top 3.
+    """
+    ranked = sorted(pairs, key=lambda s: (-s.cka, s.inr_layer, s.injection_point))
+    if not ranked:
+        raise UsageError("select_top needs at least one scored pair")
+    return ranked[: top_count(len(ranked), top_k)]

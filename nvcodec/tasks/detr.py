@@ -17,6 +17,7 @@ The split follows ``DetrModel.forward`` (transformers 5.x) step by step:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,12 @@ from torch import Tensor
 from nvcodec.errors import NvcodecError, WeightsError
 from nvcodec.tasks.backbone import InjectableBackbone
 from nvcodec.tasks.labels import COCO_ID2LABEL
+from nvcodec.progress import ProgressCallback
 from nvcodec.tasks.weights import (
+    Search,
+    WeightsLookup,
     WeightsSource,
+    search_hf,
     load_checked_state_dict,
     read_source_state_dict,
     strip_prefixes,
@@ -36,6 +41,9 @@ from nvcodec.tasks.weights import (
 
 if TYPE_CHECKING:
     from transformers import DetrConfig, DetrForObjectDetection
+
+DETR_REPO = "facebook/detr-resnet-50"
+DETR_REVISION = "no_timm"
 
 _LEGACY_RENAMES = (
     ("backbone.conv_encoder.", "backbone."),
@@ -261,3 +269,12 @@ def build_detr(source: WeightsSource, device: torch.device | str = "cpu", tiny: 
     backbone = DetrBackbone(detr)
     backbone.requires_grad_(False)
     return backbone.to(device).eval()
+
+
+def locate_detr(search: Search, cache_dirs: Sequence[Path] | None, offline: str | None,
+                progress: ProgressCallback | None) -> WeightsSource | None:
+    """The Hugging Face cache for ``facebook/detr-resnet-50`` at revision ``no_timm``, then a download of it."""
+    return search_hf("detr", DETR_REPO, DETR_REVISION, search, cache_dirs, offline, True, try_download=True)
+
+
+DETR_WEIGHTS = WeightsLookup(locate_detr, need_config=True, default_revisions={DETR_REPO: DETR_REVISION})

@@ -113,6 +113,12 @@ def imagenet_geometry(frame_hw: Sequence[int], resize: int = 256, crop: int = 22
     return Geometry((h, w), (rh, rw), (top, left, crop, crop))
 
 
+def whole_frame_geometry(frame_hw: Sequence[int], size: int = 224) -> Geometry:
+    """The whole frame resized to `size` x `size` (aspect ratio not kept, nothing cropped away)."""
+    h, w = _check_hw(frame_hw)
+    return Geometry((h, w), (int(size), int(size)), None)
+
+
 def shortest_longest_size(frame_hw: Sequence[int], shortest: int, longest: int | None) -> tuple[int, int]:
     """Output size of DetrImageProcessor's ``{"shortest_edge", "longest_edge"}`` resize (same rounding)."""
     height, width = _check_hw(frame_hw)

@@ -16,7 +16,8 @@ from .agreement import classification_agreement, detection_map
 from .flops import count_flops
 from .registry import get_task
 from ..codec.meta import read_routing
-from .runtime import TaskRuntime, build_runtime, inr_to_geometry
+from .attach import source_frames
+from .runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters
 
 RANDOM_NOTE = "random weights: pipeline check only, predictions are meaningless"
 
@@ -62,23 +63,6 @@ def _entry(routing: dict, task: str, path: str) -> dict:
     if not isinstance(entry, dict) or not isinstance(entry.get("inr_layer"), int) or not isinstance(entry.get("injection_point"), str):
         raise FormatError(f"bad routing entry for {task!r}", section="routing")
     return entry
-
-
-def _load_adapters(video: NvpVideo, entry: dict, device: torch.device) -> dict[int, MicroAdapter]:
-    names = entry.get("adapter_sections") or []
-    if len(names) != len(video.segments):
-        raise FormatError("routing lists a different number of adapters than the file has segments", section="routing")
-    out = {}
-    for seg, name in enumerate(names):
-        bundle = video.reader.read_tensors(name)
-        size = bundle.meta.get("out_size") if isinstance(bundle.meta, dict) else None
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= 65536 for v in size)):
-            raise FormatError("adapter out_size missing or invalid", section=name)
-        try:
-            out[seg] = MicroAdapter.from_arrays(bundle.tensors, tuple(size)).to(device).eval()
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise FormatError(f"adapter tensors do not form a 1x1 conv adapter: {exc}", section=name) from None
-    return out
 
 
 def decode_prefix(dec: Any, x_in: torch.Tensor, layers: list[int], clock: _Clock) -> Iterator[tuple[int, torch.Tensor, float]]:
@@ -169,17 +153,31 @@ def _pixel_path(video: NvpVideo, tasks: list[_Task], idx_batches: list[list[int]
     return {name: c.ms for name, c in clocks.items()}
 
 
-def _agreement(t: _Task) -> dict:
-    a, p = _cat(t.raw_adapter), _cat(t.raw_pixel)
+def _agreement(t: _Task, raws: list[Any], preds: list[list[dict]], ref_raws: list[Any], ref_preds: list[list]) -> dict:
+    """Agreement of one path's outputs (`raws`, `preds`) with a reference path's."""
+    a, p = _cat(raws), _cat(ref_raws)
     if t.rt.spec.output_type == "classification":
         return classification_agreement(a if isinstance(a, torch.Tensor) else a["logits"],
                                         p if isinstance(p, torch.Tensor) else p["logits"])
-    adapter_preds = [f["predictions"] for f in t.frames]
-    return {"map50": detection_map(adapter_preds, t.pixel_preds),
-            "map50_95": detection_map(adapter_preds, t.pixel_preds, tuple(0.5 + 0.05 * i for i in range(10))),
-            "reference_boxes": int(sum(len(f) for f in t.pixel_preds)),
-            "adapter_boxes": int(sum(len(f["predictions"]) for f in t.frames)),
+    return {"map50": detection_map(preds, ref_preds),
+            "map50_95": detection_map(preds, ref_preds, tuple(0.5 + 0.05 * i for i in range(10))),
+            "reference_boxes": int(sum(len(f) for f in ref_preds)),
+            "adapter_boxes": int(sum(len(f) for f in preds)),
             "fidelity": float(t.rt.spec.fidelity(a, p))}
+
+
+def _source_path(video: NvpVideo, tasks: list[_Task], source: str, frames: list[int], batch_size: int,
+                 device: torch.device, threshold: float) -> dict[str, tuple[list[Any], list[list]]]:
+    """Each task's full pixel path on the original video's frames: (raw outputs, predictions)."""
+    m = video.metadata
+    out: dict[str, tuple[list[Any], list[list]]] = {t.name: ([], []) for t in tasks}
+    for s in range(0, len(frames), batch_size):
+        pixels = source_frames(video, source, frames[s:s + batch_size]).to(device)
+        for t in tasks:
+            raw = t.rt.model(t.rt.pixel_input(pixels))
+            out[t.name][0].append(_detach(raw))
+            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), threshold=threshold))
+    return out
 
 
 def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
@@ -190,8 +188,13 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
 
 def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] | None = None,
           weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
-          device: str = "auto", batch_size: int = 4) -> dict:
-    """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters."""
+          source: str | None = None, device: str = "auto", batch_size: int = 4) -> dict:
+    """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters.
+
+    `compare_pixels` also runs the pixel path (full decode + preprocessing + full backbone) and
+    reports agreement with it; `source` (the original video) reports agreement with the full
+    backbone on the original frames, for the adapter path and (with `compare_pixels`) the pixel path.
+    """
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold must be a score in [0, 1], got {threshold}")
     if batch_size < 1:
@@ -215,7 +218,7 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
             if entry.get("weights_random") or w in ("random", "random-tiny"):
                 calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev)
             rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib)
-            runs.append(_Task(name, entry, rt, _load_adapters(video, entry, dev), _Clock(dev)))
+            runs.append(_Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev)))
 
         layers = sorted({t.entry["inr_layer"] for t in runs})
         deepest = layers[-1]
@@ -250,6 +253,8 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
                            "shared_gflops": max(by_layer.values()), "separate_gflops": sum(flops.values()),
                            "prefix_decoded_once": True}
             pixel_ms = _pixel_path(video, runs, idx_batches, dev, threshold) if compare_pixels else {}
+            on_source = _source_path(video, runs, source, list(range(start, stop)), batch_size, dev, threshold) \
+                if source else {}
             report_tasks = {}
             for t in runs:
                 t.clock.ms = {"decode": cumulative[t.entry["inr_layer"]], **t.clock.ms}
@@ -261,9 +266,15 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
                 }
                 if t.rt.random:
                     r["note"] = RANDOM_NOTE
+                adapter_preds = [f["predictions"] for f in t.frames]
                 if compare_pixels:
                     r["pixel_timing_ms"] = _per_frame(pixel_ms[t.name], n)
-                    r["agreement"] = _agreement(t)
+                    r["agreement"] = _agreement(t, t.raw_adapter, adapter_preds, t.raw_pixel, t.pixel_preds)
+                if source:
+                    ref_raw, ref_preds = on_source[t.name]
+                    r["agreement_source"] = _agreement(t, t.raw_adapter, adapter_preds, ref_raw, ref_preds)
+                    if compare_pixels:
+                        r["pixel_agreement_source"] = _agreement(t, t.raw_pixel, t.pixel_preds, ref_raw, ref_preds)
                 report_tasks[t.name] = r
     out = {"file": str(path), "frames": [start, stop], "device": str(dev), "threshold": threshold, "tasks": report_tasks}
     if sharing:

@@ -1,7 +1,8 @@
 """Task registry: each task bundles a backbone, its injection points, input geometry,
 normalization, post-processing, output schema and a fidelity score for adapters.
 
-Tasks: ``resnet50`` (ImageNet-1k classification) and ``detr`` (COCO detection).
+Tasks: ``efficientnet_lite0`` and ``resnet50`` (ImageNet-1k classification), ``detr`` (COCO
+detection). Each entry also says where its weights are found (`WeightsLookup`).
 ``build(..., tiny=True)`` and ``geometry(..., tiny=True)`` give tiny random-sized test
 versions; they never stand in for the real models.
 """
@@ -28,10 +29,13 @@ from nvcodec.tasks.geometry import (
     detr_geometry,
     imagenet_geometry,
     preprocess,
+    whole_frame_geometry,
 )
 from nvcodec.tasks.labels import coco_labels, imagenet_classes, label_name
-from nvcodec.tasks.resnet import calibrate_bn
-from nvcodec.tasks.weights import WeightsSource, resolve_weights
+from nvcodec.tasks import efficientnet
+from nvcodec.tasks.detr import DETR_WEIGHTS
+from nvcodec.tasks.resnet import RESNET50_WEIGHTS, calibrate_bn
+from nvcodec.tasks.weights import WeightsLookup, WeightsSource, resolve_weights
 
 DEFAULT_TOP_K = 5
 DEFAULT_DETECTION_THRESHOLD = 0.7
@@ -65,6 +69,8 @@ class TaskSpec:
     _builder: Builder
     _postprocess: Callable[..., list[list[dict[str, Any]]]]
     _fidelity: Callable[[Any, Any], float]
+    _distill: Callable[[Any, Any], Tensor]
+    weights: WeightsLookup
     default_options: dict[str, Any] = field(default_factory=dict)
 
     def geometry(self, *frame_hw: int | Sequence[int], tiny: bool = False) -> Geometry:
@@ -113,6 +119,10 @@ class TaskSpec:
     def fidelity(self, raw_adapter: Any, raw_pixel: Any) -> float:
         """How well adapter-path outputs match the pixel path (1 = identical); see `fidelity_doc`."""
         return float(self._fidelity(raw_adapter, raw_pixel))
+
+    def distill_loss(self, raw_student: Any, raw_teacher: Any) -> Tensor:
+        """Differentiable distillation loss of student outputs toward teacher outputs (0 when equal)."""
+        return self._distill(raw_student, raw_teacher)
 
     def concat_raw(self, raws: Sequence[Any]) -> Any:
         """Concatenate raw outputs of several batches along the frame axis."""
@@ -211,6 +221,25 @@ def classification_fidelity(raw_adapter: Tensor, raw_pixel: Tensor) -> float:
     return 0.5 * agree + 0.5 * torch.exp(-kl).mean().item()
 
 
+def classification_distill(raw_student: Tensor, raw_teacher: Tensor) -> Tensor:
+    """KL(p_teacher || p_student) of the softmax distributions, mean over frames (differentiable)."""
+    logq = torch.log_softmax(raw_student.float(), -1)
+    logp = torch.log_softmax(raw_teacher.float().to(logq.device), -1)
+    return (logp.exp() * (logp - logq)).sum(-1).mean()
+
+
+def detection_distill(raw_student: dict[str, Tensor], raw_teacher: dict[str, Tensor]) -> Tensor:
+    """Per query slot, weighted by the teacher's objectness (as `detection_fidelity`): KL of the class
+    distributions + BOX_L1_SCALE / 2 x L1 of normalized cxcywh boxes; mean over frames (differentiable)."""
+    logq = torch.log_softmax(raw_student["logits"].float(), -1)
+    logp = torch.log_softmax(raw_teacher["logits"].float().to(logq.device), -1)
+    weight = (1.0 - logp.exp()[..., -1]) + 1e-3
+    kl = (logp.exp() * (logp - logq)).sum(-1)
+    l1 = (raw_student["pred_boxes"].float() - raw_teacher["pred_boxes"].float().to(logq.device)).abs().mean(-1)
+    per_frame = ((kl + 0.5 * BOX_L1_SCALE * l1) * weight).sum(-1) / weight.sum(-1)
+    return per_frame.mean()
+
+
 def detection_fidelity(raw_adapter: dict[str, Tensor], raw_pixel: dict[str, Tensor]) -> float:
     """0.5 * class agreement + 0.5 * box agreement, per query slot, weighted by pixel-path objectness.
 
@@ -233,6 +262,10 @@ def detection_fidelity(raw_adapter: dict[str, Tensor], raw_pixel: dict[str, Tens
     return 0.5 * cls_term + 0.5 * box_term
 
 
+def _build_efficientnet_lite0(source: WeightsSource, device: torch.device | str, tiny: bool) -> InjectableBackbone:
+    return efficientnet.build_efficientnet(source, device, tiny)
+
+
 def _build_resnet50(source: WeightsSource, device: torch.device | str, tiny: bool) -> InjectableBackbone:
     from nvcodec.tasks.resnet import build_resnet
 
@@ -246,8 +279,36 @@ def _build_detr(source: WeightsSource, device: torch.device | str, tiny: bool) -
 
 
 _POINTS = ("stem", "layer1", "layer2", "layer3")
+_IMAGENET_SCHEMA = {
+    "per_frame": "list of the top-k classes, best first (k = top_k, default 5)",
+    "fields": {
+        "label": "str: ImageNet-1k class name",
+        "index": "int: class index 0..999",
+        "score": "float: softmax probability",
+    },
+}
 
 _TASKS: dict[str, TaskSpec] = {
+    "efficientnet_lite0": TaskSpec(
+        name="efficientnet_lite0",
+        description="ImageNet-1k classification with EfficientNet-Lite0 (weights installed with nvcodec); top-5 per frame",
+        output_type="classification",
+        backbone="efficientnet-lite0",
+        injection_points=tuple(efficientnet.POINT_STAGES),
+        mean=efficientnet.MEAN,
+        std=efficientnet.STD,
+        labels=imagenet_classes(),
+        output_schema=_IMAGENET_SCHEMA,
+        fidelity_doc=classification_fidelity.__doc__ or "",
+        _geometry=lambda hw: whole_frame_geometry(hw, 224),
+        _tiny_geometry=lambda hw: whole_frame_geometry(hw, 64),
+        _builder=_build_efficientnet_lite0,
+        _postprocess=_classification_postprocess,
+        _fidelity=classification_fidelity,
+        _distill=classification_distill,
+        weights=efficientnet.EFFICIENTNET_LITE0_WEIGHTS,
+        default_options={"top_k": DEFAULT_TOP_K},
+    ),
     "resnet50": TaskSpec(
         name="resnet50",
         description="ImageNet-1k classification with ResNet-50 (torchvision weights); top-5 classes per frame",
@@ -257,20 +318,15 @@ _TASKS: dict[str, TaskSpec] = {
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         labels=imagenet_classes(),
-        output_schema={
-            "per_frame": "list of the top-k classes, best first (k = top_k, default 5)",
-            "fields": {
-                "label": "str: ImageNet-1k class name",
-                "index": "int: class index 0..999",
-                "score": "float: softmax probability",
-            },
-        },
+        output_schema=_IMAGENET_SCHEMA,
         fidelity_doc=classification_fidelity.__doc__ or "",
         _geometry=imagenet_geometry,
         _tiny_geometry=lambda hw: imagenet_geometry(hw, 72, 64),
         _builder=_build_resnet50,
         _postprocess=_classification_postprocess,
         _fidelity=classification_fidelity,
+        _distill=classification_distill,
+        weights=RESNET50_WEIGHTS,
         default_options={"top_k": DEFAULT_TOP_K},
     ),
     "detr": TaskSpec(
@@ -297,6 +353,8 @@ _TASKS: dict[str, TaskSpec] = {
         _builder=_build_detr,
         _postprocess=_detection_postprocess,
         _fidelity=detection_fidelity,
+        _distill=detection_distill,
+        weights=DETR_WEIGHTS,
         default_options={"threshold": DEFAULT_DETECTION_THRESHOLD},
     ),
 }

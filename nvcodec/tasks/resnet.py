@@ -10,16 +10,36 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from nvcodec.errors import UsageError
+from nvcodec.errors import UsageError, WeightsError
 from nvcodec.tasks.backbone import InjectableBackbone
-from nvcodec.tasks.weights import WeightsSource, load_checked_state_dict, read_source_state_dict
+from nvcodec.progress import ProgressCallback
+from nvcodec.tasks.weights import (
+    Search,
+    WeightsLookup,
+    WeightsSource,
+    download_url,
+    host_unreachable,
+    load_checked_state_dict,
+    read_source_state_dict,
+    search_hf,
+    torch_checkpoint_dirs,
+    torch_hub_file,
+)
 
 RESNET50_LAYERS = (3, 4, 6, 3)
+TORCHVISION_RESNET50_URLS: dict[str, str] = {
+    "resnet50-11ad3fa6.pth": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+    "resnet50-0676ba61.pth": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+}
+"""torchvision ResNet-50 checkpoints (IMAGENET1K_V2, IMAGENET1K_V1); the name holds a sha256 prefix."""
+RESNET50_DOWNLOAD = "resnet50-11ad3fa6.pth"
+TIMM_RESNET50_REPO = "timm/resnet50.a1_in1k"
 
 
 class Bottleneck(nn.Module):
@@ -235,3 +255,31 @@ def build_resnet(
         load_checked_state_dict(model, sd, what=source.describe())
     model.requires_grad_(False)
     return model.to(device).eval()
+
+
+def locate_resnet50(search: Search, cache_dirs: Sequence[Path] | None, offline: str | None,
+                    progress: ProgressCallback | None) -> WeightsSource | None:
+    """torch hub cache ``resnet50-*.pth`` (torchvision files), the Hugging Face cache for
+    ``timm/resnet50.a1_in1k`` (same key names), then a download of ``resnet50-11ad3fa6.pth``."""
+    found = torch_hub_file("resnet50", list(TORCHVISION_RESNET50_URLS), "resnet50-*.pth", search, cache_dirs)
+    if found is None:
+        found = search_hf("resnet50", TIMM_RESNET50_REPO, None, search, cache_dirs, offline, False, try_download=False)
+    if found is not None:
+        return found
+    url = TORCHVISION_RESNET50_URLS[RESNET50_DOWNLOAD]
+    place = f"download {url}"
+    reason = offline or host_unreachable(url)
+    if reason:
+        search.note(place, f"skipped: {reason}")
+        return None
+    dirs = torch_checkpoint_dirs(cache_dirs)
+    dest = dirs[-1] if cache_dirs is None else Path(cache_dirs[0]) / "hub" / "checkpoints"
+    try:
+        path = download_url(url, dest / RESNET50_DOWNLOAD, sha256_prefix=RESNET50_DOWNLOAD[9:17], progress=progress)
+    except (OSError, WeightsError) as exc:
+        search.note(place, f"failed: {exc}")
+        return None
+    return WeightsSource("resnet50", "file", path, "downloaded from download.pytorch.org")
+
+
+RESNET50_WEIGHTS = WeightsLookup(locate_resnet50)

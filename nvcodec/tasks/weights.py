@@ -1,13 +1,10 @@
-"""Where task weights come from: ``--weights PATH|ID|random`` or the library caches.
+"""Where task weights come from: ``--weights PATH|ID|random`` or the places each task names.
 
 `resolve_weights` only locates (and, when allowed, downloads) weights and returns a
-`WeightsSource`; the task's ``build`` loads them. Order for ``weights=None``:
-
-* ``resnet50``: torch hub cache ``<TORCH_HOME>/hub/checkpoints/resnet50-*.pth``
-  (torchvision files), then the Hugging Face cache for ``timm/resnet50.a1_in1k``
-  (same key names), then a download of torchvision's ``resnet50-11ad3fa6.pth``.
-* ``detr``: Hugging Face cache for ``facebook/detr-resnet-50`` at revision ``no_timm``,
-  then a download of that snapshot.
+`WeightsSource`; the task's ``build`` loads them. Where a task looks when no ``--weights`` is
+given lives with the task, as its `WeightsLookup` (see the task modules: ``resnet``,
+``detr``, ``efficientnet``); this module holds the shared search helpers (torch hub cache,
+Hugging Face cache, downloads).
 
 Downloads are skipped when ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE`` or
 ``NVCODEC_OFFLINE`` is set, when ``allow_download=False``, or when the host does not
@@ -23,7 +20,7 @@ import re
 import socket
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,27 +28,16 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
-from nvcodec.errors import UsageError, WeightsError
+from nvcodec.errors import WeightsError
 from nvcodec.progress import ProgressCallback, emit
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 RANDOM = "random"
 
-TORCHVISION_RESNET50_URLS: dict[str, str] = {
-    "resnet50-11ad3fa6.pth": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
-    "resnet50-0676ba61.pth": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-}
-"""torchvision ResNet-50 checkpoints (IMAGENET1K_V2, IMAGENET1K_V1); the name holds a sha256 prefix."""
-RESNET50_DOWNLOAD = "resnet50-11ad3fa6.pth"
-TIMM_RESNET50_REPO = "timm/resnet50.a1_in1k"
-DETR_REPO = "facebook/detr-resnet-50"
-DETR_REVISION = "no_timm"
-
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 30.0
 _OFFLINE_VARS = ("NVCODEC_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
-_KNOWN_TASKS = ("resnet50", "detr")
 
 HOW_TO_SUPPLY = (
     "Supply weights with --weights PATH (a .pth/.pt/.safetensors state dict, or a Hugging Face "
@@ -110,7 +96,7 @@ class WeightsSource:
         }
 
 
-class _Search:
+class Search:
     """Collects the places tried, for the final error message."""
 
     def __init__(self) -> None:
@@ -139,7 +125,7 @@ def hf_cache_dir() -> Path:
     return Path(xdg).expanduser() / "huggingface" / "hub"
 
 
-def _torch_checkpoint_dirs(cache_dirs: Sequence[Path] | None) -> list[Path]:
+def torch_checkpoint_dirs(cache_dirs: Sequence[Path] | None) -> list[Path]:
     if cache_dirs is not None:
         out: list[Path] = []
         for d in cache_dirs:
@@ -192,7 +178,7 @@ def offline_reason(allow_download: bool = True) -> str | None:
     return None
 
 
-def _host_unreachable(url: str) -> str | None:
+def host_unreachable(url: str) -> str | None:
     host = urlparse(url).hostname or ""
     try:
         with socket.create_connection((host, 443), timeout=CONNECT_TIMEOUT_S):
@@ -262,11 +248,11 @@ def _usable_snapshot(snap: Path | None, need_config: bool) -> bool:
     return not need_config or (snap / "config.json").is_file()
 
 
-def _from_hf(
+def search_hf(
     task: str,
     repo_id: str,
     revision: str | None,
-    search: _Search,
+    search: Search,
     cache_dirs: Sequence[Path] | None,
     offline: str | None,
     need_config: bool,
@@ -285,7 +271,7 @@ def _from_hf(
     if not try_download:
         return None
     place = f"download {repo_id}@{revision or 'main'} from the Hugging Face hub"
-    reason = offline or _host_unreachable("https://huggingface.co")
+    reason = offline or host_unreachable("https://huggingface.co")
     if reason:
         search.note(place, f"skipped: {reason}")
         return None
@@ -302,42 +288,27 @@ def _from_hf(
     return WeightsSource(task, kind, path, "downloaded from the Hugging Face hub", repo_id, revision or "main")
 
 
-def _resnet50_default(
-    search: _Search, cache_dirs: Sequence[Path] | None, offline: str | None, progress: ProgressCallback | None
-) -> WeightsSource | None:
-    dirs = _torch_checkpoint_dirs(cache_dirs)
-    for d in dirs:
-        names = list(TORCHVISION_RESNET50_URLS)
-        if d.is_dir():
-            names += sorted(p.name for p in d.glob("resnet50-*.pth") if p.name not in names)
-        for name in names:
-            path = d / name
-            if path.is_file():
-                return WeightsSource("resnet50", "file", path, "torch hub cache")
-        search.note(f"torch hub cache {d / 'resnet50-*.pth'}")
-    found = _from_hf("resnet50", TIMM_RESNET50_REPO, None, search, cache_dirs, offline, False, try_download=False)
-    if found is not None:
-        return found
-    url = TORCHVISION_RESNET50_URLS[RESNET50_DOWNLOAD]
-    place = f"download {url}"
-    reason = offline or _host_unreachable(url)
-    if reason:
-        search.note(place, f"skipped: {reason}")
-        return None
-    dest = dirs[-1] if cache_dirs is None else Path(cache_dirs[0]) / "hub" / "checkpoints"
-    try:
-        path = download_url(url, dest / RESNET50_DOWNLOAD, sha256_prefix=RESNET50_DOWNLOAD[9:17], progress=progress)
-    except (OSError, WeightsError) as exc:
-        search.note(place, f"failed: {exc}")
-        return None
-    return WeightsSource("resnet50", "file", path, "downloaded from download.pytorch.org")
+Locator = Callable[[Search, "Sequence[Path] | None", "str | None", "ProgressCallback | None"], "WeightsSource | None"]
+"""locate(search, cache_dirs, offline_reason, progress) -> a source, or None after noting each place tried."""
 
 
-def _split_id(weights: str, task: str) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class WeightsLookup:
+    """Where a task finds weights when ``--weights`` is not given, and how its IDs resolve.
+
+    `locate` searches the task's default places; `need_config`: the weights are a Hugging Face
+    model directory (config.json + weights); `default_revisions`: hub id -> revision used when
+    ``--weights ID`` names no revision.
+    """
+
+    locate: Locator
+    need_config: bool = False
+    default_revisions: Mapping[str, str] = field(default_factory=dict)
+
+
+def _split_id(weights: str, lookup: WeightsLookup) -> tuple[str, str | None]:
     repo_id, _, revision = weights.partition("@")
-    if not revision and task == "detr" and repo_id == DETR_REPO:
-        return repo_id, DETR_REVISION
-    return repo_id, revision or None
+    return repo_id, revision or lookup.default_revisions.get(repo_id)
 
 
 def resolve_weights(
@@ -350,24 +321,22 @@ def resolve_weights(
 ) -> WeightsSource:
     """Locate weights for a task.
 
-    `weights`: ``None`` (search caches, then download), ``"random"``, a path to a state dict
-    file (.pth/.pt/.bin via ``torch.load(weights_only=True)``, or .safetensors), a Hugging Face
-    model directory, or a Hugging Face model id (``ORG/NAME`` or ``ORG/NAME@REVISION``).
+    `weights`: ``None`` (the task's own places, see its `WeightsLookup`), ``"random"``, a path
+    to a state dict file (.pth/.pt/.bin via ``torch.load(weights_only=True)``, or .safetensors),
+    a Hugging Face model directory, or a Hugging Face model id (``ORG/NAME`` or ``ORG/NAME@REVISION``).
     `cache_dirs` replaces the default caches: each directory is searched as a folder of weight
     files, a torch hub directory and a Hugging Face cache (downloads go to the first one).
     Raises WeightsError (listing every place tried) when nothing usable is found.
     """
-    if task_name not in _KNOWN_TASKS:
-        raise UsageError(f"unknown task {task_name!r}; known tasks: {', '.join(_KNOWN_TASKS)}")
+    from .registry import get_task
+
+    lookup = get_task(task_name).weights
     dirs = [Path(d).expanduser() for d in cache_dirs] if cache_dirs is not None else None
     offline = offline_reason(allow_download)
-    search = _Search()
-    need_config = task_name == "detr"
+    search = Search()
+    need_config = lookup.need_config
     if weights is None:
-        if task_name == "resnet50":
-            found = _resnet50_default(search, dirs, offline, progress)
-        else:
-            found = _from_hf(task_name, DETR_REPO, DETR_REVISION, search, dirs, offline, True, try_download=True)
+        found = lookup.locate(search, dirs, offline, progress)
         if found is None:
             raise search.error(task_name, "no --weights given")
         return found
@@ -387,11 +356,25 @@ def resolve_weights(
         return WeightsSource(task_name, "dir", path, "--weights")
     if path.suffix in WEIGHT_SUFFIXES or not _HF_ID.match(text):
         raise WeightsError(f"weights file {path} not found. {HOW_TO_SUPPLY}")
-    repo_id, revision = _split_id(text, task_name)
-    found = _from_hf(task_name, repo_id, revision, search, dirs, offline, need_config, try_download=True)
+    repo_id, revision = _split_id(text, lookup)
+    found = search_hf(task_name, repo_id, revision, search, dirs, offline, need_config, try_download=True)
     if found is None:
         raise search.error(task_name, f"--weights {text}")
     return found
+
+
+def torch_hub_file(task: str, names: Sequence[str], pattern: str, search: Search,
+                   cache_dirs: Sequence[Path] | None) -> WeightsSource | None:
+    """The first of `names` (then any file matching `pattern`) in the torch hub checkpoint folders."""
+    for d in torch_checkpoint_dirs(cache_dirs):
+        candidates = list(names)
+        if d.is_dir():
+            candidates += sorted(p.name for p in d.glob(pattern) if p.name not in candidates)
+        for name in candidates:
+            if (d / name).is_file():
+                return WeightsSource(task, "file", d / name, "torch hub cache")
+        search.note(f"torch hub cache {d / pattern}")
+    return None
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:

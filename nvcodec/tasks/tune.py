@@ -1,0 +1,278 @@
+"""`tune()`: joint optimization of the INR and one task's adapter (the paper's optional mode).
+
+For every segment, the dequantized INR (decoder weights and, for HNeRV, the frame embeddings)
+and the task's attached adapter are fine-tuned together on
+
+    recon_weight x MSE(decoded frames, reference frames)
+  + task_weight x distillation loss (adapter path output vs the teacher's)
+  + feature_weight x composite feature loss (adapter output vs the teacher's activation)
+
+with Adam (INR lr 1e-5, adapter lr 1e-4 by default) and a cosine schedule over `epochs`. The
+reference frames, and the teacher (the full backbone on them), are the original video's when
+`source` is given, else the INR's own frames before tuning (then PSNR is measured against those).
+The tuned INR is quantized with the file's own bit depths, so the rate stays the same; this task's
+adapter is then refined on the dequantized INR, and the adapters of the other attached tasks are
+re-fitted on it (same pair and kind). Everything is appended as one new generation: the previous
+INR stays in the file, unreferenced, until `nvcodec compact`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..codec.meta import read_provenance, read_routing
+from ..codec.serialize import inr_sections, load_decoder
+from ..codec.video import NvpVideo, open as open_nvp, resolve_device
+from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
+from ..errors import NotAttachedError, UsageError
+from ..inr.metrics import psnr as psnr_fn
+from ..inr.model import crop
+from ..inr.quant import dequantize_into, quantize_inr
+from ..progress import ProgressCallback, emit
+from .adapter import CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
+from .attach import Candidate, _split, _take, _teacher, prepare, source_frames, train_candidate
+from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, load_adapters
+
+DEFAULT_EPOCHS = 10
+REFINE_EPOCHS = 10
+
+
+def _frames_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return frames.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _bits(reader: NvpReader) -> tuple[int, int]:
+    settings = read_provenance(reader).get("settings")
+    settings = settings if isinstance(settings, dict) else {}
+    out = []
+    for key, default in (("weight_bits", 8), ("embed_bits", 6)):
+        v = settings.get(key)
+        out.append(v if isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16 else default)
+    return out[0], out[1]
+
+
+@torch.no_grad()
+def _decode(dec: torch.nn.Module, inputs_for: Any, n: int, width: int, height: int, device: torch.device) -> torch.Tensor:
+    out = []
+    for s in range(0, n, 4):
+        idx = torch.arange(s, min(s + 4, n), device=device)
+        out.append(crop(dec(inputs_for(idx)).float(), width, height).clamp(0, 1))
+    return torch.cat(out)
+
+
+def _psnr(decoded: torch.Tensor, reference: torch.Tensor) -> float:
+    q = (decoded * 255.0).round() / 255.0
+    return float(psnr_fn(q, reference, per_frame=True).mean())
+
+
+def _adapter_path(rt: TaskRuntime, adapter: MicroAdapter, feat: torch.Tensor, point: str, video: NvpVideo,
+                  pad: tuple[int, int]) -> tuple[torch.Tensor, Any]:
+    m = video.metadata
+    act = adapter(inr_to_geometry(feat.float(), rt.geometry, m.width, m.height, pad[0], pad[1]))
+    return act, rt.model.forward_from(act, point)
+
+
+def tune(path: str, task: str, *, source: str | None = None, source_stream: int | None = None,
+         epochs: int = DEFAULT_EPOCHS, inr_lr: float = 1e-5, adapter_lr: float = 1e-4, recon_weight: float = 1.0,
+         task_weight: float = 0.5, feature_weight: float = 0.2, batch_size: int = 2, time_budget: float | None = None,
+         weights: str | None = None, device: str = "auto", seed: int = 0,
+         progress: ProgressCallback | None = None) -> dict:
+    """Fine-tune the INR of `path` together with `task`'s adapter; see the module docstring."""
+    t0 = time.monotonic()
+    for name, v in (("--epochs", epochs), ("--batch-size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UsageError(f"{name} must be a positive integer")
+    for name, v in (("--inr-lr", inr_lr), ("--adapter-lr", adapter_lr)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise UsageError(f"{name} must be a learning rate >= 0")
+    if min(recon_weight, task_weight, feature_weight) < 0:
+        raise UsageError("loss weights must be >= 0")
+    if time_budget is not None and not time_budget > 0:
+        raise UsageError("--time-budget must be positive")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    with open_nvp(path) as video:
+        routing = read_routing(video.reader)
+        entry = routing["tasks"].get(task)
+        if not isinstance(entry, dict):
+            raise NotAttachedError(f"{path} has no routing for task {task!r}: run `nvcodec attach {path} --task {task}` first")
+        m = video.metadata
+        w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
+        calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev) \
+            if entry.get("weights_random") or w in ("random", "random-tiny") else None
+        rt = build_runtime(task, w, dev, m.width, m.height, calibration_frames=calib)
+        k, point = int(entry["inr_layer"]), str(entry["injection_point"])
+        adapters = load_adapters(video, entry, rt, dev)
+        weight_bits, embed_bits = _bits(video.reader)
+        total_steps = sum(math.ceil((s.stop - s.start) / batch_size) for s in video.segments) * epochs
+        done = 0
+        sections: list[Section] = []
+        segments: list[dict[str, Any]] = []
+        feature_loss = CompositeLoss()
+        for seg in video.segments:
+            n = seg.stop - seg.start
+            idx = list(range(seg.start, seg.stop))
+            cfg = video.config(seg.index)
+            dec, emb = load_decoder(video.reader, seg.prefix, device=dev)
+            pixels = source_frames(video, source, idx, source_stream) if source else video.frames(idx)
+            reference = _frames_float(pixels, dev)
+            acts, teacher = _teacher(rt, pixels.to(dev), (point,))
+            target = acts[point]
+            emb_param = torch.nn.Parameter(emb.clone()) if emb is not None else None
+
+            def inputs_for(local: torch.Tensor) -> torch.Tensor:
+                return emb_param[local] if emb_param is not None else dec.input_for(local, None)
+
+            adapter = adapters[seg.index]
+            pad = (cfg.pad_width, cfg.pad_height)
+            with torch.no_grad():
+                before_rgb = _decode(dec, inputs_for, n, m.width, m.height, dev)
+                feat = torch.cat([dec.features(inputs_for(torch.arange(s, min(s + 4, n), device=dev)), k)
+                                  for s in range(0, n, 4)])
+                raw_before = rt.model.forward_from(adapter(inr_to_geometry(feat, rt.geometry, m.width, m.height, *pad)), point)
+            fid_before = float(rt.spec.fidelity(raw_before, teacher))
+            psnr_before = _psnr(before_rgb, reference)
+
+            dec.train()
+            dec.requires_grad_(True)
+            adapter.train()
+            inr_params = list(dec.parameters()) + ([emb_param] if emb_param is not None else [])
+            opt = torch.optim.Adam([{"params": inr_params, "lr": inr_lr, "base": inr_lr},
+                                    {"params": list(adapter.parameters()), "lr": adapter_lr, "base": adapter_lr}])
+            gen = torch.Generator().manual_seed(seed)
+            stopped_by = "epochs"
+            epochs_run = 0
+            for _epoch in range(epochs):
+                order = torch.randperm(n, generator=gen).tolist()
+                for s in range(0, n, batch_size):
+                    if time_budget is not None and time.monotonic() - t0 >= time_budget:
+                        stopped_by = "time"
+                        break
+                    b = order[s:s + batch_size]
+                    for g in opt.param_groups:
+                        g["lr"] = g["base"] * 0.5 * (1 + math.cos(math.pi * done / max(1, total_steps)))
+                    local = torch.tensor(b, device=dev)
+                    feat = dec.continue_features(inputs_for(local), -1, k)
+                    rgb = dec.head_forward(dec.continue_features(feat, k, dec.num_blocks - 1))
+                    loss = recon_weight * F.mse_loss(crop(rgb.float(), m.width, m.height), reference[b])
+                    act, raw = _adapter_path(rt, adapter, feat, point, video, pad)
+                    loss = loss + task_weight * rt.spec.distill_loss(raw, _take(teacher, b))
+                    loss = loss + feature_weight * feature_loss(act, target[b])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    done += 1
+                    emit(progress, "tune", done, total_steps, loss=float(loss.detach()))
+                if stopped_by == "time":
+                    break
+                epochs_run += 1
+            dec.eval()
+            dec.requires_grad_(False)
+            q = quantize_inr(dec, emb_param.detach() if emb_param is not None else None, weight_bits, embed_bits)
+            emb_deq = dequantize_into(dec, q)
+            sections += inr_sections(cfg, q, seg.prefix)
+
+            def deq_inputs(local: torch.Tensor) -> torch.Tensor:
+                return emb_deq[local].to(dev) if emb_deq is not None else dec.input_for(local, None)
+
+            with torch.no_grad():
+                after_rgb = _decode(dec, deq_inputs, n, m.width, m.height, dev)
+                feat = torch.cat([inr_to_geometry(dec.features(deq_inputs(torch.arange(s, min(s + 4, n), device=dev)), k),
+                                                  rt.geometry, m.width, m.height, *pad) for s in range(0, n, 4)])
+            adapter.eval()
+            train, val = _split(n)
+            distill = TaskDistill(tail=lambda a: rt.model.forward_from(a, point), teacher=teacher,
+                                  loss=rt.spec.distill_loss, weight=1.0, score=rt.spec.fidelity)
+            refined = fit_adapter(feat, target, init=adapter, train_indices=train, val_indices=val,
+                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter
+            with torch.no_grad():
+                raw_after = rt.model.forward_from(refined(feat), point)
+            adapters[seg.index] = refined
+            segments.append({"segment": seg.index, "frames": n, "psnr_before": psnr_before,
+                             "psnr_after": _psnr(after_rgb, reference), "fidelity_before": fid_before,
+                             "fidelity_after": float(rt.spec.fidelity(raw_after, teacher)),
+                             "epochs": epochs_run, "stopped_by": stopped_by})
+        names = entry["adapter_sections"]
+        size = list(rt.point_size(point))
+        for seg_index, ad in adapters.items():
+            meta = {"task": task, "inr_layer": k, "injection_point": point, "out_size": size, "segment": seg_index,
+                    "kind": ad.kind}
+            sections.append(Section(names[seg_index], SectionKind.ADAPTER, pack_tensors(ad.to_arrays(), meta=meta)))
+        others = [t for t in routing["tasks"] if t != task]
+
+    refits = _refit_others(path, sections, others, routing, dev, seed) if others else {}
+    sections += refits.pop("_sections", [])
+    frames_total = sum(s["frames"] for s in segments)
+
+    def mean(key: str) -> float:
+        return sum(s[key] * s["frames"] for s in segments) / frames_total
+
+    record = {"task": task, "reference": "source" if source else "inr", "psnr_before": mean("psnr_before"),
+              "psnr_after": mean("psnr_after"), "fidelity_before": mean("fidelity_before"),
+              "fidelity_after": mean("fidelity_after"), "epochs": epochs, "inr_lr": inr_lr, "adapter_lr": adapter_lr,
+              "loss_weights": [recon_weight, task_weight, feature_weight],
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    def merged(latest: NvpReader) -> list[Section]:
+        r = read_routing(latest)
+        if isinstance(r["tasks"].get(task), dict):
+            r["tasks"][task]["fidelity_tuned"] = record["fidelity_after"]
+            r["tasks"][task]["tuned"] = record
+        for name, fid in refits.items():
+            if isinstance(r["tasks"].get(name), dict):
+                r["tasks"][name]["refit_after_tune"] = fid
+        prov = read_provenance(latest)
+        prov["tune"] = [*(prov.get("tune") if isinstance(prov.get("tune"), list) else [])][-15:] + [record]
+        return [Section("routing", SectionKind.ROUTING, pack_msgpack(r)),
+                Section("provenance", SectionKind.PROVENANCE, pack_msgpack(prov))]
+
+    append_nvp(path, sections, update=merged)
+    return {"file": str(path), **record, "segments": segments, "refitted_tasks": refits,
+            "seconds": time.monotonic() - t0, "weights": rt.weights_label, "weights_random": rt.random}
+
+
+def _refit_others(path: str, sections: list[Section], others: list[str], routing: dict, dev: torch.device,
+                  seed: int) -> dict[str, Any]:
+    """Adapters of the other attached tasks, re-fitted (same pair and kind) on the tuned INR.
+
+    The tuned INR is appended to a private copy of the file, so the original only ever gains one
+    generation holding everything.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".tune")
+    os.close(fd)
+    out: dict[str, Any] = {"_sections": []}
+    try:
+        shutil.copyfile(path, tmp)
+        append_nvp(tmp, [s for s in sections if s.kind != SectionKind.ADAPTER])
+        with open_nvp(tmp) as video:
+            for name in others:
+                e = routing["tasks"][name]
+                if not isinstance(e, dict) or not isinstance(e.get("inr_layer"), int):
+                    continue
+                w = e.get("weights") if e.get("weights") in ("random", "random-tiny") else None
+                fids = []
+                for seg in video.segments:
+                    data = prepare(video, name, w, len(e.get("sample_frames") or []) or None, dev, segment=seg.index)
+                    cand = Candidate(e["inr_layer"], e["injection_point"], float(e.get("cka") or 0.0), 0.0)
+                    r = train_candidate(data, cand, str(e.get("adapter_kind") or "linear"), seed=seed)
+                    meta = {"task": name, "inr_layer": cand.inr_layer, "injection_point": cand.injection_point,
+                            "out_size": list(data.targets[cand.injection_point].shape[-2:]), "segment": seg.index,
+                            "kind": r["adapter"].kind}
+                    section = adapter_section_name(name, seg.index, len(video.segments))
+                    out["_sections"].append(Section(section, SectionKind.ADAPTER,
+                                                    pack_tensors(r["adapter"].to_arrays(), meta=meta)))
+                    fids.append(r["fidelity"])
+                out[name] = sum(fids) / len(fids)
+    finally:
+        os.unlink(tmp)
+    return out
