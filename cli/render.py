@@ -97,7 +97,8 @@ def render_attach(r: dict, table: bool = False) -> str:
     out.append(f"attached {r['task']}: INR block {ch['inr_layer']} -> {ch['injection_point']}, "
                f"{ch.get('adapter_kind', 'linear')} adapter (CKA {ch['cka']:.3f}, held-out fidelity {r['fidelity']:.4f}), "
                f"{r['adapter_params']:,} params = {r['adapter_params_pct']:.3f}% of the backbone, "
-               f"{r['gflops']:.3f} GFLOPs/frame, teacher {r.get('teacher', 'inr')}, {r['seconds']:.1f} s")
+               f"{r['gflops']:.3f} GFLOPs/frame, teacher {r.get('teacher', 'inr')}, "
+               f"+{r.get('appended_bytes', 0):,} bytes ({r.get('appended_pct', 0.0):.1f}% of the file), {r['seconds']:.1f} s")
     return "\n".join(out)
 
 

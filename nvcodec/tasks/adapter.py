@@ -39,6 +39,8 @@ ADAPTER_KINDS = ("linear", "conv3x3", "dw3x3", "bottleneck", "patch")
 PATCH = 2
 """``patch`` adapters resize to PATCH x the target grid and fold each PATCH x PATCH cell into channels."""
 MAX_ADAPTER_CHANNELS = 8192
+STORED_DTYPE = "float16"
+"""Adapters are stored as float16: half the bytes of float32, and fidelity is measured on them as stored."""
 
 # Positions used by the closed-form initialisation before positions are subsampled.
 LSTSQ_MAX_POSITIONS = 2_000_000
@@ -180,6 +182,11 @@ class MicroAdapter(nn.Module):
         return {"kind": self.kind, "in_channels": self.in_channels, "out_channels": self.out_channels,
                 "hidden": self.hidden, "out_size": list(self.out_size) if self.out_size else None,
                 "params": self.num_parameters()}
+
+    def stored(self) -> "MicroAdapter":
+        """This adapter as the file stores it (float16 parameters), on the same device, in eval mode."""
+        dev = self.conv.weight.device
+        return MicroAdapter.from_arrays(self.to_arrays(STORED_DTYPE), self.out_size, self.kind).to(dev).eval()
 
     def to_arrays(self, dtype: str | np.dtype = "float32") -> dict[str, np.ndarray]:
         """Parameters as numpy arrays (float32 or float16), keyed like `state_dict`."""

@@ -16,6 +16,7 @@ routing: INR sections stay byte-identical and concurrent attaches of other tasks
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,7 +30,7 @@ from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
 from ..errors import UsageError
 from ..progress import ProgressCallback, emit
-from .adapter import ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
+from .adapter import STORED_DTYPE, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
 from .cka import rank_pairs, top_count
 from .flops import count_flops
 from .registry import get_task
@@ -253,7 +254,7 @@ def train_candidate(data: AttachData, cand: Candidate, kind: str, *, epochs: int
     k, p = cand.key
     fit = _fit(data.rt, data.inr[k], data.targets[p], data.teacher, p, kind, data.train, data.val, epochs, distill,
                seed, data.device)
-    adapter = fit.adapter.eval()
+    adapter = fit.adapter.stored()
     result = {"adapter": adapter, "fit": fit,
               "fidelity": _fidelity(data.rt, adapter, data.inr[k], p, data.teacher, data.val),
               "gflops": _cost_gflops(data.video, data.rt, k, p, adapter, data.inr[k], data.device)}
@@ -331,14 +332,16 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         meta = {"task": task, "inr_layer": k, "injection_point": p, "out_size": list(size), "segment": seg,
                 "kind": kind}
         sections.append(Section(adapter_section_name(task, seg, n_seg), SectionKind.ADAPTER,
-                                pack_tensors(ad.to_arrays(), meta=meta)))
+                                pack_tensors(ad.to_arrays(STORED_DTYPE), meta=meta)))
 
     def merged_routing(latest: NvpReader) -> list[Section]:
         routing = read_routing(latest)
         routing["tasks"][task] = entry
         return [Section("routing", SectionKind.ROUTING, pack_msgpack(routing))]
 
+    before = os.path.getsize(path)
     append_nvp(path, sections, update=merged_routing)
+    adapter_bytes = os.path.getsize(path) - before
     fit = best["fit"]
     return {
         "task": task, "file": str(path), "candidates": candidates, "search": search,
@@ -349,6 +352,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         "trained_adapters": len(jobs), "total_pairs": len(cands), "adapter_epochs": fit.epochs_run,
         "adapter_val": fit.val_metrics, "sample_frames": len(data.frames), "segments": n_seg,
         "teacher": entry["teacher"], "weights": rt.weights_label, "weights_random": rt.random,
+        "appended_bytes": adapter_bytes, "appended_pct": 100.0 * adapter_bytes / before,
         "seconds": time.monotonic() - t0,
     }
 

@@ -38,7 +38,7 @@ from ..inr.metrics import psnr as psnr_fn
 from ..inr.model import crop
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
-from .adapter import CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
+from .adapter import STORED_DTYPE, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
 from .attach import Candidate, _split, _take, _teacher, prepare, source_frames, train_candidate
 from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, load_adapters
 
@@ -193,7 +193,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             distill = TaskDistill(tail=lambda a: rt.model.forward_from(a, point), teacher=teacher,
                                   loss=rt.spec.distill_loss, weight=1.0, score=rt.spec.fidelity)
             refined = fit_adapter(feat, target, init=adapter, train_indices=train, val_indices=val,
-                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter
+                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter.stored()
             with torch.no_grad():
                 raw_after = rt.model.forward_from(refined(feat), point)
             adapters[seg.index] = refined
@@ -206,7 +206,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
         for seg_index, ad in adapters.items():
             meta = {"task": task, "inr_layer": k, "injection_point": point, "out_size": size, "segment": seg_index,
                     "kind": ad.kind}
-            sections.append(Section(names[seg_index], SectionKind.ADAPTER, pack_tensors(ad.to_arrays(), meta=meta)))
+            sections.append(Section(names[seg_index], SectionKind.ADAPTER, pack_tensors(ad.to_arrays(STORED_DTYPE), meta=meta)))
         others = [t for t in routing["tasks"] if t != task]
 
     refits = _refit_others(path, sections, others, routing, dev, seed) if others else {}
@@ -270,7 +270,7 @@ def _refit_others(path: str, sections: list[Section], others: list[str], routing
                             "kind": r["adapter"].kind}
                     section = adapter_section_name(name, seg.index, len(video.segments))
                     out["_sections"].append(Section(section, SectionKind.ADAPTER,
-                                                    pack_tensors(r["adapter"].to_arrays(), meta=meta)))
+                                                    pack_tensors(r["adapter"].to_arrays(STORED_DTYPE), meta=meta)))
                     fids.append(r["fidelity"])
                 out[name] = sum(fids) / len(fids)
     finally:
