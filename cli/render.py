@@ -37,7 +37,11 @@ def _strict(obj: Any) -> Any:
 
 def print_json(obj: Any) -> None:
     """Write `obj` as indented standard JSON on stdout (numpy/torch values converted, NaN/inf as null)."""
-    click.echo(json.dumps(_strict(obj), indent=2, allow_nan=False))
+    try:
+        text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_strict(obj), indent=2, allow_nan=False)
+    click.echo(text)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

@@ -19,14 +19,13 @@ class ValueBudget:
     """
 
     def __init__(self, values: int = MAX_MSGPACK_VALUES) -> None:
-        self.left = values
+        self.total = self.left = values
 
     def spend(self, n: int) -> None:
         """Take `n` values; ValueError once the budget is gone."""
         self.left -= n
         if self.left < 0:
-            raise ValueError("more values in maps and arrays than this reader decodes (limit "
-                             f"{MAX_MSGPACK_VALUES} per payload)")
+            raise ValueError(f"more values in maps and arrays than this reader decodes ({self.total})")
 
 
 def _default(obj: Any) -> Any:

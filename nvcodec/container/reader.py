@@ -11,17 +11,18 @@ from nvcodec.container.compression import decode_payload, iter_payload
 from nvcodec.container.index import (
     IndexState, check_features, find_last_generation, read_exact, read_preamble,
 )
-from nvcodec.container.layout import MAX_MSGPACK_BYTES, MAX_MSGPACK_VALUES, SectionInfo
+from nvcodec.container.layout import MAX_MSGPACK_BYTES, SectionInfo
 from nvcodec.container.msgpack_io import ValueBudget, unpack_msgpack
 from nvcodec.container.tensors import TensorBundle, unpack_tensors
 from nvcodec.errors import FormatError
 
 # Reader policy for untrusted files (spec section 16): one read decodes at most
 # max(READ_FLOOR, READ_PER_FILE_BYTE x file size) bytes, and all msgpack decoding of one open
-# file together at most MAX_MSGPACK_VALUES + file size / VALUE_BYTES values.
+# file together at most VALUE_FLOOR + file size / VALUE_BYTES values.
 READ_FLOOR = 16 * 1024 * 1024
 READ_PER_FILE_BYTE = 16
-VALUE_BYTES = 4
+VALUE_FLOOR = 1 << 19
+VALUE_BYTES = 8
 
 
 def load_state(fd: int) -> tuple[tuple[int, int], int, IndexState]:
@@ -56,7 +57,7 @@ class NvpReader:
         self.required_features: list[str] = list(self._state.features)
         self._by_name = {s.name: s for s in self.sections}
         self.max_read_bytes: int = max(READ_FLOOR, READ_PER_FILE_BYTE * self.file_size)
-        self.value_budget = ValueBudget(MAX_MSGPACK_VALUES + self.file_size // VALUE_BYTES)
+        self.value_budget = ValueBudget(VALUE_FLOOR + self.file_size // VALUE_BYTES)
         self._msgpack: dict[str, Any] = {}
 
     def __enter__(self) -> NvpReader:
