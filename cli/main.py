@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from nvcodec.errors import NvcodecError, UsageError
+from nvcodec.errors import NoSpaceError, NvcodecError, UsageError, is_no_space
 
 from .bench import bench
 from .progress import ProgressBar
@@ -330,6 +330,14 @@ def main(argv: list[str] | None = None) -> None:
     except MemoryError:
         click.echo("nvcodec: error: out of memory", err=True)
         sys.exit(1)
+    except OSError as exc:
+        if is_no_space(exc):
+            err: NvcodecError = NoSpaceError(exc.filename or "?")
+        else:
+            where = f"{exc.filename}: " if exc.filename else ""
+            err = NvcodecError(f"{where}{exc.strerror or exc}")
+        click.echo(f"nvcodec: error: {err}", err=True)
+        sys.exit(err.exit_code)
     except Exception as exc:  # last line of defence: one line, not a traceback
         if os.environ.get("NVCODEC_DEBUG"):
             raise

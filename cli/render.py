@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -21,9 +22,26 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+def _strict(obj: Any) -> Any:
+    """`obj` with NaN and infinities replaced by None, so the output is standard JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if not isinstance(obj, (str, int, bool)) and obj is not None:
+        return _strict(_json_default(obj))
+    return obj
+
+
 def print_json(obj: Any) -> None:
-    """Write `obj` as indented JSON on stdout (numpy/torch scalars and arrays converted)."""
-    click.echo(json.dumps(obj, indent=2, default=_json_default))
+    """Write `obj` as indented standard JSON on stdout (numpy/torch values converted, NaN/inf as null)."""
+    try:
+        text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_strict(obj), indent=2, allow_nan=False)
+    click.echo(text)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class NvcodecError(Exception):
     """Base class for every error nvcodec raises on purpose."""
@@ -49,6 +54,35 @@ class NotAttachedError(NvcodecError):
     exit_code = 6
 
 
+class NoSpaceError(NvcodecError):
+    """The disk (or the user's quota) filled up while writing; nothing half-written is left behind."""
+
+    exit_code = 1
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        super().__init__(f"no space left on device: {self.path}")
+
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether `exc` is an OSError saying the disk or quota is full."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
+
+
+@contextmanager
+def no_space_as_error(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an ENOSPC/EDQUOT OSError from the block as NoSpaceError(path); other errors pass."""
+    try:
+        yield
+    except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpaceError(path) from None
+        raise
+
+
 class Interrupted(NvcodecError):
     """The user interrupted a long operation (Ctrl-C)."""
 
@@ -57,7 +91,7 @@ class Interrupted(NvcodecError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success",
-    1: "other failure",
+    1: "other failure (including no space left on device)",
     2: "usage error (bad arguments, unknown task, frames out of range)",
     3: "not a valid .nvp file, or a damaged one",
     4: "input media unreadable or unsupported",

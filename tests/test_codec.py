@@ -60,9 +60,9 @@ def test_features_read_only_needed_sections(encoded, monkeypatch):
     read = []
     orig = NvpReader.read
 
-    def spy(self, name):
+    def spy(self, name, max_bytes=None):
         read.append(name)
-        return orig(self, name)
+        return orig(self, name, max_bytes)
 
     monkeypatch.setattr(NvpReader, "read", spy)
     with nvcodec.open(out) as v:

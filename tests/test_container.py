@@ -573,10 +573,34 @@ def test_hostile_msgpack(tmp_path: Path, payload: bytes, message: str) -> None:
         verify_nvp(path)
 
 
-def test_msgpack_container_budget() -> None:
-    bomb = b"\xdd" + struct.pack(">I", 1_100_000) + b"\x90" * 1_100_000
+def test_msgpack_value_budget() -> None:
+    too_long = b"\xdd" + struct.pack(">I", 1_100_000) + b"\x90" * 1_100_000
+    with pytest.raises(FormatError, match="max_array_len"):
+        unpack_msgpack(too_long)
+    many = b"\xdd" + struct.pack(">I", 400_000) + b"\x91\x90" * 400_000
     with pytest.raises(FormatError, match="maps and arrays"):
-        unpack_msgpack(bomb)
+        unpack_msgpack(many)
+    scalars = b"\xdd" + struct.pack(">I", 1_000_000) + b"\xcd\x01\x2c" * 1_000_000
+    assert len(unpack_msgpack(scalars)) == 1_000_000
+    scalars = b"\xdd" + struct.pack(">I", 1_048_576) + b"\x00" * 1_048_576
+    with pytest.raises(FormatError, match="maps and arrays"):
+        unpack_msgpack(scalars)
+
+
+def test_msgpack_budget_spans_a_reader(tmp_path: Path) -> None:
+    part = b"\xdd" + struct.pack(">I", 150_000) + b"\x00" * 150_000
+    path = tmp_path / "b.nvp"
+    write_nvp(path, [Section(f"m{i}", SectionKind.PROVENANCE, part) for i in range(8)])
+    with NvpReader(path) as r:
+        fit = (r.value_budget.total - 1) // 150_001
+        assert 1 <= fit < 8
+        for i in range(fit):
+            assert len(r.read_msgpack(f"m{i}")) == 150_000
+            assert r.read_msgpack(f"m{i}") is r.read_msgpack(f"m{i}")
+        with pytest.raises(FormatError, match="maps and arrays"):
+            r.read_msgpack(f"m{fit}")
+    with pytest.raises(FormatError, match="maps and arrays"):
+        verify_nvp(path)
 
 
 def test_pack_msgpack() -> None:

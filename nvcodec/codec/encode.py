@@ -15,13 +15,13 @@ import torch
 
 from .. import __version__
 from ..container import NvpReader, Section, SectionKind, pack_msgpack, write_nvp
-from ..errors import NvcodecError, UsageError
+from ..errors import NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
 from ..inr.fit import fit
-from ..inr.plan import plan_config
+from ..inr.plan import INRConfig, plan_config
 from ..progress import ProgressCallback, emit
-from ..video import probe_video, read_frames
+from ..video import VideoInfo, probe_video, read_frames
 from .frames import resolve_range
-from .meta import VideoMetadata
+from .meta import VideoMetadata, max_model_params
 from .serialize import inr_sections
 from .video import resolve_device
 
@@ -133,59 +133,71 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
     info = probe_video(input_path, stream=opts.stream)
     start, stop = resolve_range(opts.frames, info.frames)
     total = stop - start
+    spans = _segments(start, stop, opts.segment_frames)
+    for a, b in spans:
+        _plan(opts, info, b - a, total)
     ckpt_dir = _segment_checkpoint_dir(output_path)
     if opts.resume:
         if not os.path.isdir(ckpt_dir):
             raise UsageError(f"--resume: no checkpoint found at {ckpt_dir} (nothing to resume)")
     elif os.path.isdir(ckpt_dir):
         shutil.rmtree(ckpt_dir)
-    os.makedirs(ckpt_dir, exist_ok=True)
+    with no_space_as_error(ckpt_dir):
+        os.makedirs(ckpt_dir, exist_ok=True)
 
-    sections: list[Section] = []
-    seg_reports = []
-    spans = _segments(start, stop, opts.segment_frames)
-    multi = len(spans) > 1
-    for i, (a, b) in enumerate(spans):
-        prefix = f"seg{i}/" if multi else ""
-        done = _segment_done_path(ckpt_dir, i)
-        if opts.resume and os.path.exists(done):
-            seg_sections, report = _load_done_segment(done)
-        else:
-            seg_sections, report = _encode_segment(input_path, opts, info, a, b, total, prefix, ckpt_dir, i, len(spans), device, progress)
-            _save_done_segment(done, seg_sections, report)
-        sections += seg_sections
-        seg_reports.append(report)
+    try:
+        sections: list[Section] = []
+        seg_reports = []
+        multi = len(spans) > 1
+        for i, (a, b) in enumerate(spans):
+            prefix = f"seg{i}/" if multi else ""
+            done = _segment_done_path(ckpt_dir, i)
+            if opts.resume and os.path.exists(done):
+                seg_sections, report = _load_done_segment(done)
+            else:
+                seg_sections, report = _encode_segment(input_path, opts, info, a, b, total, prefix, ckpt_dir, i, len(spans), device, progress)
+                _save_done_segment(done, seg_sections, report)
+            sections += seg_sections
+            seg_reports.append(report)
 
-    meta = VideoMetadata(
-        width=info.width, height=info.height, frames=total, fps=info.fps,
-        fps_num=info.fps_num, fps_den=info.fps_den, source_codec=info.codec, pix_fmt=info.pix_fmt,
-        color_space=info.color_space, color_range=info.color_range,
-        color_primaries=info.color_primaries, color_trc=info.color_trc,
-        source_name=os.path.basename(os.fspath(input_path))[:256], source_frames=(start, stop),
-    )
-    sections.insert(0, Section("video", SectionKind.VIDEO, pack_msgpack(meta.to_dict())))
-    if multi:
-        table = {"segments": [{"start": a - start, "stop": b - start, "prefix": f"seg{i}/"} for i, (a, b) in enumerate(spans)]}
-        sections.insert(1, Section("segments", SectionKind.SEGMENTS, pack_msgpack(table)))
+        meta = VideoMetadata(
+            width=info.width, height=info.height, frames=total, fps=info.fps,
+            fps_num=info.fps_num, fps_den=info.fps_den, source_codec=info.codec, pix_fmt=info.pix_fmt,
+            color_space=info.color_space, color_range=info.color_range,
+            color_primaries=info.color_primaries, color_trc=info.color_trc,
+            source_name=os.path.basename(os.fspath(input_path))[:256], source_frames=(start, stop),
+        )
+        sections.insert(0, Section("video", SectionKind.VIDEO, pack_msgpack(meta.to_dict())))
+        if multi:
+            table = {"segments": [{"start": a - start, "stop": b - start, "prefix": f"seg{i}/"} for i, (a, b) in enumerate(spans)]}
+            sections.insert(1, Section("segments", SectionKind.SEGMENTS, pack_msgpack(table)))
 
-    weights = np.array([r["frames"] for r in seg_reports], dtype=np.float64)
-    mse = np.array([10 ** (-r["psnr"] / 10) for r in seg_reports])
-    psnr = float(-10 * math.log10(float((mse * weights).sum() / weights.sum())))
-    psnr_min = float(min(r["psnr_min"] for r in seg_reports))
-    ssim = float((np.array([r["ssim"] for r in seg_reports]) * weights).sum() / weights.sum())
-    params = int(sum(r["params"] for r in seg_reports))
-    encode_seconds = time.monotonic() - t0
-    provenance = {
-        "tool": "nvcodec", "tool_version": __version__, "torch_version": torch.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": socket.gethostname()[:64],
-        "device": seg_reports[0]["device"], "dtype": seg_reports[0]["dtype"],
-        "settings": {k: v for k, v in asdict(opts).items() if k not in ("resume", "extra", "frames")},
-        "psnr": psnr, "psnr_min": psnr_min, "ssim": ssim, "params": params,
-        "encode_seconds": encode_seconds, "segments": seg_reports,
-    }
-    sections.append(Section("provenance", SectionKind.PROVENANCE, pack_msgpack(provenance)))
-    write_nvp(output_path, sections)
+        weights = np.array([r["frames"] for r in seg_reports], dtype=np.float64)
+        mse = np.array([10 ** (-r["psnr"] / 10) for r in seg_reports])
+        psnr = float(-10 * math.log10(float((mse * weights).sum() / weights.sum())))
+        psnr_min = float(min(r["psnr_min"] for r in seg_reports))
+        ssim = float((np.array([r["ssim"] for r in seg_reports]) * weights).sum() / weights.sum())
+        params = int(sum(r["params"] for r in seg_reports))
+        encode_seconds = time.monotonic() - t0
+        provenance = {
+            "tool": "nvcodec", "tool_version": __version__, "torch_version": torch.__version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname()[:64],
+            "device": seg_reports[0]["device"], "dtype": seg_reports[0]["dtype"],
+            "settings": {k: v for k, v in asdict(opts).items() if k not in ("resume", "extra", "frames")},
+            "psnr": psnr, "psnr_min": psnr_min, "ssim": ssim, "params": params,
+            "encode_seconds": encode_seconds, "segments": seg_reports,
+        }
+        sections.append(Section("provenance", SectionKind.PROVENANCE, pack_msgpack(provenance)))
+        write_nvp(output_path, sections)
+    except (NoSpaceError, OSError) as exc:
+        if not isinstance(exc, NoSpaceError) and not is_no_space(exc):
+            raise
+        if not opts.resume:  # a fresh checkpoint would only hold more of what filled the disk
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if isinstance(exc, NoSpaceError):
+            raise
+        raise NoSpaceError(exc.filename or output_path) from None
     shutil.rmtree(ckpt_dir, ignore_errors=True)
 
     size = os.path.getsize(output_path)
@@ -207,8 +219,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     frames_np, _ = read_frames(input_path, stream=opts.stream, frames=(a, b))
     frames = torch.from_numpy(frames_np)
     n = frames.shape[0]
-    config = plan_config(info.width, info.height, n, kind=opts.kind,
-                         params=_segment_params(opts, n, total), bpp=opts.bpp)
+    config = _plan(opts, info, n, total)
     budget = None if opts.time_budget is None else opts.time_budget * n / total
 
     def seg_progress(event) -> None:
@@ -232,6 +243,17 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
         "stopped_by": str(result.stopped_by), "device": str(result.device), "dtype": str(result.dtype),
     }
     return inr_sections(config, result.quantized, prefix), report
+
+
+def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig:
+    """The INR plan of a segment of `n` frames; UsageError when it is larger than readers accept."""
+    config = plan_config(info.width, info.height, n, kind=opts.kind,
+                         params=_segment_params(opts, n, total), bpp=opts.bpp)
+    limit = max_model_params(info.width, info.height, n)
+    if config.num_params(n) > limit:
+        raise UsageError(f"a model of {config.num_params(n):,} parameters for {n} frames of {info.width}x{info.height} "
+                         f"is larger than the video needs (at most {limit:,}): ask for fewer --params")
+    return config
 
 
 def _save_done_segment(path: str, sections: list[Section], report: dict) -> None:

@@ -28,7 +28,6 @@ def export_frames(video: NvpVideo, output: str, *, frames: tuple[int | None, int
     start, stop = resolve_range(frames, len(video))
     stream = _numpy_frames(video, start, stop, device)
     if output.endswith(os.sep) or output.endswith("/") or os.path.isdir(output):
-        os.makedirs(output, exist_ok=True)
         write_png_dir(output, stream, start_index=start)
         kind = "png"
     elif output.lower().endswith(".y4m"):

@@ -6,15 +6,14 @@ import os
 
 from .. import __version__
 from ..container import NvpReader, SectionKind
-from ..inr.plan import INRConfig
-from .meta import VideoMetadata, read_provenance, read_routing, read_segments
+from .meta import VideoMetadata, finite_number, read_model, read_provenance, read_routing, read_segments, read_video
 
 INFO_SCHEMA_VERSION = 1
 KIND_NAMES = {int(k): k.name.lower() for k in SectionKind}
 
 
-def _model_summary(reader: NvpReader, segments: list[tuple[int, int, str]]) -> dict:
-    configs = [INRConfig.from_dict(reader.read_msgpack(f"{prefix}model")) for _, _, prefix in segments]
+def _model_summary(reader: NvpReader, video: VideoMetadata, segments: list[tuple[int, int, str]]) -> dict:
+    configs = [read_model(reader, prefix, video, b - a) for a, b, prefix in segments]
     first = configs[0]
     stored = sum(s.stored_length for s in reader.sections
                  if s.kind in (SectionKind.INR_BLOCK, SectionKind.INR_HEAD, SectionKind.EMBEDDINGS))
@@ -34,9 +33,9 @@ def _model_summary(reader: NvpReader, segments: list[tuple[int, int, str]]) -> d
 def describe(path: str | os.PathLike) -> dict:
     """Everything `nvcodec info --json` prints. Top-level keys are stable (see README)."""
     with NvpReader(path) as reader:
-        video = VideoMetadata.from_dict(reader.read_msgpack("video")) if "video" in reader else None
+        video = read_video(reader) if "video" in reader else None
         segments = read_segments(reader, video.frames) if video else []
-        model = _model_summary(reader, segments) if video else None
+        model = _model_summary(reader, video, segments) if video else None
         provenance = read_provenance(reader)
         tasks = []
         for name, entry in sorted(read_routing(reader)["tasks"].items()):
@@ -44,7 +43,7 @@ def describe(path: str | os.PathLike) -> dict:
             for key in ("inr_layer", "injection_point", "adapter_kind", "cka", "fidelity", "adapter_params", "adapter_params_pct",
                         "teacher", "weights", "weights_random"):
                 value = entry.get(key)
-                row[key] = value if isinstance(value, (int, float, str, bool)) or value is None else None
+                row[key] = value if isinstance(value, (str, bool)) or finite_number(value) else None
             tasks.append(row)
         sections = [{"name": s.name, "kind": KIND_NAMES.get(s.kind, f"unknown({s.kind})"), "codec": "zstd" if s.codec == 1 else "raw",
                      "offset": s.offset, "bytes": s.stored_length, "raw_bytes": s.raw_length, "crc32": f"{s.crc32:08x}"}

@@ -18,8 +18,13 @@ from ..errors import FormatError, UsageError
 from ..inr.model import INRDecoder
 from ..inr.plan import INRConfig
 from ..inr.quant import QTensor, QuantizedINR, dequantize_tensor
+from .meta import MODEL_MAX_BYTES
 
 EMBEDDINGS_TENSOR = "embeddings"
+# Bundle size bounds from the shapes a model needs: each value takes 1..8 bytes, each tensor at
+# most TENSOR_OVERHEAD bytes of header and padding plus 8 bytes per channel of quantization.
+TENSOR_OVERHEAD = 1024
+BUNDLE_OVERHEAD = 64 * 1024
 
 
 def _bundle(qd: dict[str, QTensor], floats: dict[str, np.ndarray], meta: dict) -> bytes:
@@ -79,11 +84,34 @@ def _shapes(sd: dict[str, Tensor]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in sd.items()}
 
 
+def bundle_size_range(shapes: dict[str, tuple[int, ...]]) -> tuple[int, int]:
+    """(fewest, most) payload bytes a tensor bundle holding tensors of these shapes can take."""
+    values = [int(np.prod(shape, dtype=np.int64)) for shape in shapes.values()]
+    widest = [max(shape, default=1) for shape in shapes.values()]
+    return sum(values), BUNDLE_OVERHEAD + sum(8 * v + 8 * w + TENSOR_OVERHEAD for v, w in zip(values, widest))
+
+
+def _check_model_sections(reader: NvpReader, needed: list[tuple[str, dict[str, tuple[int, ...]]]]) -> None:
+    """Before anything is allocated: every section a decoder needs exists, has a raw length that fits
+    the shapes it must hold, and together they stay within what the reader decodes at once."""
+    total = 0
+    for name, shapes in needed:
+        least, most = bundle_size_range(shapes)
+        info = reader.check_size(name, most)
+        if info.raw_length < least:
+            raise FormatError(f"section holds {info.raw_length} bytes, too few for the model's {least} values",
+                              section=name, offset=info.offset)
+        total += info.raw_length
+    if total > reader.max_read_bytes:
+        raise FormatError(f"model sections hold {total} bytes, more than the {reader.max_read_bytes} this reader "
+                          "decodes for one model", section=needed[0][0])
+
+
 def read_config(reader: NvpReader, prefix: str = "") -> INRConfig:
     """The INRConfig stored in `{prefix}model`; FormatError naming the section if invalid."""
     name = f"{prefix}model"
     try:
-        return INRConfig.from_dict(reader.read_msgpack(name))
+        return INRConfig.from_dict(reader.read_msgpack(name, MODEL_MAX_BYTES))
     except FormatError as e:
         if e.section is not None:
             raise
@@ -107,20 +135,28 @@ def load_decoder(reader: NvpReader, prefix: str = "", upto_block: int | None = N
     dev = torch.device(device)
     with torch.device("meta"):
         decoder = INRDecoder(config)
+    needed = [(f"{prefix}block/{k}", _shapes(decoder.block_state_dict(k))) for k in range(last + 1)]
+    if upto_block is None:
+        needed.append((f"{prefix}head", _shapes(decoder.head_state_dict())))
+    if config.kind == "hnerv":
+        shape = (config.num_frames, config.embed_channels, config.embed_height, config.embed_width)
+        needed.append((f"{prefix}embeddings", {EMBEDDINGS_TENSOR: shape}))
+    _check_model_sections(reader, needed)
+    limits = {name: bundle_size_range(shapes)[1] for name, shapes in needed}
     decoder = decoder.to_empty(device=dev)
     for k in range(last + 1):
         name = f"{prefix}block/{k}"
-        values = _values(reader.read_tensors(name), _shapes(decoder.block_state_dict(k)), name)
+        values = _values(reader.read_tensors(name, limits[name]), _shapes(decoder.block_state_dict(k)), name)
         decoder.load_block_state_dict(k, values)
     decoder.loaded_blocks = last + 1
     decoder.has_head = upto_block is None
     if upto_block is None:
         name = f"{prefix}head"
-        decoder.load_head_state_dict(_values(reader.read_tensors(name), _shapes(decoder.head_state_dict()), name))
+        decoder.load_head_state_dict(_values(reader.read_tensors(name, limits[name]), _shapes(decoder.head_state_dict()),
+                                             name))
     embeddings = None
     if config.kind == "hnerv":
         name = f"{prefix}embeddings"
-        shape = (config.num_frames, config.embed_channels, config.embed_height, config.embed_width)
-        embeddings = _values(reader.read_tensors(name), {EMBEDDINGS_TENSOR: shape}, name)[EMBEDDINGS_TENSOR].to(dev)
+        embeddings = _values(reader.read_tensors(name, limits[name]), {EMBEDDINGS_TENSOR: shape}, name)[EMBEDDINGS_TENSOR].to(dev)
     decoder.eval()
     return decoder, embeddings

@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..inr.model import INRDecoder, crop
 from ..inr.plan import INRConfig
 from .frames import FrameSelection, resolve_indices
-from .meta import VideoMetadata, read_segments
+from .meta import read_model, read_segments, read_video
 from .serialize import load_decoder
 
 
@@ -49,9 +49,11 @@ class NvpVideo:
         self.path = os.fspath(path)
         self._reader = NvpReader(self.path)
         try:
-            self.metadata = VideoMetadata.from_dict(self._reader.read_msgpack("video"))
+            self.metadata = read_video(self._reader)
             self.segments = [Segment(i, a, b, p) for i, (a, b, p) in enumerate(read_segments(self._reader, self.metadata.frames))]
-            self._configs: dict[str, INRConfig] = {}
+            self._configs: dict[str, INRConfig] = {
+                seg.prefix: read_model(self._reader, seg.prefix, self.metadata, seg.stop - seg.start)
+                for seg in self.segments}
         except BaseException:
             self._reader.close()
             raise
@@ -76,11 +78,8 @@ class NvpVideo:
 
     # --- model structure ----------------------------------------------------
     def config(self, segment: int = 0) -> INRConfig:
-        """The INR architecture of one segment."""
-        prefix = self.segments[segment].prefix
-        if prefix not in self._configs:
-            self._configs[prefix] = INRConfig.from_dict(self._reader.read_msgpack(f"{prefix}model"))
-        return self._configs[prefix]
+        """The INR architecture of one segment (checked against the video when the file was opened)."""
+        return self._configs[self.segments[segment].prefix]
 
     @property
     def num_layers(self) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import zstandard
 
-from nvcodec.container.layout import MAX_RAW_LENGTH, MAX_ZSTD_WINDOW, ZSTD_FRAME_MAGIC, Codec
+from nvcodec.container.layout import (
+    MAX_RAW_LENGTH, MAX_ZSTD_RATIO, MAX_ZSTD_WINDOW, ZSTD_FRAME_MAGIC, Codec, max_zstd_raw_length,
+)
 from nvcodec.errors import FormatError
 
 ZSTD_LEVEL = 9
@@ -27,6 +31,11 @@ def encode_payload(payload: bytes | bytearray | memoryview, codec: int) -> bytes
     raise FormatError(f"unknown codec {codec!r}")
 
 
+def too_expansive(raw_length: int, stored_length: int) -> bool:
+    """Whether a ZSTD section of these lengths would break the expansion limit (store it RAW then)."""
+    return raw_length > max_zstd_raw_length(stored_length)
+
+
 def decode_payload(stored: bytes, codec: int, raw_length: int, name: str, offset: int) -> bytes:
     """Decode stored bytes, never producing more than `raw_length` bytes."""
     if codec == Codec.RAW:
@@ -47,8 +56,49 @@ def decode_payload(stored: bytes, codec: int, raw_length: int, name: str, offset
     return out
 
 
+def iter_payload(stored: bytes, codec: int, raw_length: int, name: str, offset: int,
+                 chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Yield the decoded payload in pieces of at most `chunk` bytes (bounded memory, for checks).
+
+    Exactly `raw_length` bytes come out or FormatError is raised; never more are decoded.
+    """
+    if codec == Codec.RAW:
+        if len(stored) != raw_length:
+            raise FormatError("raw section length mismatch", section=name, offset=offset)
+        view = memoryview(stored)
+        for start in range(0, raw_length, chunk):
+            yield bytes(view[start:start + chunk])
+        return
+    if codec != Codec.ZSTD:
+        raise FormatError(f"unknown codec {codec}", section=name, offset=offset)
+    check_zstd_frame(stored, raw_length, name, offset)
+    produced = 0
+    try:
+        with zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).stream_reader(
+                stored, read_across_frames=False) as reader:
+            while True:
+                piece = reader.read(min(chunk, raw_length - produced + 1))
+                if not piece:
+                    break
+                produced += len(piece)
+                if produced > raw_length:
+                    break
+                yield piece
+    except (zstandard.ZstdError, ValueError, MemoryError, OverflowError) as exc:
+        raise FormatError(f"zstd decompression failed: {exc}", section=name, offset=offset) from None
+    if produced != raw_length:
+        raise FormatError(f"zstd frame decoded to {'more than ' if produced > raw_length else ''}{produced} "
+                          f"bytes, index says {raw_length}", section=name, offset=offset)
+
+
 def check_zstd_frame(stored: bytes, raw_length: int, name: str, offset: int) -> None:
-    """Check that `stored` is exactly one zstd frame declaring `raw_length` bytes of content."""
+    """Check that `stored` is exactly one zstd frame declaring `raw_length` bytes of content.
+
+    Also refuses frames expanding beyond MAX_ZSTD_RATIO (decompression bombs) before any work.
+    """
+    if too_expansive(raw_length, len(stored)):
+        raise FormatError(f"zstd section of {len(stored)} bytes claims {raw_length} raw bytes, more than "
+                          f"{MAX_ZSTD_RATIO}x (decompression bomb?)", section=name, offset=offset)
     if stored[:4] != ZSTD_FRAME_MAGIC:
         raise FormatError("section is not a zstd frame", section=name, offset=offset)
     try:

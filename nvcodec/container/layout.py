@@ -45,12 +45,16 @@ MAX_NAME_BYTES = 255
 MAX_RAW_LENGTH = 1 << 32
 MAX_GENERATION = 0xFFFFFFFF
 MAX_ZSTD_WINDOW = 1 << 27
+# A ZSTD section never expands to more than MAX_ZSTD_RATIO x its stored bytes + ZSTD_RATIO_SLACK
+# (writers store such payloads RAW), so decompressing costs at most ~1024 x the file's size.
+MAX_ZSTD_RATIO = 1024
+ZSTD_RATIO_SLACK = 4096
 MAX_SCAN_INDEX_BYTES = 64 * 1024 * 1024
 MAX_SCAN_CANDIDATES = 65536
 SCAN_CHUNK = 1 << 20
 
 MAX_MSGPACK_BYTES = 64 * 1024 * 1024
-MAX_MSGPACK_CONTAINERS = 1 << 20
+MAX_MSGPACK_VALUES = 1 << 20
 MAX_MSGPACK_DEPTH = 64
 
 MAX_TENSOR_HEADER = 16 * 1024 * 1024
@@ -98,6 +102,11 @@ class SectionInfo:
     stored_length: int
     raw_length: int
     crc32: int
+
+
+def max_zstd_raw_length(stored_length: int) -> int:
+    """The largest raw_length a ZSTD section of `stored_length` stored bytes may declare."""
+    return min(MAX_RAW_LENGTH, MAX_ZSTD_RATIO * stored_length + ZSTD_RATIO_SLACK)
 
 
 def align_up(value: int, alignment: int = ALIGNMENT) -> int:

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
-from nvcodec.container.compression import decode_payload
+from nvcodec.container.compression import decode_payload, iter_payload
 from nvcodec.container.index import (
     IndexState, check_features, find_last_generation, read_exact, read_preamble,
 )
-from nvcodec.container.layout import SectionInfo
-from nvcodec.container.msgpack_io import unpack_msgpack
+from nvcodec.container.layout import MAX_MSGPACK_BYTES, SectionInfo
+from nvcodec.container.msgpack_io import ValueBudget, unpack_msgpack
 from nvcodec.container.tensors import TensorBundle, unpack_tensors
 from nvcodec.errors import FormatError
+
+# Reader policy for untrusted files (spec section 16): one read decodes at most
+# max(READ_FLOOR, READ_PER_FILE_BYTE x file size) bytes, and all msgpack decoding of one open
+# file together at most VALUE_FLOOR + file size / VALUE_BYTES values.
+READ_FLOOR = 16 * 1024 * 1024
+READ_PER_FILE_BYTE = 16
+VALUE_FLOOR = 1 << 19
+VALUE_BYTES = 8
 
 
 def load_state(fd: int) -> tuple[tuple[int, int], int, IndexState]:
@@ -47,6 +56,9 @@ class NvpReader:
         self.sections: list[SectionInfo] = list(self._state.sections)
         self.required_features: list[str] = list(self._state.features)
         self._by_name = {s.name: s for s in self.sections}
+        self.max_read_bytes: int = max(READ_FLOOR, READ_PER_FILE_BYTE * self.file_size)
+        self.value_budget = ValueBudget(VALUE_FLOOR + self.file_size // VALUE_BYTES)
+        self._msgpack: dict[str, Any] = {}
 
     def __enter__(self) -> NvpReader:
         return self
@@ -74,18 +86,39 @@ class NvpReader:
             raise FormatError("section checksum mismatch", section=name, offset=info.offset)
         return stored
 
-    def read(self, name: str) -> bytes:
-        """Decoded payload of a section, checksum verified."""
+    def check_size(self, name: str, max_bytes: int | None = None) -> SectionInfo:
+        """Index entry of `name`, FormatError if its raw length exceeds `max_bytes` or the reader's cap."""
         info = self.info(name)
+        limit = self.max_read_bytes if max_bytes is None else min(max_bytes, self.max_read_bytes)
+        if info.raw_length > limit:
+            raise FormatError(f"section holds {info.raw_length} bytes, more than the {limit} this reader "
+                              "accepts for it", section=name, offset=info.offset)
+        return info
+
+    def read(self, name: str, max_bytes: int | None = None) -> bytes:
+        """Decoded payload of a section, checksum verified; its raw length is checked before decoding."""
+        info = self.check_size(name, max_bytes)
         return decode_payload(self.read_stored(name), info.codec, info.raw_length, name, info.offset)
 
-    def read_msgpack(self, name: str) -> Any:
-        """Payload of a section decoded as bounded msgpack."""
-        return unpack_msgpack(self.read(name), section=name, offset=self.info(name).offset)
+    def iter_read(self, name: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """Decoded payload of a section in pieces of at most `chunk` bytes, checksum verified first."""
+        info = self.info(name)
+        return iter_payload(self.read_stored(name), info.codec, info.raw_length, name, info.offset, chunk)
 
-    def read_tensors(self, name: str) -> TensorBundle:
-        """Payload of a section decoded as a tensor bundle."""
-        return unpack_tensors(self.read(name), section=name)
+    def read_msgpack(self, name: str, max_bytes: int = MAX_MSGPACK_BYTES) -> Any:
+        """Payload of a section decoded as bounded msgpack; parsed once per reader.
+
+        The same object is returned on every call: callers must not modify it.
+        """
+        info = self.check_size(name, max_bytes)
+        if name not in self._msgpack:
+            self._msgpack[name] = unpack_msgpack(self.read(name), section=name, offset=info.offset,
+                                                 budget=self.value_budget)
+        return self._msgpack[name]
+
+    def read_tensors(self, name: str, max_bytes: int | None = None) -> TensorBundle:
+        """Payload of a section decoded as a tensor bundle (raw length checked against `max_bytes` first)."""
+        return unpack_tensors(self.read(name, max_bytes), section=name, budget=self.value_budget)
 
     def fileno(self) -> int:
         """The open file descriptor (FormatError once closed)."""

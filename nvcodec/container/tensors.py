@@ -13,7 +13,7 @@ from nvcodec.container.layout import (
     MAX_MSGPACK_BYTES, MAX_NDIM, MAX_RAW_LENGTH, MAX_TENSOR_HEADER, MAX_TENSORS, TENSOR_ALIGNMENT, TENSOR_MAGIC,
     TENSOR_PREFIX, align_up,
 )
-from nvcodec.container.msgpack_io import pack_msgpack, unpack_msgpack
+from nvcodec.container.msgpack_io import ValueBudget, pack_msgpack, unpack_msgpack
 from nvcodec.container.names import decode_name, encode_name
 from nvcodec.errors import FormatError
 
@@ -201,25 +201,52 @@ def _parse_quant(raw: Any, name: str, code: str, shape: tuple[int, ...]) -> Quan
     return q
 
 
-def unpack_tensors(payload: bytes, *, section: str | None = None) -> TensorBundle:
+def unpack_tensors(payload: bytes, *, section: str | None = None, budget: ValueBudget | None = None) -> TensorBundle:
     """Decode and strictly validate a tensor bundle; returned arrays are writable copies."""
     try:
-        return _unpack(payload)
+        return _unpack(payload, budget)
     except FormatError as exc:
         if section is None or exc.section is not None:
             raise
         raise FormatError(str(exc), section=section, offset=exc.offset) from None
 
 
-def _unpack(payload: bytes) -> TensorBundle:
-    if len(payload) < TENSOR_PREFIX.size:
+def check_tensors(head: bytes, total_length: int, *, section: str | None = None,
+                  budget: ValueBudget | None = None) -> int:
+    """Validate a bundle of `total_length` bytes from its first bytes alone (prefix and header).
+
+    `head` must hold at least `tensor_head_length(head, total_length)` bytes. Returns the number of tensors.
+    """
+    try:
+        return len(_parse(head, total_length, budget)[1])
+    except FormatError as exc:
+        if section is None or exc.section is not None:
+            raise
+        raise FormatError(str(exc), section=section, offset=exc.offset) from None
+
+
+def tensor_head_length(first: bytes, total_length: int) -> int:
+    """How many leading bytes of a bundle `check_tensors` needs, given at least its first 8 bytes."""
+    if len(first) < TENSOR_PREFIX.size:
+        return min(TENSOR_PREFIX.size, total_length)
+    _, header_len = TENSOR_PREFIX.unpack_from(first, 0)
+    return min(total_length, TENSOR_PREFIX.size + min(header_len, MAX_TENSOR_HEADER))
+
+
+_Entry = tuple[str, str, tuple[int, ...], int, int]
+
+
+def _parse(payload: bytes, total: int, budget: ValueBudget | None) -> tuple[int, list[_Entry], dict, dict]:
+    """Prefix and header checks for a bundle of `total` bytes: (data_start, entries, quant, meta)."""
+    if total < TENSOR_PREFIX.size:
         raise FormatError("tensor bundle shorter than its prefix", offset=0)
     magic, header_len = TENSOR_PREFIX.unpack_from(payload, 0)
     if magic != TENSOR_MAGIC:
         raise FormatError("bad tensor bundle magic", offset=0)
-    if header_len > min(MAX_TENSOR_HEADER, MAX_MSGPACK_BYTES, len(payload) - TENSOR_PREFIX.size):
+    if header_len > min(MAX_TENSOR_HEADER, MAX_MSGPACK_BYTES, total - TENSOR_PREFIX.size):
         raise FormatError(f"tensor header length {header_len} out of range", offset=4)
-    header = unpack_msgpack(payload[TENSOR_PREFIX.size:TENSOR_PREFIX.size + header_len], offset=TENSOR_PREFIX.size)
+    header = unpack_msgpack(bytes(payload[TENSOR_PREFIX.size:TENSOR_PREFIX.size + header_len]),
+                            offset=TENSOR_PREFIX.size, budget=budget)
     if not isinstance(header, dict) or set(header) != {"tensors", "meta"}:
         raise FormatError("tensor header must be a map with keys 'tensors' and 'meta'", offset=TENSOR_PREFIX.size)
     entries, meta = header["tensors"], header["meta"]
@@ -228,23 +255,21 @@ def _unpack(payload: bytes) -> TensorBundle:
     if len(entries) > MAX_TENSORS:
         raise FormatError(f"too many tensors: {len(entries)} > {MAX_TENSORS}")
     data_start = align_up(TENSOR_PREFIX.size + header_len, TENSOR_ALIGNMENT)
-    if data_start > len(payload):
-        raise FormatError("tensor bundle truncated before its data", offset=len(payload))
-    data_len = len(payload) - data_start
-    bundle = TensorBundle({}, {}, meta, {})
-    spans: list[tuple[int, int, str]] = []
+    if data_start > total:
+        raise FormatError("tensor bundle truncated before its data", offset=total)
+    data_len = total - data_start
+    parsed: list[_Entry] = []
+    quant: dict[str, QuantParams] = {}
+    names: set[str] = set()
     for entry in entries:
         name, code, shape, off, length = _parse_entry(entry, data_len)
-        if name in bundle.tensors:
+        if name in names:
             raise FormatError(f"duplicate tensor name {name!r}")
-        spans.append((off, length, name))
-        dt = DTYPES[code]
-        arr = np.frombuffer(payload, dtype=dt, count=length // dt.itemsize, offset=data_start + off)
-        bundle.tensors[name] = arr.reshape(shape).astype(dt.newbyteorder("="), copy=True)
-        bundle.dtypes[name] = code
+        names.add(name)
         if "quant" in entry:
-            bundle.quant[name] = _parse_quant(entry["quant"], name, code, shape)
-    spans.sort()
+            quant[name] = _parse_quant(entry["quant"], name, code, shape)
+        parsed.append((name, code, shape, off, length))
+    spans = sorted((off, length, name) for name, _, _, off, length in parsed)
     for (a_off, a_len, a_name), (b_off, _, b_name) in zip(spans, spans[1:]):
         if a_off + a_len > b_off:
             raise FormatError(f"tensors {a_name!r} and {b_name!r} overlap", offset=data_start + b_off)
@@ -252,6 +277,17 @@ def _unpack(payload: bytes) -> TensorBundle:
     if end != data_len:
         raise FormatError(f"tensor data ends at {end} but the bundle holds {data_len} data bytes",
                           offset=data_start + end)
+    return data_start, parsed, quant, meta
+
+
+def _unpack(payload: bytes, budget: ValueBudget | None = None) -> TensorBundle:
+    data_start, entries, quant, meta = _parse(payload, len(payload), budget)
+    bundle = TensorBundle({}, quant, meta, {})
+    for name, code, shape, off, length in entries:
+        dt = DTYPES[code]
+        arr = np.frombuffer(payload, dtype=dt, count=length // dt.itemsize, offset=data_start + off)
+        bundle.tensors[name] = arr.reshape(shape).astype(dt.newbyteorder("="), copy=True)
+        bundle.dtypes[name] = code
     return bundle
 
 

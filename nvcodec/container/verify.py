@@ -7,10 +7,10 @@ import zlib
 from typing import Any
 
 from nvcodec.container.index import IndexState, prev_generation, read_exact
-from nvcodec.container.layout import MSGPACK_KINDS, TENSOR_KINDS
+from nvcodec.container.layout import MAX_MSGPACK_BYTES, MSGPACK_KINDS, TENSOR_KINDS, SectionInfo
 from nvcodec.container.msgpack_io import unpack_msgpack
 from nvcodec.container.reader import NvpReader
-from nvcodec.container.tensors import unpack_tensors
+from nvcodec.container.tensors import check_tensors, tensor_head_length
 from nvcodec.errors import FormatError
 
 _CHUNK = 1 << 22
@@ -19,7 +19,9 @@ _CHUNK = 1 << 22
 def verify_nvp(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Check every section, every generation's index and the whole-file checksum; FormatError on the first problem.
 
-    Payloads of known msgpack and tensor-bundle kinds are decoded too.
+    Payloads of known msgpack and tensor-bundle kinds are decoded too. Memory stays bounded:
+    other payloads and tensor data are decoded in pieces and dropped, only msgpack sections
+    (at most 64 MiB) and tensor headers (at most 16 MiB) are held whole.
     """
     with NvpReader(path) as reader:
         if reader.tail_bytes:
@@ -32,11 +34,14 @@ def verify_nvp(path: str | os.PathLike[str]) -> dict[str, Any]:
         _check_not_in_indexes(state, chain)
         stored_bytes = raw_bytes = 0
         for info in reader.sections:
-            payload = reader.read(info.name)
             if info.kind in MSGPACK_KINDS:
-                unpack_msgpack(payload, section=info.name, offset=info.offset)
+                unpack_msgpack(reader.read(info.name, MAX_MSGPACK_BYTES), section=info.name, offset=info.offset,
+                               budget=reader.value_budget)
             elif info.kind in TENSOR_KINDS:
-                unpack_tensors(payload, section=info.name)
+                _check_tensor_section(reader, info)
+            else:
+                for _ in reader.iter_read(info.name):
+                    pass
             stored_bytes += info.stored_length
             raw_bytes += info.raw_length
         return {
@@ -51,6 +56,19 @@ def verify_nvp(path: str | os.PathLike[str]) -> dict[str, Any]:
             "required_features": list(reader.required_features),
             "ok": True,
         }
+
+
+def _check_tensor_section(reader: NvpReader, info: SectionInfo) -> None:
+    """Tensor bundle rules from the prefix and header; the data is decoded in pieces and dropped."""
+    head = bytearray()
+    need = tensor_head_length(b"", info.raw_length)
+    for piece in reader.iter_read(info.name):
+        while len(head) < need and piece:
+            take = need - len(head)
+            head += piece[:take]
+            piece = piece[take:]
+            need = tensor_head_length(bytes(head[:8]), info.raw_length)
+    check_tensors(bytes(head), info.raw_length, section=info.name, budget=reader.value_budget)
 
 
 def _chain(fd: int, state: IndexState) -> list[IndexState]:

@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from nvcodec.container.compression import encode_payload
+from nvcodec.container.compression import encode_payload, too_expansive
 from nvcodec.container.index import (
     check_generation_limit, encode_index, encode_trailer, read_exact,
 )
@@ -19,7 +19,7 @@ from nvcodec.container.layout import (
 )
 from nvcodec.container.names import encode_name
 from nvcodec.container.reader import NvpReader, load_state
-from nvcodec.errors import FormatError
+from nvcodec.errors import FormatError, NoSpaceError, is_no_space, no_space_as_error
 
 _LOCK_RETRIES = 100
 
@@ -87,7 +87,10 @@ class _Emitter:
         for s in sections:
             self.pad()
             stored = encode_payload(s.payload, s.codec)
-            infos.append(SectionInfo(s.name, int(s.kind), int(s.codec), self.pos, len(stored), memoryview(s.payload).nbytes,
+            raw_length, codec = memoryview(s.payload).nbytes, int(s.codec)
+            if codec == Codec.ZSTD and too_expansive(raw_length, len(stored)):
+                stored, codec = memoryview(s.payload).cast("B"), int(Codec.RAW)
+            infos.append(SectionInfo(s.name, int(s.kind), codec, self.pos, len(stored), raw_length,
                                      zlib.crc32(stored)))
             self.put(stored)
         self.pad()
@@ -112,7 +115,8 @@ def write_nvp(path: str | os.PathLike[str], sections: list[Section], required_fe
     directory = os.path.dirname(os.path.abspath(path))
     tmp = _write_temp(path, sections, features)
     try:
-        _replace_locked(tmp, path)
+        with no_space_as_error(path):
+            _replace_locked(tmp, path)
     except BaseException:
         _unlink(tmp)
         raise
@@ -132,14 +136,17 @@ def _write_temp(path: str, sections: list[Section], features: list[str]) -> str:
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".tmp")
     except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpaceError(path) from None
         raise FormatError(f"cannot create a temporary file in {directory}: {exc.strerror}") from None
     try:
         try:
-            emit = _Emitter(fd, 0, 0)
-            emit.put(PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0))
-            infos = emit.sections(sections)
-            emit.finish(encode_index(1, 0, emit.crc, infos, features), 1)
-            os.fchmod(fd, _mode_for(path))
+            with no_space_as_error(path):
+                emit = _Emitter(fd, 0, 0)
+                emit.put(PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0))
+                infos = emit.sections(sections)
+                emit.finish(encode_index(1, 0, emit.crc, infos, features), 1)
+                os.fchmod(fd, _mode_for(path))
         finally:
             os.close(fd)
     except BaseException:
@@ -168,6 +175,13 @@ def _replace_locked(tmp: str, path: str) -> None:
     finally:
         if old is not None:
             os.close(old)
+
+
+def _fsync_quietly(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
 
 
 def _fsync_dir(directory: str) -> None:
@@ -236,11 +250,13 @@ def append_nvp(path: str | os.PathLike[str], sections: list[Section], remove: It
         last = read_exact(fd, state.end - state.index_offset, state.index_offset)
         emit = _Emitter(fd, state.end, zlib.crc32(last, state.prefix_crc32))
         try:
-            infos = emit.sections(sections)
-            index = encode_index(generation, state.trailer_offset, emit.crc, kept + infos, features)
-            emit.finish(index, generation)
+            with no_space_as_error(path):
+                infos = emit.sections(sections)
+                index = encode_index(generation, state.trailer_offset, emit.crc, kept + infos, features)
+                emit.finish(index, generation)
         except BaseException:
             os.ftruncate(fd, state.end)
+            _fsync_quietly(fd)
             raise
     finally:
         os.close(fd)

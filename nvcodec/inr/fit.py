@@ -23,6 +23,7 @@ recorded in the checkpoint.
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
 import time
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import Interrupted, UsageError
+from ..errors import Interrupted, UsageError, no_space_as_error
 from ..progress import ProgressCallback, emit
 from .metrics import psnr as psnr_fn
 from .metrics import ssim as ssim_fn
@@ -160,10 +161,21 @@ def _check_args(frames: Tensor, config: INRConfig, epochs, time_budget, psnr_tar
 
 def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
     d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
     tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with no_space_as_error(path):
+        os.makedirs(d, exist_ok=True)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(buf.getbuffer())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
 
 def _load_checkpoint(path: str) -> dict[str, Any]:

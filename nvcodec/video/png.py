@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nvcodec.errors import UsageError
+from nvcodec.errors import UsageError, no_space_as_error
 
 __all__ = ["encode_png", "write_png"]
 
@@ -53,7 +53,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray, *, compress_level: int
     from nvcodec.video.writer import atomic_output
 
     data = encode_png(array, compress_level=compress_level)
-    with atomic_output(Path(path)) as tmp:
+    with atomic_output(Path(path)) as tmp, no_space_as_error(path):
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()

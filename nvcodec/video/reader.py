@@ -133,6 +133,8 @@ def probe_video(path: PathLike, stream: int | None = None, *, exact: bool = True
     if p.is_dir():
         with _media_errors(p):
             return _probe_png_dir(p, stream)
+    with _media_errors(p):
+        _check_y4m(p)
     with _media_errors(p), _open(p) as container:
         vs = _select_stream(container, stream, p)
         if exact:
@@ -295,6 +297,60 @@ def _check_size(p: Path, width: int, height: int, *, allow_zero: bool = False) -
             f"{p}: resolution {width}x{height} exceeds the supported maximum"
             f" ({MAX_WIDTH}x{MAX_HEIGHT}, {MAX_PIXELS} pixels)"
         )
+
+
+_Y4M_MAGIC = b"YUV4MPEG2 "
+_Y4M_MAX_HEADER = 4096
+_Y4M_MAX_FRAME_HEADER = 4096
+# y4m colour spaces: (chroma width divisor, chroma height divisor or 0 for no chroma, bytes per sample,
+# extra full-size planes (alpha)).
+_Y4M_LAYOUTS = {
+    "420jpeg": (2, 2, 1, 0), "420paldv": (2, 2, 1, 0), "420mpeg2": (2, 2, 1, 0), "420": (2, 2, 1, 0),
+    "411": (4, 1, 1, 0), "422": (2, 1, 1, 0), "444": (1, 1, 1, 0), "444alpha": (1, 1, 1, 1),
+    "mono": (1, 0, 1, 0), "mono9": (1, 0, 2, 0), "mono10": (1, 0, 2, 0), "mono12": (1, 0, 2, 0),
+    "mono16": (1, 0, 2, 0),
+    **{f"{sub}p{bits}": ({"420": 2, "422": 2, "444": 1}[sub], {"420": 2, "422": 1, "444": 1}[sub], 2, 0)
+       for sub in ("420", "422", "444") for bits in (9, 10, 12, 14, 16)},
+}
+
+
+def _check_y4m(p: Path) -> None:
+    """For y4m files: frame size within limits before FFmpeg allocates, and no frame cut short.
+
+    (FFmpeg's y4m demuxer drops a truncated last frame silently and reports oversized headers
+    with unrelated errors.)
+    """
+    with open(p, "rb") as fh:
+        head = fh.read(_Y4M_MAX_HEADER)
+        if not head.startswith(_Y4M_MAGIC):
+            return
+        end = head.find(b"\n")
+        if end < 0:
+            raise InputError(f"{p}: y4m header is not terminated within {_Y4M_MAX_HEADER} bytes")
+        fields = {tok[:1]: tok[1:] for tok in head[len(_Y4M_MAGIC):end].split(b" ") if tok}
+        try:
+            width, height = int(fields[b"W"]), int(fields[b"H"])
+        except (KeyError, ValueError):
+            raise InputError(f"{p}: y4m header lacks a valid W or H") from None
+        _check_size(p, width, height)
+        layout = _Y4M_LAYOUTS.get(fields.get(b"C", b"420jpeg").decode("ascii", "replace"))
+        if layout is None:
+            return
+        cw, ch, sample, extra = layout
+        chroma = 2 * (-(-width // cw)) * (-(-height // ch)) if ch else 0
+        frame_bytes = sample * (width * height * (1 + extra) + chroma)
+        size = os.fstat(fh.fileno()).st_size
+        pos, index = end + 1, 0
+        while pos < size:
+            fh.seek(pos)
+            line = fh.read(_Y4M_MAX_FRAME_HEADER)
+            stop = line.find(b"\n")
+            if not line.startswith(b"FRAME") or stop < 0:
+                raise InputError(f"{p}: y4m frame {index} has no FRAME header at byte {pos}")
+            data = pos + stop + 1
+            if data + frame_bytes > size:
+                raise InputError(f"{p}: y4m frame {index} is cut short: {size - data} of {frame_bytes} bytes")
+            pos, index = data + frame_bytes, index + 1
 
 
 def _decode(container: av.container.InputContainer, vs) -> Iterator[av.VideoFrame]:

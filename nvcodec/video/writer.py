@@ -37,7 +37,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from nvcodec.errors import NvcodecError, UsageError
+from nvcodec.errors import NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
 from nvcodec.progress import ProgressCallback, emit
 from nvcodec.video.png import encode_png
 
@@ -72,7 +72,8 @@ def atomic_output(target: Path, *, directory: bool = False) -> Iterator[Path]:
     tmp = parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         if directory:
-            tmp.mkdir()
+            with no_space_as_error(target):
+                tmp.mkdir()
         yield tmp
         if not directory:
             os.replace(tmp, target)
@@ -153,7 +154,7 @@ def encode_video(
     if codec == "libsvtav1":
         os.environ.setdefault("SVT_LOG", "1")
     stats = {"frames": 0, "width": 0, "height": 0, "bytes": 0, "bitstream_bytes": 0}
-    with atomic_output(target) as tmp:
+    with atomic_output(target) as tmp, no_space_as_error(target):
         container = _open_output(tmp, fmt, target, container_options)
         try:
             stream = None
@@ -231,7 +232,7 @@ def write_png_dir(
             elif rgb.shape != shape:
                 raise UsageError(f"frame {i} is {rgb.shape[1]}x{rgb.shape[0]}, frame 0 was {shape[1]}x{shape[0]}")
             name = f"frame_{start_index + i:06d}.png"
-            with open(tmp / name, "wb") as fh:
+            with no_space_as_error(target / name), open(tmp / name, "wb") as fh:
                 fh.write(encode_png(rgb, compress_level=compress_level))
             names.append(name)
         if not names:
@@ -244,6 +245,7 @@ def write_png_dir(
                     os.replace(tmp / name, target / name)
                 _remove(tmp)
         except OSError as e:
+            _raise_if_no_space(e, target)
             raise NvcodecError(f"{target}: cannot move PNG frames into place: {_reason(e)}") from e
     return [target / n for n in names]
 
@@ -304,6 +306,11 @@ def _is_yuv(pix_fmt: str) -> bool:
     return not fmt.is_rgb and len(fmt.components) >= 3
 
 
+def _raise_if_no_space(exc: BaseException, target: Path) -> None:
+    if is_no_space(exc):
+        raise NoSpaceError(target) from None
+
+
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())
@@ -313,6 +320,7 @@ def _open_output(tmp: Path, fmt: str, target: Path, container_options: Mapping[s
     try:
         return av.open(str(tmp), mode="w", format=fmt, options=dict(container_options or {}))
     except av.error.FFmpegError as e:
+        _raise_if_no_space(e, target)
         raise NvcodecError(f"{target}: cannot create output: {_reason(e)}") from e
 
 
@@ -340,6 +348,7 @@ def _add_stream(container, fmt, codec, rate, width, height, pix_fmt, bitrate, op
     except UsageError:
         raise
     except (av.error.FFmpegError, ValueError) as e:
+        _raise_if_no_space(e, target)
         raise UsageError(f"{target}: cannot set up encoder {codec} ({pix_fmt}, {width}x{height}): {_reason(e)}") from e
     return stream
 
@@ -368,6 +377,7 @@ def _mux(container, packets, target: Path) -> int:
             nbytes += packet.size
             container.mux(packet)
     except av.error.FFmpegError as e:
+        _raise_if_no_space(e, target)
         raise NvcodecError(f"{target}: encoding failed: {_reason(e)}") from e
     return nbytes
 
@@ -376,6 +386,7 @@ def _close(container, target: Path) -> None:
     try:
         container.close()
     except av.error.FFmpegError as e:
+        _raise_if_no_space(e, target)
         raise NvcodecError(f"{target}: cannot finish the file: {_reason(e)}") from e
 
 
