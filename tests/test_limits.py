@@ -444,12 +444,32 @@ def _tmpfs_available() -> bool:
     return probe.stdout.strip() == "ok"
 
 
+def _page_aligned(src: Path, dst: Path, page: int = 4096) -> Path:
+    """`src` plus an unknown-kind RAW padding section, sized so the file ends on a page boundary.
+
+    tmpfs allocates whole pages: without this, a small append fits in the slack of the file's
+    last page and never meets the full disk.
+    """
+    sections = attack.sections_of(src)
+    for extra in range(256):
+        name = "x/pad" + "p" * extra
+        for pad in (0, None):
+            if pad is None:
+                pad = -dst.stat().st_size % page
+            attack.craft(dst, sections + [attack.raw(name, 4242, bytes(pad))])
+            if not dst.stat().st_size % page:
+                return dst
+    raise AssertionError("could not page-align the test file")
+
+
 @pytest.mark.skipif(not _tmpfs_available(), reason="needs unshare -rm and tmpfs mounts in a user namespace")
 def test_cli_on_a_full_tmpfs(good, tmp_path):
     """Real ENOSPC: each command writes into a full 64 KiB tmpfs mounted in a private namespace."""
     clip = write_clip(str(tmp_path / "c.mp4"), synthetic_frames(3, 16, 24))
     mnt = tmp_path / "mnt"
     mnt.mkdir()
+    aligned = _page_aligned(good.plain, tmp_path / "aligned.nvp")
+    verify_nvp(aligned)
     py = f"{sys.executable} -m nvcodec_cli.main"
     commands = {
         "encode": f"{py} encode {clip} {mnt}/o.nvp --params 3k --epochs 2 --psnr 99 --device cpu",
@@ -460,7 +480,7 @@ def test_cli_on_a_full_tmpfs(good, tmp_path):
         "attach": f"{py} attach {mnt}/a.nvp --task resnet50 --weights random-tiny --top-k 0.2 --epochs 1 --device cpu",
     }
     for name, command in commands.items():
-        script = (f"mount -t tmpfs -o size=64k none {mnt} || exit 99; cp {good.plain} {mnt}/a.nvp; "
+        script = (f"mount -t tmpfs -o size=64k none {mnt} || exit 99; cp {aligned} {mnt}/a.nvp; "
                   f"sha1sum {mnt}/a.nvp > {tmp_path}/sum; head -c 65536 /dev/zero > {mnt}/fill 2>/dev/null; "
                   f"{command}; rc=$?; rm -f {mnt}/fill; sha1sum -c --quiet {tmp_path}/sum >&2 && rm {mnt}/a.nvp; "
                   f"echo rc=$rc >&2; ls -A {mnt} >&2")
