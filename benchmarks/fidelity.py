@@ -194,7 +194,7 @@ def run_clip(clip: str, n: int, nvp_dir: str, budget: float, kinds: tuple[str, .
     probe_start = compute_probe("cpu")
     nvp, enc = _encode(clip, n, nvp_dir, budget)
     dev = torch.device("cpu")
-    out: dict[str, Any] = {"clip": os.path.basename(clip), "frames": n, "task": TASK,
+    out: dict[str, Any] = {"clip": os.path.basename(clip), "frames": n, "task": TASK, "grid_epochs": epochs,
                            "encode": {k: enc.get(k) for k in ("psnr", "psnr_min", "ssim", "bpp", "bytes", "params",
                                                               "epochs", "encode_seconds")}}
     with nvcodec.open(nvp) as video:
@@ -257,7 +257,7 @@ def run_clip(clip: str, n: int, nvp_dir: str, budget: float, kinds: tuple[str, .
         "spearman_lstsq_vs_kl_original": spearman([r["lstsq_fidelity"] for r in best.values()],
                                                   [-r["vs_original"]["all"]["mean_kl"] for r in best.values()]),
     }
-    work = os.path.join(nvp_dir, "work")
+    work = os.path.join(nvp_dir, "work", os.path.splitext(out["clip"])[0])
     os.makedirs(work, exist_ok=True)
     out["product"] = {"teacher_inr": _product_path(nvp, clip, n, work, False),
                       "teacher_source": _product_path(nvp, clip, n, work, True)}
