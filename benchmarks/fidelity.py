@@ -2,6 +2,7 @@
 
     python benchmarks/fidelity.py ../shared/clips/*.mp4 ../shared/clips/*.mkv --frames 48 --nvp-dir /tmp/fid
     python benchmarks/fidelity.py --summary            # rebuild FIDELITY.md from the committed JSON
+    python benchmarks/fidelity.py --product ../shared/clips [CLIP ...]   # the product path again (after attach changes)
 
 Per clip (frames 0..N-1, encoded once with `nvcodec encode` and cached in --nvp-dir):
 
@@ -257,13 +258,19 @@ def run_clip(clip: str, n: int, nvp_dir: str, budget: float, kinds: tuple[str, .
         "spearman_lstsq_vs_kl_original": spearman([r["lstsq_fidelity"] for r in best.values()],
                                                   [-r["vs_original"]["all"]["mean_kl"] for r in best.values()]),
     }
-    work = os.path.join(nvp_dir, "work", os.path.splitext(out["clip"])[0])
-    os.makedirs(work, exist_ok=True)
-    out["product"] = {"teacher_inr": _product_path(nvp, clip, n, work, False),
-                      "teacher_source": _product_path(nvp, clip, n, work, True)}
-    if tune_epochs:
-        out["product"]["tuned"] = _tuned(out["product"]["teacher_source"], clip, n, tune_epochs)
+    out["product"] = product_paths(nvp, clip, n, nvp_dir, tune_epochs)
     out["probe"] = {"start": probe_start, "end": compute_probe("cpu")}
+    return out
+
+
+def product_paths(nvp: str, clip: str, n: int, nvp_dir: str, tune_epochs: int) -> dict[str, Any]:
+    """attach with its defaults (teacher INR, then --source), and tune on the second; each inferred over all frames."""
+    work = os.path.join(nvp_dir, "work", os.path.splitext(os.path.basename(clip))[0])
+    os.makedirs(work, exist_ok=True)
+    out = {"teacher_inr": _product_path(nvp, clip, n, work, False),
+           "teacher_source": _product_path(nvp, clip, n, work, True)}
+    if tune_epochs:
+        out["tuned"] = _tuned(out["teacher_source"], clip, n, tune_epochs)
     return out
 
 
@@ -395,12 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--summary", action="store_true", help="only rebuild FIDELITY.md from the JSON files")
     ap.add_argument("--retime", metavar="CLIP_DIR", help="re-measure the latencies of the JSON files (idle machine)")
+    ap.add_argument("--product", metavar="CLIP_DIR",
+                    help="run only the product path (attach defaults, --source, tune) again for the JSON files")
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, a.threads))
     os.makedirs(a.out, exist_ok=True)
     os.makedirs(a.nvp_dir, exist_ok=True)
     machine = describe_machine("cpu")
-    for clip in ([] if a.summary else a.clips):
+    for clip in ([] if a.summary or a.product else a.clips):
         r = run_clip(clip, a.frames, a.nvp_dir, a.encode_budget, tuple(a.kinds.split(",")), a.epochs, a.tune_epochs)
         r["machine"] = machine
         name = os.path.splitext(os.path.basename(clip))[0]
@@ -410,8 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     for path in sorted(glob.glob(os.path.join(a.out, "fidelity_*.json"))):
         with open(path) as f:
             results.append(json.load(f))
+        if a.product and (not a.clips or results[-1]["clip"] in {os.path.basename(c) for c in a.clips}):
+            r = results[-1]
+            name = os.path.splitext(r["clip"])[0]
+            r["product"] = product_paths(os.path.join(a.nvp_dir, f"{name}_{r['frames']}.nvp"),
+                                         os.path.join(a.product, r["clip"]), r["frames"], a.nvp_dir, a.tune_epochs)
+            r["product_machine"] = machine
         if a.retime:
             retime(results[-1], a.nvp_dir, a.retime)
+        if "product_machine" in results[-1] or a.retime:
             with open(path, "w") as f:
                 json.dump(results[-1], f, indent=1, default=float)
     with open(os.path.join(a.out, "FIDELITY.md"), "w") as f:

@@ -194,6 +194,8 @@ def tasks(as_json: bool) -> None:
               help="Adapter kinds to try: linear, conv3x3, dw3x3, bottleneck, patch.")
 @click.option("--distill", type=float, default=1.0, show_default=True,
               help="Weight of the task-output distillation loss (0: feature loss only).")
+@click.option("--max-cost", type=float, default=0.5, show_default=True,
+              help="Consider only pairs costing at most this share of the pixel path's GFLOPs (0: no cap).")
 @click.option("--source", type=click.Path(exists=True), help="The original video: its frames become the teacher.")
 @click.option("--epochs", type=int, default=30, show_default=True, help="Adapter epochs (early stopping applies).")
 @click.option("--frames", "sample", type=int, default=None,
@@ -201,7 +203,7 @@ def tasks(as_json: bool) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def attach(file: str, task: str, weights: str | None, search: str, top_k: float, kinds: str, distill: float,
-           source: str | None, epochs: int, sample: int | None, device: str, as_json: bool) -> None:
+           max_cost: float, source: str | None, epochs: int, sample: int | None, device: str, as_json: bool) -> None:
     """Attach a task: score INR-block/injection-point pairs, train adapters for the best, append the winner."""
     from nvcodec.tasks.attach import attach as do_attach
 
@@ -209,8 +211,8 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
     bar = ProgressBar()
     try:
         report = do_attach(file, task, weights=weights, search=search, top_k=top_k, epochs=epochs,
-                           sample_frames=sample, kinds=_split_tasks(kinds), distill=distill, source=source,
-                           device=device, progress=bar)
+                           sample_frames=sample, kinds=_split_tasks(kinds), distill=distill, max_cost=max_cost,
+                           source=source, device=device, progress=bar)
     finally:
         bar.close()
     print_json(report) if as_json else click.echo(render_attach(report, table=True))

@@ -97,6 +97,21 @@ def render_tasks(rows: list[dict]) -> str:
     return _table(table, ["task", "output", "backbone", "injection points", "description"])
 
 
+def _gflops_cell(c: dict) -> str:
+    """Measured GFLOPs of the trained adapters, else the estimate with the least-squares 1x1 adapter (~)."""
+    if c.get("gflops") is not None:
+        return f"{c['gflops']:.3f}"
+    return f"~{c['gflops_estimate']:.3f}" if c.get("gflops_estimate") is not None else ""
+
+
+def _vs_pixel(r: dict) -> str:
+    pixel = r.get("pixel_path_gflops")
+    if not pixel:
+        return ""
+    cap = f", pairs above {r['max_cost']:g}x skipped" if r.get("max_cost") else ""
+    return f" ({r['gflops'] / pixel:.2f}x the pixel path's {pixel:.2f}{cap})"
+
+
 def render_attach(r: dict, table: bool = False) -> str:
     out = []
     if r.get("weights_random"):
@@ -106,7 +121,7 @@ def render_attach(r: dict, table: bool = False) -> str:
                  f"{c['lstsq_fidelity']:.4f}" if c.get("lstsq_fidelity") is not None else "",
                  ",".join(c.get("kinds") or {}),
                  f"{c['fidelity']:.4f}" if c.get("fidelity") is not None else "",
-                 f"{c['gflops']:.3f}" if c.get("gflops") is not None else ""]
+                 _gflops_cell(c)]
                 for i, c in enumerate(r["candidates"])]
         out.append(f"pairs (INR block x injection point), ranked by {r.get('search', 'lstsq')}:")
         out.append(_table(rows, ["rank", "inr block", "injection point", "cka", "lstsq fidelity", "trained kinds",
@@ -115,7 +130,7 @@ def render_attach(r: dict, table: bool = False) -> str:
     out.append(f"attached {r['task']}: INR block {ch['inr_layer']} -> {ch['injection_point']}, "
                f"{ch.get('adapter_kind', 'linear')} adapter (CKA {ch['cka']:.3f}, held-out fidelity {r['fidelity']:.4f}), "
                f"{r['adapter_params']:,} params = {r['adapter_params_pct']:.3f}% of the backbone, "
-               f"{r['gflops']:.3f} GFLOPs/frame, teacher {r.get('teacher', 'inr')}, "
+               f"{r['gflops']:.3f} GFLOPs/frame{_vs_pixel(r)}, teacher {r.get('teacher', 'inr')}, "
                f"+{r.get('appended_bytes', 0):,} bytes ({r.get('appended_pct', 0.0):.1f}% of the file), {r['seconds']:.1f} s")
     return "\n".join(out)
 

@@ -227,14 +227,40 @@ def test_efficientnet_lite0_attach_infer_with_source_teacher(nvp, tmp_path):
 
 
 def test_search_modes_choose_what_gets_trained(nvp):
-    cka = attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, search="cka", kinds=["linear"])
+    cka = attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, search="cka", kinds=["linear"],
+                 max_cost=0)
     best_cka = max(cka["candidates"], key=lambda c: c["cka"])
     assert [c for c in cka["candidates"] if c["trained"]] == [best_cka]
-    ls = attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, kinds=["linear"])
+    ls = attach(nvp, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, kinds=["linear"], max_cost=0)
     best_ls = max(ls["candidates"], key=lambda c: c["lstsq_fidelity"])
     assert [c for c in ls["candidates"] if c["trained"]] == [best_ls]
     ex = attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, search="exhaustive", kinds=["linear"])
     assert ex["trained_pairs"] == ex["total_pairs"] == len(ex["candidates"])
+
+
+def test_cost_cap_limits_the_pairs_ranked_and_trained(nvp):
+    full = attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, search="exhaustive", kinds=["linear"], max_cost=0)
+    pixel = full["pixel_path_gflops"]
+    assert full["pairs_within_cost"] == full["trained_pairs"] == full["total_pairs"]
+    assert pixel == pytest.approx(infer(nvp, ["efficientnet_lite0"], frames=(0, 1))["tasks"]["efficientnet_lite0"]
+                                  ["gflops"]["pixel_path"], rel=1e-6)
+    costs = sorted(c["gflops_estimate"] for c in full["candidates"])
+    cap = costs[len(costs) // 2] / pixel
+    capped = attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, search="exhaustive", kinds=["linear"],
+                    max_cost=cap)
+    assert 0 < capped["pairs_within_cost"] < capped["trained_pairs"] == capped["total_pairs"]  # exhaustive: all
+    assert all(c["gflops"] == pytest.approx(c["gflops_estimate"]) for c in capped["candidates"])  # linear
+    assert capped["gflops"] <= cap * pixel
+    top = attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, top_k=3, kinds=["linear"], max_cost=cap)
+    trained = [c for c in top["candidates"] if c["trained"]]
+    assert len(trained) == 3 and all(c["gflops_estimate"] <= cap * pixel for c in trained)
+    within = [c for c in top["candidates"] if c["gflops_estimate"] <= cap * pixel]
+    assert trained == within[:3]  # the best-ranked pairs among those within the cap
+    none_fit = attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, search="exhaustive", kinds=["linear"],
+                      max_cost=1e-9)
+    assert none_fit["pairs_within_cost"] == 0 and none_fit["trained_pairs"] == none_fit["total_pairs"]
+    with pytest.raises(UsageError):
+        attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, max_cost=-1)
 
 
 def test_old_linear_adapter_without_kind_still_reads(nvp):

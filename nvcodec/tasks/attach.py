@@ -34,7 +34,9 @@ from .adapter import STORED_DTYPE, ADAPTER_KINDS, MicroAdapter, TaskDistill, ada
 from .cka import rank_pairs, top_count
 from .flops import count_flops
 from .registry import get_task
-from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, sample_indices
+from .runtime import (
+    TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, pixel_path_flops, sample_indices,
+)
 
 DEFAULT_SAMPLE = {"classification": 32, "detection": 12}
 TIE = 0.01
@@ -42,13 +44,15 @@ HOLDOUT_FRACTION = 0.25
 SEARCHES = ("lstsq", "cka", "exhaustive")
 DEFAULT_KINDS = ("linear", "patch", "bottleneck")
 MAX_ADAPTER_PCT = 1.0
+# Pairs are candidates only when their path costs at most this share of the pixel path's FLOPs.
+MAX_COST = 0.5
 """Adapters above this share of the backbone's parameters are not trained (``linear`` always is)."""
 DISTILL_WEIGHT = 1.0
 DISTILL_LR = 1e-3
 FEATURE_LR = 1e-4
 
 
-@dataclass
+@dataclass(eq=False)
 class Candidate:
     """One (INR block, injection point) pair: its scores and the adapters trained for it."""
 
@@ -56,6 +60,7 @@ class Candidate:
     injection_point: str
     cka: float
     lstsq: float
+    gflops: float | None = None
     trained: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -163,7 +168,8 @@ def _cost_gflops(video: NvpVideo, rt: TaskRuntime, layer: int, point: str, adapt
     return (f_dec + f_ad + f_tail) / 1e9
 
 
-def _check_args(top_k: float, epochs: int, search: str, kinds: tuple[str, ...], distill: float) -> None:
+def _check_args(top_k: float, epochs: int, search: str, kinds: tuple[str, ...], distill: float,
+                max_cost: float) -> None:
     if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or top_k <= 0:
         raise UsageError("--top-k must be positive (a fraction < 1, or a count >= 1)")
     if epochs < 0:
@@ -174,6 +180,8 @@ def _check_args(top_k: float, epochs: int, search: str, kinds: tuple[str, ...], 
         raise UsageError(f"--kinds must name adapter kinds from {', '.join(ADAPTER_KINDS)}")
     if not (distill >= 0 and np.isfinite(distill)):
         raise UsageError("--distill must be a weight >= 0")
+    if not (max_cost >= 0 and np.isfinite(max_cost)):
+        raise UsageError("--max-cost must be a share of the pixel path's GFLOPs >= 0 (0: no cap)")
 
 
 def _top_k_value(top_k: float) -> float | int:
@@ -227,17 +235,41 @@ def prepare(video: NvpVideo, task: str, weights: str | None, sample_frames: int 
     return AttachData(video, rt, idx, inr, targets, teacher, train, val, device)
 
 
+@torch.inference_mode()
+def _stage_flops(data: AttachData) -> tuple[dict[int, int], dict[str, int]]:
+    """FLOPs per frame of partial decode to each block, and of the backbone tail from each point."""
+    seg = data.video.segments[0]
+    dec, _ = data.video.decoder(seg, None, data.device)
+    x_in = data.video.inputs(seg, [seg.start], data.device, None)
+    decode = {k: count_flops(dec.features, x_in, k)[1] for k in data.inr}
+    tail = {p: count_flops(data.rt.model.forward_from, t[:1], p)[1] for p, t in data.targets.items()}
+    return decode, tail
+
+
 def score_pairs(data: AttachData) -> list[Candidate]:
-    """Every (block, point) pair with its CKA and its least-squares adapter's held-out fidelity."""
+    """Every (block, point) pair with its CKA, its least-squares adapter's held-out fidelity and its
+    GFLOPs per frame (partial decode + that adapter + backbone tail)."""
     sizes = {p: tuple(t.shape[-2:]) for p, t in data.targets.items()}
     ranked = rank_pairs(data.inr, data.targets, sizes, debiased=data.inr[0].shape[0] >= 4)
+    decode, tail = _stage_flops(data)
     out = []
     for pair in ranked:
         k, p = pair.inr_layer, pair.injection_point
         ls = fit_adapter(data.inr[k], data.targets[p], train_indices=data.train, val_indices=data.val, epochs=0,
                          device=data.device)
-        out.append(Candidate(k, p, pair.cka, _fidelity(data.rt, ls.adapter, data.inr[k], p, data.teacher, data.val)))
+        with torch.inference_mode():
+            f_ad = count_flops(ls.adapter, data.inr[k][:1])[1]
+        out.append(Candidate(k, p, pair.cka, _fidelity(data.rt, ls.adapter, data.inr[k], p, data.teacher, data.val),
+                             (decode[k] + f_ad + tail[p]) / 1e9))
     return out
+
+
+def within_cost(data: AttachData, cands: list[Candidate], max_cost: float) -> tuple[list[Candidate], float]:
+    """The pairs costing at most `max_cost` x the pixel path's GFLOPs (all of them when none does, or
+    when `max_cost` is 0), and the pixel path's GFLOPs per frame."""
+    pixel = sum(pixel_path_flops(data.video, data.rt, data.device)) / 1e9
+    pool = [c for c in cands if c.gflops <= max_cost * pixel] if max_cost > 0 else []
+    return pool or list(cands), pixel
 
 
 def kinds_within_budget(data: AttachData, cand: Candidate, kinds: tuple[str, ...],
@@ -276,18 +308,21 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
            sample_frames: int | None = None, device: str = "auto", seed: int = 0, search: str = "lstsq",
            kinds: tuple[str, ...] | list[str] = DEFAULT_KINDS, distill: float = DISTILL_WEIGHT,
            source: str | None = None, source_stream: int | None = None,
-           max_adapter_pct: float = MAX_ADAPTER_PCT, progress: ProgressCallback | None = None) -> dict:
+           max_adapter_pct: float = MAX_ADAPTER_PCT, max_cost: float = MAX_COST,
+           progress: ProgressCallback | None = None) -> dict:
     """Attach `task` to the `.nvp` at `path` (appends routing + adapters; INR sections stay byte-identical).
 
     `search`: ``lstsq`` (rank pairs by the fidelity of their least-squares adapter), ``cka``, or
     ``exhaustive`` (train every pair); `top_k` pairs are trained, each with every adapter kind in
     `kinds` that fits `max_adapter_pct` of the backbone's parameters. `distill` weighs the
     distillation loss through the frozen tail (0: feature loss only). `source`: the original video,
-    whose frames then serve as the teacher instead of the INR's own.
+    whose frames then serve as the teacher instead of the INR's own. Only pairs whose GFLOPs per
+    frame are at most `max_cost` x the pixel path's are ranked and trained (0: no cap; when no pair
+    qualifies, all are); ``exhaustive`` trains every pair and chooses among those within the cap.
     """
     t0 = time.monotonic()
     kinds = tuple(dict.fromkeys(kinds))
-    _check_args(top_k, epochs, search, kinds, distill)
+    _check_args(top_k, epochs, search, kinds, distill, max_cost)
     dev = resolve_device(device)
     with open_nvp(path) as video:
         n_seg = len(video.segments)
@@ -297,13 +332,15 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         cands = score_pairs(data)
         cands.sort(key=(lambda c: (-c.cka, c.inr_layer, c.injection_point)) if search == "cka"
                    else (lambda c: (-c.lstsq, c.inr_layer, c.injection_point)))
-        top = cands if search == "exhaustive" else cands[: top_count(len(cands), _top_k_value(top_k))]
+        pool, pixel_gflops = within_cost(data, cands, max_cost)
+        within = sum(c.gflops <= max_cost * pixel_gflops for c in cands) if max_cost > 0 else len(cands)
+        top = cands if search == "exhaustive" else pool[: top_count(len(pool), _top_k_value(top_k))]
         jobs = [(c, kind) for c in top for kind in kinds_within_budget(data, c, kinds, max_adapter_pct)]
         emit(progress, "attach", 0, len(jobs), stage_name="adapters")
         for j, (c, kind) in enumerate(jobs):
             fit = train_candidate(data, c, kind, epochs=epochs, distill=distill, seed=seed)["fit"]
             emit(progress, "attach", j + 1, len(jobs), val_loss=fit.val_loss[-1] if fit.val_loss else None)
-        chosen, kind, best = choose(top)
+        chosen, kind, best = choose([c for c in top if c in pool])
         k, p = chosen.key
         adapters = {0: best["adapter"]}
         for seg in range(1, n_seg):
@@ -325,7 +362,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         "adapter_sections": [adapter_section_name(task, s, n_seg) for s in range(n_seg)],
         "weights": rt.weights_label, "weights_random": rt.random, "sample_frames": data.frames,
         "teacher": "source" if source else "inr", "search": search, "distill": float(distill),
-        "top_k": top_k, "epochs": epochs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "max_cost": float(max_cost), "pixel_path_gflops": pixel_gflops, "top_k": top_k, "epochs": epochs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     sections = []
     for seg, ad in adapters.items():
@@ -348,7 +385,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         "chosen": {"inr_layer": k, "injection_point": p, "adapter_kind": kind, "cka": float(chosen.cka),
                    "lstsq_fidelity": float(chosen.lstsq)},
         "fidelity": best["fidelity"], "adapter_params": adapter_params, "adapter_params_pct": entry["adapter_params_pct"],
-        "backbone_params": backbone_params, "gflops": best["gflops"], "trained_pairs": len(top),
+        "backbone_params": backbone_params, "gflops": best["gflops"], "pixel_path_gflops": pixel_gflops,
+        "max_cost": float(max_cost), "pairs_within_cost": within, "trained_pairs": len(top),
         "trained_adapters": len(jobs), "total_pairs": len(cands), "adapter_epochs": fit.epochs_run,
         "adapter_val": fit.val_metrics, "sample_frames": len(data.frames), "segments": n_seg,
         "teacher": entry["teacher"], "weights": rt.weights_label, "weights_random": rt.random,
@@ -359,7 +397,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
 
 def _candidate_row(c: Candidate) -> dict[str, Any]:
     return {"inr_layer": c.inr_layer, "injection_point": c.injection_point, "cka": float(c.cka),
-            "lstsq_fidelity": float(c.lstsq), "trained": bool(c.trained),
+            "lstsq_fidelity": float(c.lstsq), "gflops_estimate": c.gflops, "trained": bool(c.trained),
             "fidelity": max((t["fidelity"] for t in c.trained.values()), default=None),
             "gflops": min((t["gflops"] for t in c.trained.values()), default=None),
             "kinds": {kd: {"fidelity": t["fidelity"], "gflops": t["gflops"], "params": t["adapter"].num_parameters()}

@@ -17,7 +17,7 @@ from .flops import count_flops
 from .registry import get_task
 from ..codec.meta import read_routing
 from .attach import source_frames
-from .runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters
+from .runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters, pixel_path_flops
 
 RANDOM_NOTE = "random weights: pipeline check only, predictions are meaningless"
 
@@ -125,9 +125,7 @@ def _gflops(video: NvpVideo, t: _Task, device: torch.device) -> dict:
     act, f_ad = count_flops(lambda f: t.adapters[0](inr_to_geometry(f.float(), t.rt.geometry, m.width, m.height,
                                                                     cfg.pad_width, cfg.pad_height)), feat)
     _, f_tail = count_flops(t.rt.model.forward_from, act, point)
-    rgb, f_full = count_flops(dec_full, x_in)
-    frames = video.frames([seg.start], device=device)
-    _, f_backbone = count_flops(t.rt.model, t.rt.pixel_input(frames))
+    f_full, f_backbone = pixel_path_flops(video, t.rt, device)
     adapter_path = (f_dec + f_ad + f_tail) / 1e9
     pixel_path = (f_full + f_backbone) / 1e9
     return {"adapter_path": adapter_path, "decode": f_dec / 1e9, "adapter": f_ad / 1e9, "backbone_tail": f_tail / 1e9,

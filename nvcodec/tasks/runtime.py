@@ -10,6 +10,7 @@ import torch
 
 from ..errors import FormatError, UsageError
 from .adapter import ADAPTER_KINDS, MicroAdapter
+from .flops import count_flops
 from .geometry import Geometry, crop_features, preprocess
 from .registry import TaskSpec, get_task
 from .weights import resolve_weights
@@ -125,3 +126,13 @@ def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device
                               f"{block_channels}", section=name)
         out[seg] = adapter.to(device).eval()
     return out
+
+
+@torch.inference_mode()
+def pixel_path_flops(video: Any, rt: TaskRuntime, device: torch.device) -> tuple[int, int]:
+    """FLOPs per frame of the pixel path: (INR full decode, preprocessing + full backbone), on segment 0."""
+    seg = video.segments[0]
+    dec_full, _ = video.decoder(seg, None, device)
+    _, f_full = count_flops(dec_full, video.inputs(seg, [seg.start], device, None))
+    _, f_backbone = count_flops(rt.model, rt.pixel_input(video.frames([seg.start], device=device)))
+    return f_full, f_backbone
