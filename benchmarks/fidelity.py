@@ -302,7 +302,7 @@ def retime(result: dict[str, Any], nvp_dir: str, clip_dir: str) -> None:
             continue
         res = infer(pr["file"], [TASK], frames=(0, result["frames"]), compare_pixels=True, device="cpu", batch_size=1)
         pr["timing_ms"], pr["pixel_timing_ms"] = res["tasks"][TASK]["timing_ms"], res["tasks"][TASK]["pixel_timing_ms"]
-    result["probe_retime"] = {"start": probe_start, "end": compute_probe("cpu")}
+    result["probe_retime"] = {"start": probe_start, "end": compute_probe("cpu"), "threads": torch.get_num_threads()}
 
 
 def _pct(x: float | None) -> str:
@@ -320,6 +320,13 @@ def summary(results: list[dict[str, Any]], machine: dict[str, Any] | None) -> st
     if machine:
         lines += [f"Machine: {machine.get('cpu')}, {machine.get('usable_cores')} cores, torch "
                   f"{machine.get('torch')}, {machine.get('torch_threads')} torch threads, no GPU.", ""]
+    epochs = ", ".join(f"{r['clip']} {r.get('grid_epochs', 10)}" for r in results)
+    retimed = [f"{r['clip']} ({r['probe_retime'].get('threads', '?')} threads)" for r in results if "probe_retime" in r]
+    lines += [f"Grid: every pair x adapter kind, trained for these epochs: {epochs}; the product path is "
+              "`attach` and `tune` with their defaults. Attach and tune seconds come from runs that shared the "
+              "machine with other benchmark processes (1 torch thread each), so they are inflated. Latencies "
+              + (f"were measured again on the idle machine (`--retime`): {', '.join(retimed)}." if retimed
+                 else "come from the same shared runs."), ""]
     lines += ["## The product path (`nvcodec attach` defaults, then `nvcodec infer`), all frames", "",
               "| clip | INR PSNR | pixel path vs original: top-1 / top-5 / KL | constant label (orig) | teacher | chosen | "
               "vs pixel path: top-1 / top-5 / KL | vs original: top-1 / top-5 / KL | GFLOPs nvcodec / pixel | "
