@@ -108,7 +108,10 @@ def _vs_pixel(r: dict) -> str:
     pixel = r.get("pixel_path_gflops")
     if not pixel:
         return ""
-    cap = f", pairs above {r['max_cost']:g}x skipped" if r.get("max_cost") else ""
+    cap = ""
+    if r.get("max_cost"):
+        cap = (f", pairs above {r['max_cost']:g}x skipped" if r.get("pairs_within_cost")
+               else f", no pair within {r['max_cost']:g}x: cap not applied")
     return f" ({r['gflops'] / pixel:.2f}x the pixel path's {pixel:.2f}{cap})"
 
 

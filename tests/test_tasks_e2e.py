@@ -259,6 +259,8 @@ def test_cost_cap_limits_the_pairs_ranked_and_trained(nvp):
     none_fit = attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, search="exhaustive", kinds=["linear"],
                       max_cost=1e-9)
     assert none_fit["pairs_within_cost"] == 0 and none_fit["trained_pairs"] == none_fit["total_pairs"]
+    from nvcodec_cli.render import render_attach
+    assert "skipped" in render_attach(capped) and "cap not applied" in render_attach(none_fit)
     with pytest.raises(UsageError):
         attach(nvp, "efficientnet_lite0", weights=TINY, epochs=0, max_cost=-1)
 
