@@ -4,8 +4,9 @@
    INR-decoded frames, or, with `source`, on the original video's frames.
 2. Score every pair two ways on held-out sample frames: linear CKA (the paper's ranking) and
    ``lstsq``, the task fidelity of the closed-form least-squares 1x1 adapter run through the
-   frozen backbone tail. `search` picks the ranking that chooses the candidates (``lstsq`` by
-   default; ``exhaustive`` trains every pair).
+   frozen backbone tail. Pairs costing more than `max_cost` x the pixel path's FLOPs drop out.
+   `search` picks the ranking that chooses the candidates (``lstsq`` by default; ``exhaustive``
+   trains every pair).
 3. For each candidate pair and adapter kind within the parameter budget, fit the adapter on the
    composite feature loss plus distillation of the task output through the frozen tail.
 4. The best held-out fidelity wins, near-ties (within `TIE`) broken by total GFLOPs per frame.
@@ -44,9 +45,9 @@ HOLDOUT_FRACTION = 0.25
 SEARCHES = ("lstsq", "cka", "exhaustive")
 DEFAULT_KINDS = ("linear", "patch", "bottleneck")
 MAX_ADAPTER_PCT = 1.0
-# Pairs are candidates only when their path costs at most this share of the pixel path's FLOPs.
-MAX_COST = 0.5
 """Adapters above this share of the backbone's parameters are not trained (``linear`` always is)."""
+MAX_COST = 0.5
+"""Pairs whose path costs more than this share of the pixel path's FLOPs are not candidates."""
 DISTILL_WEIGHT = 1.0
 DISTILL_LR = 1e-3
 FEATURE_LR = 1e-4
@@ -265,11 +266,10 @@ def score_pairs(data: AttachData) -> list[Candidate]:
 
 
 def within_cost(data: AttachData, cands: list[Candidate], max_cost: float) -> tuple[list[Candidate], float]:
-    """The pairs costing at most `max_cost` x the pixel path's GFLOPs (all of them when none does, or
-    when `max_cost` is 0), and the pixel path's GFLOPs per frame."""
+    """The pairs costing at most `max_cost` x the pixel path's GFLOPs (all of them when `max_cost`
+    is 0; possibly none), and the pixel path's GFLOPs per frame."""
     pixel = sum(pixel_path_flops(data.video, data.rt, data.device)) / 1e9
-    pool = [c for c in cands if c.gflops <= max_cost * pixel] if max_cost > 0 else []
-    return pool or list(cands), pixel
+    return [c for c in cands if not max_cost or c.gflops <= max_cost * pixel], pixel
 
 
 def kinds_within_budget(data: AttachData, cand: Candidate, kinds: tuple[str, ...],
@@ -332,8 +332,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         cands = score_pairs(data)
         cands.sort(key=(lambda c: (-c.cka, c.inr_layer, c.injection_point)) if search == "cka"
                    else (lambda c: (-c.lstsq, c.inr_layer, c.injection_point)))
-        pool, pixel_gflops = within_cost(data, cands, max_cost)
-        within = sum(c.gflops <= max_cost * pixel_gflops for c in cands) if max_cost > 0 else len(cands)
+        within, pixel_gflops = within_cost(data, cands, max_cost)
+        pool = within or cands
         top = cands if search == "exhaustive" else pool[: top_count(len(pool), _top_k_value(top_k))]
         jobs = [(c, kind) for c in top for kind in kinds_within_budget(data, c, kinds, max_adapter_pct)]
         emit(progress, "attach", 0, len(jobs), stage_name="adapters")
@@ -362,7 +362,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         "adapter_sections": [adapter_section_name(task, s, n_seg) for s in range(n_seg)],
         "weights": rt.weights_label, "weights_random": rt.random, "sample_frames": data.frames,
         "teacher": "source" if source else "inr", "search": search, "distill": float(distill),
-        "max_cost": float(max_cost), "pixel_path_gflops": pixel_gflops, "top_k": top_k, "epochs": epochs, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "max_cost": float(max_cost), "pixel_path_gflops": pixel_gflops, "top_k": top_k, "epochs": epochs,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     sections = []
     for seg, ad in adapters.items():
@@ -386,7 +387,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
                    "lstsq_fidelity": float(chosen.lstsq)},
         "fidelity": best["fidelity"], "adapter_params": adapter_params, "adapter_params_pct": entry["adapter_params_pct"],
         "backbone_params": backbone_params, "gflops": best["gflops"], "pixel_path_gflops": pixel_gflops,
-        "max_cost": float(max_cost), "pairs_within_cost": within, "trained_pairs": len(top),
+        "max_cost": float(max_cost), "pairs_within_cost": len(within), "trained_pairs": len(top),
         "trained_adapters": len(jobs), "total_pairs": len(cands), "adapter_epochs": fit.epochs_run,
         "adapter_val": fit.val_metrics, "sample_frames": len(data.frames), "segments": n_seg,
         "teacher": entry["teacher"], "weights": rt.weights_label, "weights_random": rt.random,
