@@ -14,7 +14,7 @@ from nvcodec.errors import UsageError, WeightsError
 from nvcodec.tasks import caption
 from nvcodec.tasks.agreement import caption_agreement, corpus_bleu, token_agreement
 from nvcodec.tasks.attach import attach
-from nvcodec.tasks.blip import NO_TOKEN, build_blip, clean_generated
+from nvcodec.tasks.blip import build_blip, clean_generated
 from nvcodec.tasks.infer import infer
 from nvcodec.tasks.registry import get_task
 from nvcodec.tasks.tokens import map_to_tokens, tokens_to_map
