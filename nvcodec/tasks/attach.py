@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..codec.meta import read_provenance, read_routing
+from ..codec.meta import read_routing, recorded_stream
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
-from ..errors import UsageError
+from ..errors import LowFidelityError, UsageError
 from ..progress import ProgressCallback, emit
 from .adapter import STORED_DTYPE, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
 from .cka import rank_pairs, top_count
@@ -48,6 +48,12 @@ MAX_ADAPTER_PCT = 1.0
 """Adapters above this share of the backbone's parameters are not trained (``linear`` always is)."""
 MAX_COST = 0.5
 """Pairs whose path costs more than this share of the pixel path's FLOPs are not candidates."""
+FIDELITY_FLOOR = 0.6
+"""Best held-out fidelity below which attach warns (and ``strict`` refuses to append). Fidelity is
+the task's score of the adapter path against the teacher, 1 when identical (classification: half
+top-1 agreement, half mean exp(-KL)): below 0.6 the adapter path disagrees with the teacher on
+most frames or spreads its probability very differently."""
+CKA_ZERO = 1e-6
 DISTILL_WEIGHT = 1.0
 DISTILL_LR = 1e-3
 FEATURE_LR = 1e-4
@@ -117,9 +123,7 @@ def source_frames(video: NvpVideo, source: str, idx: list[int], stream: int | No
     m = video.metadata
     offset = m.source_frames[0] if m.source_frames else 0
     if stream is None:
-        settings = read_provenance(video.reader).get("settings")
-        recorded = settings.get("stream") if isinstance(settings, dict) else None
-        stream = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+        stream = recorded_stream(video.reader)
     lo, hi = offset + min(idx), offset + max(idx) + 1
     frames, info = read_frames(source, stream=stream, frames=(lo, hi))
     if (info.width, info.height) != (m.width, m.height) or frames.shape[0] != hi - lo:
@@ -304,11 +308,24 @@ def choose(cands: list[Candidate], tie: float = TIE) -> tuple[Candidate, str, di
     return min(near, key=lambda r: (r[2]["gflops"], -r[2]["fidelity"]))
 
 
+def quality_warnings(cands: list[Candidate], fidelity: float, floor: float = FIDELITY_FLOOR) -> list[str]:
+    """What makes an attach result untrustworthy: a best fidelity below `floor`, or CKA 0 for every
+    pair (the INR's or the backbone's features do not vary over the sampled frames)."""
+    out = []
+    if fidelity < floor:
+        out.append(f"best held-out fidelity {fidelity:.3f} is below the floor {floor:.2f}: the adapter path "
+                   "disagrees with the teacher on many frames, so this task's outputs from the file are unreliable")
+    if cands and all(abs(c.cka) <= CKA_ZERO for c in cands):
+        out.append("CKA is 0 for every pair: the INR blocks' (or the backbone's) features do not vary over the "
+                   "sampled frames; check the encode for a degenerate fit (`nvcodec view --compare`)")
+    return out
+
+
 def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0.10, epochs: int = 30,
            sample_frames: int | None = None, device: str = "auto", seed: int = 0, search: str = "lstsq",
            kinds: tuple[str, ...] | list[str] = DEFAULT_KINDS, distill: float = DISTILL_WEIGHT,
            source: str | None = None, source_stream: int | None = None,
-           max_adapter_pct: float = MAX_ADAPTER_PCT, max_cost: float = MAX_COST,
+           max_adapter_pct: float = MAX_ADAPTER_PCT, max_cost: float = MAX_COST, strict: bool = False,
            progress: ProgressCallback | None = None) -> dict:
     """Attach `task` to the `.nvp` at `path` (appends routing + adapters; INR sections stay byte-identical).
 
@@ -319,6 +336,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
     whose frames then serve as the teacher instead of the INR's own. Only pairs whose GFLOPs per
     frame are at most `max_cost` x the pixel path's are ranked and trained (0: no cap; when no pair
     qualifies, all are); ``exhaustive`` trains every pair and chooses among those within the cap.
+    The report's ``warnings`` list `quality_warnings`; with `strict`, any of them raises
+    LowFidelityError and nothing is appended.
     """
     t0 = time.monotonic()
     kinds = tuple(dict.fromkeys(kinds))
@@ -352,6 +371,9 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         in_ch, out_ch = int(data.inr[k].shape[1]), int(data.targets[p].shape[1])
         backbone_params = data.backbone_params
 
+    warnings = quality_warnings(cands, best["fidelity"], FIDELITY_FLOOR)
+    if strict and warnings:
+        raise LowFidelityError(f"{task} not attached (--strict): {'; '.join(warnings)}")
     adapter_params = int(best["adapter"].num_parameters())
     entry = {
         "inr_layer": k, "injection_point": p, "adapter_kind": kind, "hidden": best["adapter"].hidden,
@@ -392,7 +414,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         "adapter_val": fit.val_metrics, "sample_frames": len(data.frames), "segments": n_seg,
         "teacher": entry["teacher"], "weights": rt.weights_label, "weights_random": rt.random,
         "appended_bytes": adapter_bytes, "appended_pct": 100.0 * adapter_bytes / before,
-        "seconds": time.monotonic() - t0,
+        "fidelity_floor": FIDELITY_FLOOR, "warnings": warnings, "seconds": time.monotonic() - t0,
     }
 
 
