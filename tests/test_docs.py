@@ -52,6 +52,7 @@ def test_attach_help_numbers_match_the_code():
     (r"near-ties \(within\s+([\d.]+)\)", attach_mod.TIE),
     (r"below the floor of ([\d.]+)", attach_mod.FIDELITY_FLOOR),
     (r"`--distill` \(([\d.]+)\)", attach_mod.DISTILL_WEIGHT),
+    (r"lowers held-out fidelity by at most\s+([\d.]+)", attach_mod.QUANT_TOLERANCE),
     (r"`--top-k` pairs to train \(default (\d+)%\)", 100 * _defaults(attach_mod.attach)["top_k"]),
 ])
 def test_readme_attach_numbers_match_the_code(phrase, value):

@@ -383,3 +383,19 @@ def test_cli_attach_strict_on_a_constant_video(tmp_path):
     p = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0 and "nvcodec: warning: CKA is 0" in p.stderr
     assert json.loads(p.stdout)["warnings"]
+
+
+@pytest.mark.parametrize("tolerance, bits", [(1.0, 8), (-1.0, 16)])
+def test_attach_stores_8_bit_adapters_when_they_cost_no_fidelity(nvp, monkeypatch, tolerance, bits):
+    import nvcodec.tasks.attach as mod
+    from nvcodec.codec.meta import read_routing
+
+    monkeypatch.setattr(mod, "QUANT_TOLERANCE", tolerance)
+    r = attach(nvp, "resnet50", weights=TINY, top_k=1, epochs=1)
+    assert r["chosen"]["adapter_bits"] == bits
+    with NvpReader(nvp) as rd:
+        entry = read_routing(rd)["tasks"]["resnet50"]
+        bundle = rd.read_tensors(entry["adapter_sections"][0])
+    assert entry["adapter_bits"] == bits and bundle.meta["bits"] == bits
+    assert bundle.tensors["conv.weight"].dtype == ("uint8" if bits == 8 else "float16")
+    assert infer(nvp, ["resnet50"], frames=(0, 2))["tasks"]["resnet50"]["frames"]

@@ -29,7 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..container import pack_tensors
 from ..errors import FormatError, UsageError
+from ..inr.quant import dequantize_tensor, quantize_auto
 from ..progress import ProgressCallback, emit
 
 __all__ = ["ADAPTER_KINDS", "MicroAdapter", "CompositeLoss", "TaskDistill", "AdapterFit", "fit_adapter",
@@ -40,7 +42,11 @@ PATCH = 2
 """``patch`` adapters resize to PATCH x the target grid and fold each PATCH x PATCH cell into channels."""
 MAX_ADAPTER_CHANNELS = 8192
 STORED_DTYPE = "float16"
-"""Adapters are stored as float16: half the bytes of float32, and fidelity is measured on them as stored."""
+"""Adapter tensors that are not quantized (biases, and every tensor of a ``bits=None`` adapter) are
+stored as float16; fidelity is always measured on the adapter as stored."""
+ADAPTER_BITS = 8
+"""Weights of 2-D or larger adapter tensors are stored quantized to this many bits, as the INR's
+(affine, per output channel where that pays), when it costs no fidelity; see `attach`."""
 
 # Positions used by the closed-form initialisation before positions are subsampled.
 LSTSQ_MAX_POSITIONS = 2_000_000
@@ -183,10 +189,27 @@ class MicroAdapter(nn.Module):
                 "hidden": self.hidden, "out_size": list(self.out_size) if self.out_size else None,
                 "params": self.num_parameters()}
 
-    def stored(self) -> "MicroAdapter":
-        """This adapter as the file stores it (float16 parameters), on the same device, in eval mode."""
+    def stored(self, bits: int | None = None) -> "MicroAdapter":
+        """This adapter as the file stores it (`pack`), on the same device, in eval mode."""
         dev = self.conv.weight.device
-        return MicroAdapter.from_arrays(self.to_arrays(STORED_DTYPE), self.out_size, self.kind).to(dev).eval()
+        arrays, quant = self._stored_arrays(bits)
+        values = {k: dequantize_tensor(v, quant[k]) if k in quant else v for k, v in arrays.items()}
+        return MicroAdapter.from_arrays(values, self.out_size, self.kind).to(dev).eval()
+
+    def pack(self, meta: dict, bits: int | None = None) -> bytes:
+        """The tensor bundle of an adapter section: weights quantized to `bits` (None: float16), the
+        rest float16; `meta` gains ``bits`` (16 when unquantized)."""
+        arrays, quant = self._stored_arrays(bits)
+        return pack_tensors(arrays, quant, meta={**meta, "bits": bits or 16})
+
+    def _stored_arrays(self, bits: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = self.to_arrays(STORED_DTYPE)
+        quant: dict[str, Any] = {}
+        if bits is not None:
+            for name, value in self.to_arrays("float32").items():
+                if value.ndim >= 2:
+                    arrays[name], quant[name] = quantize_auto(value, bits, 0)
+        return arrays, quant
 
     def to_arrays(self, dtype: str | np.dtype = "float32") -> dict[str, np.ndarray]:
         """Parameters as numpy arrays (float32 or float16), keyed like `state_dict`."""

@@ -28,10 +28,10 @@ import torch
 
 from ..codec.meta import read_routing, recorded_stream
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
-from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
+from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
 from ..errors import LowFidelityError, UsageError
 from ..progress import ProgressCallback, emit
-from .adapter import STORED_DTYPE, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
+from .adapter import ADAPTER_BITS, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
 from .cka import rank_pairs, top_count
 from .flops import count_flops
 from .registry import get_task
@@ -54,6 +54,9 @@ the task's score of the adapter path against the teacher, 1 when identical (clas
 top-1 agreement, half mean exp(-KL)): below 0.6 the adapter path disagrees with the teacher on
 most frames or spreads its probability very differently."""
 CKA_ZERO = 1e-6
+QUANT_TOLERANCE = 0.002
+"""The chosen adapter is stored with ADAPTER_BITS-bit weights when that lowers its held-out fidelity by
+at most this much, else as float16."""
 DISTILL_WEIGHT = 1.0
 DISTILL_LR = 1e-3
 FEATURE_LR = 1e-4
@@ -290,12 +293,33 @@ def train_candidate(data: AttachData, cand: Candidate, kind: str, *, epochs: int
     k, p = cand.key
     fit = _fit(data.rt, data.inr[k], data.targets[p], data.teacher, p, kind, data.train, data.val, epochs, distill,
                seed, data.device)
-    adapter = fit.adapter.stored()
-    result = {"adapter": adapter, "fit": fit,
-              "fidelity": _fidelity(data.rt, adapter, data.inr[k], p, data.teacher, data.val),
-              "gflops": _cost_gflops(data.video, data.rt, k, p, adapter, data.inr[k], data.device)}
+    stored = fit.adapter.stored()
+    result = {"adapter": fit.adapter, "fit": fit, "bits": None,
+              "fidelity": _fidelity(data.rt, stored, data.inr[k], p, data.teacher, data.val),
+              "gflops": _cost_gflops(data.video, data.rt, k, p, stored, data.inr[k], data.device)}
     cand.trained[kind] = result
     return result
+
+
+def stored_as(data: AttachData, cand: Candidate, result: dict[str, Any], bits: int | None) -> dict[str, Any]:
+    """A trained result to be stored with `bits`-bit weights, with the held-out fidelity of the adapter so stored.
+
+    ``result["adapter"]`` stays the float32 adapter that `MicroAdapter.pack` quantizes.
+    """
+    if bits == result.get("bits"):
+        return result
+    k, p = cand.key
+    stored = result["adapter"].stored(bits)
+    return {**result, "bits": bits, "fidelity": _fidelity(data.rt, stored, data.inr[k], p, data.teacher, data.val)}
+
+
+def storage_bits(data: AttachData, cand: Candidate, best: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+    """(ADAPTER_BITS, the quantized result) when quantizing the chosen adapter's weights costs at most
+    QUANT_TOLERANCE of held-out fidelity, else (None, `best`: float16)."""
+    quantized = stored_as(data, cand, best, ADAPTER_BITS)
+    if quantized["fidelity"] < best["fidelity"] - QUANT_TOLERANCE:
+        return None, best
+    return ADAPTER_BITS, quantized
 
 
 def choose(cands: list[Candidate], tie: float = TIE) -> tuple[Candidate, str, dict[str, Any]]:
@@ -361,6 +385,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
             emit(progress, "attach", j + 1, len(jobs), val_loss=fit.val_loss[-1] if fit.val_loss else None)
         chosen, kind, best = choose([c for c in top if c in pool])
         k, p = chosen.key
+        bits, best = storage_bits(data, chosen, best)
         adapters = {0: best["adapter"]}
         for seg in range(1, n_seg):
             seg_data = prepare(video, task, weights, sample_frames, dev, source, source_stream, segment=seg, rt=rt)
@@ -376,7 +401,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         raise LowFidelityError(f"{task} not attached (--strict): {'; '.join(warnings)}")
     adapter_params = int(best["adapter"].num_parameters())
     entry = {
-        "inr_layer": k, "injection_point": p, "adapter_kind": kind, "hidden": best["adapter"].hidden,
+        "inr_layer": k, "injection_point": p, "adapter_kind": kind, "adapter_bits": bits or 16,
+        "hidden": best["adapter"].hidden,
         "cka": float(chosen.cka), "lstsq_fidelity": float(chosen.lstsq), "fidelity": best["fidelity"],
         "gflops": best["gflops"], "out_size": list(size), "in_channels": in_ch, "out_channels": out_ch,
         "adapter_params": adapter_params, "backbone_params": backbone_params,
@@ -391,8 +417,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
     for seg, ad in adapters.items():
         meta = {"task": task, "inr_layer": k, "injection_point": p, "out_size": list(size), "segment": seg,
                 "kind": kind}
-        sections.append(Section(adapter_section_name(task, seg, n_seg), SectionKind.ADAPTER,
-                                pack_tensors(ad.to_arrays(STORED_DTYPE), meta=meta)))
+        sections.append(Section(adapter_section_name(task, seg, n_seg), SectionKind.ADAPTER, ad.pack(meta, bits)))
 
     def merged_routing(latest: NvpReader) -> list[Section]:
         routing = read_routing(latest)
@@ -405,7 +430,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
     fit = best["fit"]
     return {
         "task": task, "file": str(path), "candidates": candidates, "search": search,
-        "chosen": {"inr_layer": k, "injection_point": p, "adapter_kind": kind, "cka": float(chosen.cka),
+        "chosen": {"inr_layer": k, "injection_point": p, "adapter_kind": kind, "adapter_bits": bits or 16,
+                   "cka": float(chosen.cka),
                    "lstsq_fidelity": float(chosen.lstsq)},
         "fidelity": best["fidelity"], "adapter_params": adapter_params, "adapter_params_pct": entry["adapter_params_pct"],
         "backbone_params": backbone_params, "gflops": best["gflops"], "pixel_path_gflops": pixel_gflops,

@@ -115,7 +115,8 @@ def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device
         if kind not in ADAPTER_KINDS:
             raise FormatError(f"unknown adapter kind {kind!r}", section=name)
         try:
-            adapter = MicroAdapter.from_arrays(bundle.tensors, tuple(expected), kind=kind)
+            adapter = MicroAdapter.from_arrays({n: bundle.dequantized(n) for n in bundle.tensors}, tuple(expected),
+                                               kind=kind)
         except (KeyError, ValueError, RuntimeError, UsageError) as exc:
             raise FormatError(f"adapter tensors do not form a {kind} adapter: {exc}", section=name) from None
         if adapter.out_channels != channels:

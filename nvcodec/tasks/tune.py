@@ -32,14 +32,14 @@ import torch.nn.functional as F
 from ..codec.meta import read_provenance, read_routing
 from ..codec.serialize import inr_sections, load_decoder
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
-from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
+from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
 from ..errors import NotAttachedError, UsageError
 from ..inr.metrics import psnr as psnr_fn
 from ..inr.model import crop
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
-from .adapter import STORED_DTYPE, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
-from .attach import Candidate, _split, _take, _teacher, prepare, source_frames, train_candidate
+from .adapter import ADAPTER_BITS, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
+from .attach import Candidate, _split, _take, _teacher, prepare, source_frames, stored_as, train_candidate
 from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, load_adapters
 
 DEFAULT_EPOCHS = 10
@@ -111,6 +111,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             if entry.get("weights_random") or w in ("random", "random-tiny") else None
         rt = build_runtime(task, w, dev, m.width, m.height, calibration_frames=calib)
         k, point = int(entry["inr_layer"]), str(entry["injection_point"])
+        bits = ADAPTER_BITS if entry.get("adapter_bits") == ADAPTER_BITS else None
         adapters = load_adapters(video, entry, rt, dev)
         weight_bits, embed_bits = _bits(video.reader)
         total_steps = sum(math.ceil((s.stop - s.start) / batch_size) for s in video.segments) * epochs
@@ -193,9 +194,9 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             distill = TaskDistill(tail=lambda a: rt.model.forward_from(a, point), teacher=teacher,
                                   loss=rt.spec.distill_loss, weight=1.0, score=rt.spec.fidelity)
             refined = fit_adapter(feat, target, init=adapter, train_indices=train, val_indices=val,
-                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter.stored()
+                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter
             with torch.no_grad():
-                raw_after = rt.model.forward_from(refined(feat), point)
+                raw_after = rt.model.forward_from(refined.stored(bits)(feat), point)
             adapters[seg.index] = refined
             segments.append({"segment": seg.index, "frames": n, "psnr_before": psnr_before,
                              "psnr_after": _psnr(after_rgb, reference), "fidelity_before": fid_before,
@@ -206,7 +207,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
         for seg_index, ad in adapters.items():
             meta = {"task": task, "inr_layer": k, "injection_point": point, "out_size": size, "segment": seg_index,
                     "kind": ad.kind}
-            sections.append(Section(names[seg_index], SectionKind.ADAPTER, pack_tensors(ad.to_arrays(STORED_DTYPE), meta=meta)))
+            sections.append(Section(names[seg_index], SectionKind.ADAPTER, ad.pack(meta, bits)))
         others = [t for t in routing["tasks"] if t != task]
 
     refits = _refit_others(path, sections, others, routing, dev, seed) if others else {}
@@ -265,12 +266,13 @@ def _refit_others(path: str, sections: list[Section], others: list[str], routing
                     data = prepare(video, name, w, len(e.get("sample_frames") or []) or None, dev, segment=seg.index)
                     cand = Candidate(e["inr_layer"], e["injection_point"], float(e.get("cka") or 0.0), 0.0)
                     r = train_candidate(data, cand, str(e.get("adapter_kind") or "linear"), seed=seed)
+                    bits = ADAPTER_BITS if e.get("adapter_bits") == ADAPTER_BITS else None
+                    r = stored_as(data, cand, r, bits)
                     meta = {"task": name, "inr_layer": cand.inr_layer, "injection_point": cand.injection_point,
                             "out_size": list(data.targets[cand.injection_point].shape[-2:]), "segment": seg.index,
                             "kind": r["adapter"].kind}
                     section = adapter_section_name(name, seg.index, len(video.segments))
-                    out["_sections"].append(Section(section, SectionKind.ADAPTER,
-                                                    pack_tensors(r["adapter"].to_arrays(STORED_DTYPE), meta=meta)))
+                    out["_sections"].append(Section(section, SectionKind.ADAPTER, r["adapter"].pack(meta, bits)))
                     fids.append(r["fidelity"])
                 out[name] = sum(fids) / len(fids)
     finally:
