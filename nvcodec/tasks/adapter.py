@@ -321,14 +321,21 @@ class TaskDistill:
     flow to `act`); `teacher[i]` is the raw task output for frame i (a tensor with frames first,
     or a dict of such); `loss(student_raw, teacher_raw)` is a differentiable scalar, `weight` its
     weight beside the feature loss; `score(student_raw, teacher_raw)` (higher is better, e.g. the
-    task's fidelity) is reported on the validation frames.
+    task's fidelity) is reported on the validation frames. `context(teacher_raw)`, when given,
+    returns extra keyword arguments for the tail from the batch's teacher outputs (a caption
+    decoder is teacher-forced on the teacher's tokens).
     """
 
-    tail: Callable[[torch.Tensor], Any]
+    tail: Callable[..., Any]
     teacher: Any
     loss: Callable[[Any, Any], torch.Tensor]
     weight: float = 1.0
     score: Callable[[Any, Any], float] | None = None
+    context: Callable[[Any], dict[str, Any]] | None = None
+
+    def run_tail(self, act: torch.Tensor, teacher_raw: Any) -> Any:
+        """The tail on `act`, with the extra arguments `context` derives from `teacher_raw`."""
+        return self.tail(act, **self.context(teacher_raw)) if self.context is not None else self.tail(act)
 
     def teacher_of(self, idx: list[int], device: torch.device) -> Any:
         """The teacher outputs of frames `idx` on `device`."""
@@ -487,8 +494,9 @@ def _evaluate(
         p = adapter(x)
         total_loss += loss(p, y).to(torch.float64) * len(b)
         if task is not None:
-            raw = task.tail(p)
-            t = task.loss(raw, task.teacher_of(b, device)).to(torch.float64) * len(b)
+            teacher_b = task.teacher_of(b, device)
+            raw = task.run_tail(p, teacher_b)
+            t = task.loss(raw, teacher_b).to(torch.float64) * len(b)
             task_loss += t
             total_loss += task.weight * t
             student.append(raw)
@@ -645,7 +653,8 @@ def fit_adapter(
             pred = adapter(x)
             value = loss(pred, y)
             if task is not None:
-                value = value + task.weight * task.loss(task.tail(pred), task.teacher_of(b, dev))
+                teacher_b = task.teacher_of(b, dev)
+                value = value + task.weight * task.loss(task.run_tail(pred, teacher_b), teacher_b)
             value.backward()
             opt.step()
             running += value.detach().to(torch.float64) * len(b)

@@ -458,7 +458,8 @@ def _fit(rt: TaskRuntime, x: torch.Tensor, y: torch.Tensor, teacher: Any, point:
     """One adapter: composite feature loss (+ distillation through the frozen tail when `distill` > 0)."""
     task = None
     if distill > 0:
-        task = TaskDistill(tail=lambda a: rt.model.forward_from(a, point), teacher=teacher,
-                           loss=rt.spec.distill_loss, weight=distill, score=rt.spec.fidelity)
+        task = TaskDistill(tail=lambda a, **ctx: rt.model.forward_from(a, point, **ctx), teacher=teacher,
+                           loss=rt.spec.distill_loss, weight=distill, score=rt.spec.fidelity,
+                           context=rt.spec.distill_context)
     return fit_adapter(x, y, kind=kind, train_indices=train, val_indices=val, epochs=epochs,
                        lr=DISTILL_LR if task is not None else FEATURE_LR, task=task, seed=seed, device=dev)

@@ -12,7 +12,7 @@ from ..codec.frames import resolve_range
 from ..codec.video import NvpVideo, Segment, open as open_nvp, resolve_device
 from ..errors import FormatError, NotAttachedError, UsageError
 from .adapter import MicroAdapter
-from .agreement import classification_agreement, detection_map
+from .agreement import caption_agreement, classification_agreement, detection_map
 from .flops import count_flops
 from .registry import get_task
 from ..codec.meta import read_routing
@@ -86,7 +86,8 @@ def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: 
     x = t.clock.run("adapter", lambda: t.adapters[seg.index](
         inr_to_geometry(feat.float(), t.rt.geometry, m.width, m.height, cfg.pad_width, cfg.pad_height)))
     raw = t.clock.run("backbone", t.rt.model.forward_from, x, point)
-    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold)
+    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+                        model=t.rt.model)
     t.raw_adapter.append(_detach(raw))
     for i, p in zip(idx, preds):
         t.frames.append({"frame": i, "predictions": p})
@@ -145,7 +146,8 @@ def _pixel_path(video: NvpVideo, tasks: list[_Task], idx_batches: list[list[int]
             c.ms["decode"] = c.ms.get("decode", 0.0) + shared.ms["decode"]
             x = c.run("preprocess", t.rt.pixel_input, frames)
             raw = c.run("backbone", t.rt.model, x)
-            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold)
+            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+                          model=t.rt.model)
             t.raw_pixel.append(_detach(raw))
             t.pixel_preds.extend(preds)
     return {name: c.ms for name, c in clocks.items()}
@@ -157,6 +159,8 @@ def _agreement(t: _Task, raws: list[Any], preds: list[list[dict]], ref_raws: lis
     if t.rt.spec.output_type == "classification":
         return classification_agreement(a if isinstance(a, torch.Tensor) else a["logits"],
                                         p if isinstance(p, torch.Tensor) else p["logits"])
+    if t.rt.spec.output_type == "caption":
+        return {**caption_agreement(a["tokens"], p["tokens"]), "fidelity": float(t.rt.spec.fidelity(a, p))}
     return {"map50": detection_map(preds, ref_preds),
             "map50_95": detection_map(preds, ref_preds, tuple(0.5 + 0.05 * i for i in range(10))),
             "reference_boxes": int(sum(len(f) for f in ref_preds)),
@@ -174,7 +178,8 @@ def _source_path(video: NvpVideo, tasks: list[_Task], source: str, frames: list[
         for t in tasks:
             raw = t.rt.model(t.rt.pixel_input(pixels))
             out[t.name][0].append(_detach(raw))
-            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), threshold=threshold))
+            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+                                                        model=t.rt.model))
     return out
 
 
@@ -186,17 +191,20 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
 
 def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] | None = None,
           weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
-          source: str | None = None, device: str = "auto", batch_size: int = 4) -> dict:
+          source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1) -> dict:
     """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters.
 
     `compare_pixels` also runs the pixel path (full decode + preprocessing + full backbone) and
     reports agreement with it; `source` (the original video) reports agreement with the full
     backbone on the original frames, for the adapter path and (with `compare_pixels`) the pixel path.
+    `beams`: beam search width of generative heads (captions; 1 = greedy).
     """
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold must be a score in [0, 1], got {threshold}")
     if batch_size < 1:
         raise UsageError("batch size must be at least 1")
+    if isinstance(beams, bool) or not isinstance(beams, int) or beams < 1:
+        raise UsageError(f"--beams must be an integer >= 1, got {beams!r}")
     dev = resolve_device(device)
     for name in tasks:
         get_task(name)
@@ -216,6 +224,7 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
             if entry.get("weights_random") or w in ("random", "random-tiny"):
                 calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev)
             rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib)
+            rt.model.set_decoding(beams)
             runs.append(_Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev)))
 
         layers = sorted({t.entry["inr_layer"] for t in runs})

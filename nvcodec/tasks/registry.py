@@ -1,8 +1,8 @@
 """Task registry: each task bundles a backbone, its injection points, input geometry,
 normalization, post-processing, output schema and a fidelity score for adapters.
 
-Tasks: ``efficientnet_lite0`` and ``resnet50`` (ImageNet-1k classification), ``detr`` (COCO
-detection). Each entry also says where its weights are found (`WeightsLookup`).
+Tasks: ``efficientnet_lite0``, ``resnet50`` and ``vit_b16`` (ImageNet-1k classification), ``detr``
+(COCO detection), ``blip_caption`` (one caption per frame). Each entry also says where its weights are found (`WeightsLookup`).
 ``build(..., tiny=True)`` and ``geometry(..., tiny=True)`` give tiny random-sized test
 versions; they never stand in for the real models.
 """
@@ -32,7 +32,8 @@ from nvcodec.tasks.geometry import (
     whole_frame_geometry,
 )
 from nvcodec.tasks.labels import coco_labels, imagenet_classes, label_name
-from nvcodec.tasks import efficientnet
+from nvcodec.tasks import blip as blip_task, caption, efficientnet, vit as vit_task
+from nvcodec.tasks.tokens import TOKEN_POINTS
 from nvcodec.tasks.detr import DETR_WEIGHTS
 from nvcodec.tasks.resnet import RESNET50_WEIGHTS, calibrate_bn
 from nvcodec.tasks.weights import WeightsLookup, WeightsSource, resolve_weights
@@ -51,7 +52,7 @@ class TaskSpec:
 
     `postprocess` returns one list per frame: classification -> top-k
     ``{"label", "index", "score"}``; detection -> ``{"label", "index", "score", "box"}``
-    with ``box = [x0, y0, x1, y1]`` in original-frame pixels.
+    with ``box = [x0, y0, x1, y1]`` in original-frame pixels; caption -> one ``{"caption", "tokens"}``.
     """
 
     name: str
@@ -72,6 +73,8 @@ class TaskSpec:
     _distill: Callable[[Any, Any], Tensor]
     weights: WeightsLookup
     default_options: dict[str, Any] = field(default_factory=dict)
+    distill_context: Callable[[Any], dict[str, Any]] | None = None
+    """Extra tail arguments during distillation, from the teacher's raw outputs (captions: teacher forcing)."""
 
     def geometry(self, *frame_hw: int | Sequence[int], tiny: bool = False) -> Geometry:
         """Input geometry for frames of size H x W: ``geometry((H, W))`` or ``geometry(H, W)``.
@@ -108,7 +111,10 @@ class TaskSpec:
     def postprocess(
         self, raw: Any, geometry: Geometry, frame_hw: Sequence[int] | None = None, **opts: Any
     ) -> list[list[dict[str, Any]]]:
-        """Raw backbone output -> per-frame JSON-ready results (see the class docstring)."""
+        """Raw backbone output -> per-frame JSON-ready results (see the class docstring).
+
+        Pass ``model=`` (the built backbone) for heads that need it: captions are decoded by its tokenizer.
+        """
         merged = {**self.default_options, **opts}
         return self._postprocess(self, raw, geometry, frame_hw, **merged)
 
@@ -358,6 +364,47 @@ _TASKS: dict[str, TaskSpec] = {
         default_options={"threshold": DEFAULT_DETECTION_THRESHOLD},
     ),
 }
+
+_TASKS["vit_b16"] = TaskSpec(
+    name="vit_b16",
+    description="ImageNet-1k classification with ViT-B/16 (google/vit-base-patch16-224); top-5 classes per frame",
+    output_type="classification",
+    backbone="vit-base-patch16-224",
+    injection_points=TOKEN_POINTS,
+    mean=vit_task.MEAN,
+    std=vit_task.STD,
+    labels=imagenet_classes(),
+    output_schema=_IMAGENET_SCHEMA,
+    fidelity_doc=classification_fidelity.__doc__ or "",
+    _geometry=lambda hw: whole_frame_geometry(hw, vit_task.IMAGE_SIZE),
+    _tiny_geometry=lambda hw: whole_frame_geometry(hw, vit_task.IMAGE_SIZE),
+    _builder=lambda source, device, tiny: vit_task.build_vit(source, device, tiny),
+    _postprocess=_classification_postprocess,
+    _fidelity=classification_fidelity,
+    _distill=classification_distill,
+    weights=vit_task.VIT_B16_WEIGHTS,
+    default_options={"top_k": DEFAULT_TOP_K},
+)
+_TASKS["blip_caption"] = TaskSpec(
+    name="blip_caption",
+    description="One caption per frame with BLIP (Salesforce/blip-image-captioning-base); greedy or beam search",
+    output_type="caption",
+    backbone="blip-image-captioning-base",
+    injection_points=TOKEN_POINTS,
+    mean=blip_task.MEAN,
+    std=blip_task.STD,
+    labels=(),
+    output_schema=caption.SCHEMA,
+    fidelity_doc=caption.fidelity.__doc__ or "",
+    _geometry=lambda hw: whole_frame_geometry(hw, blip_task.IMAGE_SIZE),
+    _tiny_geometry=lambda hw: whole_frame_geometry(hw, blip_task.IMAGE_SIZE),
+    _builder=lambda source, device, tiny: blip_task.build_blip(source, device, tiny),
+    _postprocess=caption.postprocess,
+    _fidelity=caption.fidelity,
+    _distill=caption.distill,
+    weights=blip_task.BLIP_WEIGHTS,
+    distill_context=caption.distill_context,
+)
 
 
 def list_tasks() -> list[TaskSpec]:

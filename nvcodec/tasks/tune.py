@@ -75,10 +75,10 @@ def _psnr(decoded: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def _adapter_path(rt: TaskRuntime, adapter: MicroAdapter, feat: torch.Tensor, point: str, video: NvpVideo,
-                  pad: tuple[int, int]) -> tuple[torch.Tensor, Any]:
+                  pad: tuple[int, int], **ctx: Any) -> tuple[torch.Tensor, Any]:
     m = video.metadata
     act = adapter(inr_to_geometry(feat.float(), rt.geometry, m.width, m.height, pad[0], pad[1]))
-    return act, rt.model.forward_from(act, point)
+    return act, rt.model.forward_from(act, point, **ctx)
 
 
 def tune(path: str, task: str, *, source: str | None = None, source_stream: int | None = None,
@@ -165,8 +165,10 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
                     feat = dec.continue_features(inputs_for(local), -1, k)
                     rgb = dec.head_forward(dec.continue_features(feat, k, dec.num_blocks - 1))
                     loss = recon_weight * F.mse_loss(crop(rgb.float(), m.width, m.height), reference[b])
-                    act, raw = _adapter_path(rt, adapter, feat, point, video, pad)
-                    loss = loss + task_weight * rt.spec.distill_loss(raw, _take(teacher, b))
+                    teacher_b = _take(teacher, b)
+                    ctx = rt.spec.distill_context(teacher_b) if rt.spec.distill_context else {}
+                    act, raw = _adapter_path(rt, adapter, feat, point, video, pad, **ctx)
+                    loss = loss + task_weight * rt.spec.distill_loss(raw, teacher_b)
                     loss = loss + feature_weight * feature_loss(act, target[b])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -191,8 +193,9 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
                                                   rt.geometry, m.width, m.height, *pad) for s in range(0, n, 4)])
             adapter.eval()
             train, val = _split(n)
-            distill = TaskDistill(tail=lambda a: rt.model.forward_from(a, point), teacher=teacher,
-                                  loss=rt.spec.distill_loss, weight=1.0, score=rt.spec.fidelity)
+            distill = TaskDistill(tail=lambda a, **ctx: rt.model.forward_from(a, point, **ctx), teacher=teacher,
+                                  loss=rt.spec.distill_loss, weight=1.0, score=rt.spec.fidelity,
+                                  context=rt.spec.distill_context)
             refined = fit_adapter(feat, target, init=adapter, train_indices=train, val_indices=val,
                                   epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter
             with torch.no_grad():
