@@ -227,17 +227,21 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
 @click.option("--compare-pixels", is_flag=True, help="Also run the pixel path and report agreement.")
 @click.option("--compare-source", "source", type=click.Path(exists=True), metavar="ORIGINAL",
               help="Also report agreement with the full backbone on the original video's frames.")
+@click.option("--labels", "labels_file", metavar="FILE",
+              help="Zero-shot tasks (clip_rn50): classify over these labels, one per line.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
-          source: str | None, device: str, as_json: bool) -> None:
+          source: str | None, labels_file: str | None, device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
     from nvcodec.tasks.infer import infer as do_infer
+    from nvcodec.tasks.labels import read_labels
 
     _require_file(file)
+    labels = read_labels(labels_file) if labels_file is not None else None
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
-                      compare_pixels=compare_pixels, source=source, device=device)
+                      compare_pixels=compare_pixels, source=source, device=device, labels=labels)
     print_json(report) if as_json else click.echo(render_infer(report))
 
 
