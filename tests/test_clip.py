@@ -95,6 +95,16 @@ def test_label_set_embedded_once_and_in_order(tiny, monkeypatch):
     tiny.set_labels(["tree", "cat"])
     assert calls == [2]
     assert torch.allclose(tiny.label_features, first[[3, 0]], atol=1e-6)
+    torch.manual_seed(0)
+    again = build_clip(WeightsSource("clip_rn50", "random"), tiny=True)
+    orig_again = again.encode_text
+    monkeypatch.setattr(again, "encode_text", lambda t: calls.append(len(t)) or orig_again(t))
+    again.set_labels(["tree", "cat"])
+    assert calls == [2], "same weights, same labels: embedded once"
+    with torch.no_grad():
+        again.token_embedding.weight[0, 0] += 1
+    again.set_labels(["tree", "cat"])
+    assert calls == [2, 2], "other weights: embedded again"
     with pytest.raises(UsageError):
         tiny.set_labels([])
 

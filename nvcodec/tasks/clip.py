@@ -10,7 +10,7 @@ downsample with an average pool before the last 1x1 conv (and on the shortcut), 
 pool instead of global average pooling. Injection points: ``stem`` (after the stem's pool),
 ``layer1``, ``layer2``, ``layer3``; the tail is ``layer4``, the attention pool and the zero-shot
 head: ``logit_scale.exp()`` x cosine similarity with the text embeddings of the label prompts.
-Those are computed once per label set (`ClipRN50.set_labels`) and kept in memory only.
+Those are computed once per text tower and label set (`ClipRN50.set_labels`) and kept in memory only.
 
 OpenAI's ``RN50.pt`` is a TorchScript archive; it is not loaded (``torch.jit.load`` runs the
 archive's code, and ``torch.load(weights_only=True)`` refuses it): use open_clip's
@@ -234,7 +234,6 @@ class ClipRN50(InjectableBackbone):
         self.tokenizer: ClipTokenizer | None = None
         self.tokenizer_origin = ""
         self.labels: tuple[str, ...] = ()
-        self._label_cache: OrderedDict[tuple[str, ...], Tensor] = OrderedDict()
         self._init_weights(text_width, text_layers)
         e = Bottleneck.expansion
         self._point_channels = {"stem": width, "layer1": width * e, "layer2": width * 2 * e, "layer3": width * 4 * e}
@@ -289,31 +288,48 @@ class ClipRN50(InjectableBackbone):
         x = self.ln_final(x)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
 
+    def text_fingerprint(self) -> tuple:
+        """Identifies the text tower's weights and tokenizer (per-tensor sums and shapes), for the label cache."""
+        params = [self.token_embedding.weight, self.positional_embedding, self.text_projection,
+                  *self.transformer.parameters(), *self.ln_final.parameters()]
+        sums = torch.stack([p.detach().double().sum() for p in params]).cpu().tolist()
+        tok = self.tokenizer
+        return (tuple(sums), tuple(tuple(p.shape) for p in params), tok.vocab_size if tok else 0,
+                len(tok.bpe_ranks) if tok else 0, self.tokenizer_origin)
+
     def set_labels(self, labels: Sequence[str]) -> None:
-        """Embed the prompts "a photo of a {label}." of `labels` (reused when the same set comes again)."""
+        """Embed the prompts "a photo of a {label}." of `labels`.
+
+        The embeddings are kept in memory, per text tower and label set (`LABEL_CACHE` sets), so a
+        label set is embedded once per process however many times the task is built.
+        """
         key = tuple(labels)
         if not key:
             raise UsageError("the label set is empty")
         if self.tokenizer is None:
             raise UsageError("CLIP has no tokenizer")
-        feats = self._label_cache.get(key)
+        cache_key = (self.text_fingerprint(), key)
+        feats = _LABEL_FEATURES.get(cache_key)
         if feats is None:
             prompts = [PROMPT.format(label) for label in key]
             tokens = self.tokenizer.tokenize(prompts, self.context_length)
-            lengths = (tokens != 0).sum(-1)
-            order = lengths.argsort()
+            order = (tokens != 0).sum(-1).argsort()
             out = torch.empty(len(key), self.label_features.shape[1], device=self.device)
             with torch.no_grad():
                 for s in range(0, len(key), TEXT_BATCH):
                     idx = order[s : s + TEXT_BATCH]
                     out[idx.to(out.device)] = self.encode_text(tokens[idx].to(self.device)).float()
-            feats = F.normalize(out, dim=-1)
-            self._label_cache[key] = feats
-            while len(self._label_cache) > LABEL_CACHE:
-                self._label_cache.popitem(last=False)
-        self._label_cache.move_to_end(key)
+            feats = F.normalize(out, dim=-1).cpu()
+            _LABEL_FEATURES[cache_key] = feats
+            while len(_LABEL_FEATURES) > LABEL_CACHE:
+                _LABEL_FEATURES.popitem(last=False)
+        _LABEL_FEATURES.move_to_end(cache_key)
         self.label_features = feats.to(self.device)
         self.labels = key
+
+
+_LABEL_FEATURES: OrderedDict[tuple, Tensor] = OrderedDict()
+"""Normalized text embeddings (CPU) by (text tower fingerprint, label set), most recently used last."""
 
 
 def tiny_clip() -> ClipRN50:
