@@ -356,7 +356,7 @@ def clip_state_dict(sd: Mapping[str, Tensor], model_keys: set[str]) -> dict[str,
 
 
 def vocab_places(source: WeightsSource) -> list[Path]:
-    """Where the BPE vocab is looked for: beside the weights, OpenAI's cache, open_clip / clip packages."""
+    """Vocab file paths tried first: beside the weights, then OpenAI's cache (`find_vocab` adds the packages)."""
     places: list[Path] = []
     if source.path is not None:
         places.append((source.path if source.kind == "dir" else source.path.parent) / VOCAB_FILE)
@@ -417,7 +417,7 @@ def locate_clip_rn50(search: Search, cache_dirs: Sequence[Path] | None, offline:
     """OpenAI's cache (``~/.cache/clip/RN50.pt``, refused when it is TorchScript, as published), then the
     Hugging Face cache of open_clip's ``timm/resnet50_clip.openai`` (``open_clip_model.safetensors``,
     ``open_clip_pytorch_model.bin``; its timm-layout ``model.safetensors`` is not this model).
-    Nothing is downloaded: OpenAI publishes only the TorchScript file."""
+    Nothing is downloaded (OpenAI's own download is the TorchScript file)."""
     for d in [OPENAI_CACHE.expanduser()] if cache_dirs is None else list(cache_dirs):
         path = d / OPENAI_FILE
         if not path.is_file():
