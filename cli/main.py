@@ -245,17 +245,21 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
               help="Also report agreement with the full backbone on the original video's frames.")
 @click.option("--beams", type=int, default=1, show_default=True,
               help="Beam search width for captions (1: greedy); other tasks ignore it.")
+@click.option("--labels", "labels_file", metavar="FILE",
+              help="Zero-shot tasks (clip_rn50): classify over these labels, one per line.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
-          source: str | None, beams: int, device: str, as_json: bool) -> None:
+          source: str | None, beams: int, labels_file: str | None, device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
     from nvcodec.tasks.infer import infer as do_infer
+    from nvcodec.tasks.labels import read_labels
 
     _require_file(file)
+    labels = read_labels(labels_file) if labels_file is not None else None
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
-                      compare_pixels=compare_pixels, source=source, device=device, beams=beams)
+                      compare_pixels=compare_pixels, source=source, device=device, beams=beams, labels=labels)
     print_json(report) if as_json else click.echo(render_infer(report))
 
 

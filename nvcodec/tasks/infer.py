@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Iterator
 
 import torch
@@ -14,7 +15,7 @@ from ..errors import FormatError, NotAttachedError, UsageError
 from .adapter import MicroAdapter
 from .agreement import caption_agreement, classification_agreement, detection_map
 from .flops import count_flops
-from .registry import get_task
+from .registry import get_task, task_names
 from ..codec.meta import read_routing
 from .attach import source_frames
 from .runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters, pixel_path_flops
@@ -191,8 +192,11 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
 
 def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] | None = None,
           weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
-          source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1) -> dict:
+          source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1,
+          labels: Sequence[str] | None = None) -> dict:
     """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters.
+
+    `labels` replaces the label set of the zero-shot tasks among `tasks` (UsageError when there is none).
 
     `compare_pixels` also runs the pixel path (full decode + preprocessing + full backbone) and
     reports agreement with it; `source` (the original video) reports agreement with the full
@@ -208,6 +212,8 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
     dev = resolve_device(device)
     for name in tasks:
         get_task(name)
+    if labels is not None and not any(get_task(name).zero_shot for name in tasks):
+        raise UsageError(f"--labels applies to zero-shot tasks ({', '.join(n for n in task_names() if get_task(n).zero_shot)})")
     with open_nvp(path) as video:
         m = video.metadata
         routing = read_routing(video.reader)
@@ -223,7 +229,8 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
             calib = None
             if entry.get("weights_random") or w in ("random", "random-tiny"):
                 calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev)
-            rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib)
+            rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib,
+                               labels=labels if get_task(name).zero_shot else None)
             rt.model.set_decoding(beams)
             runs.append(_Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +41,15 @@ class TaskRuntime:
 
 
 def build_runtime(task: str, weights: str | None, device: torch.device, width: int, height: int,
-                  calibration_frames: torch.Tensor | None = None) -> TaskRuntime:
-    """Resolve weights and build the task's backbone; random backbones are seeded (and BN-calibrated)."""
+                  calibration_frames: torch.Tensor | None = None,
+                  labels: Sequence[str] | None = None) -> TaskRuntime:
+    """Resolve weights and build the task's backbone; random backbones are seeded (and BN-calibrated).
+
+    `labels` replaces the label set of a zero-shot task (`TaskSpec.with_labels`).
+    """
     spec = get_task(task)
+    if labels is not None:
+        spec = spec.with_labels(labels)
     tiny = weights == RANDOM_TINY
     source = resolve_weights(spec.name, "random" if tiny else weights)
     random = source.random
