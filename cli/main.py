@@ -110,8 +110,8 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
         print_json(summary)
     else:
         click.echo(f"{summary['output']}: {summary['frames']} frames {summary['width']}x{summary['height']}, "
-                   f"{summary['bytes']:,} bytes, {summary['bpp']:.4f} bpp, PSNR {summary['psnr']:.2f} dB "
-                   f"(min {summary['psnr_min']:.2f}), SSIM {summary['ssim']:.4f}, {summary['params'] / 1e6:.3f}M params, "
+                   f"{summary['bytes']:,} bytes, {summary['bpp']:.4f} bpp, PSNR {summary['psnr']:.2f} dB pooled "
+                   f"(per-frame mean {summary['psnr_frame_mean']:.2f}, min {summary['psnr_min']:.2f}), SSIM {summary['ssim']:.4f}, {summary['params'] / 1e6:.3f}M params, "
                    f"{summary['encode_seconds']:.1f} s on {summary['device']} ({summary['dtype']})")
         for t in summary.get("tasks", []):
             click.echo(render_attach(t))
@@ -164,7 +164,8 @@ def view(file: str, output: str | None, frames: str | None, sheet: str | None, c
         click.echo(f"wrote {output} (frames {a}:{b})")
     if "compare" in report:
         c = report["compare"]
-        click.echo(f"PSNR vs {compare}: mean {c['psnr']:.2f} dB, min {c['psnr_min']:.2f} dB over frames {c['frames'][0]}:{c['frames'][1]}")
+        click.echo(f"PSNR vs {compare}: {c['psnr']:.2f} dB pooled, per-frame mean {c['psnr_frame_mean']:.2f} dB, "
+                   f"min {c['psnr_min']:.2f} dB over frames {c['frames'][0]}:{c['frames'][1]}")
         click.echo("per frame: " + " ".join(f"{p:.2f}" for p in c["psnr_per_frame"]))
         if c.get("sheet"):
             click.echo(f"wrote {c['sheet']}")
