@@ -74,6 +74,7 @@ class VideoMetadata:
     color_trc: str | None = None
     source_name: str | None = None
     source_frames: tuple[int, int] | None = None
+    source_bit_rate: int | None = None
 
     def to_dict(self) -> dict:
         """Plain msgpack-friendly dict."""
@@ -100,10 +101,13 @@ class VideoMetadata:
         src = _get(d, "source_frames", list, sec, optional=True)
         if src is not None and not (len(src) == 2 and all(_is_int(x) and x >= 0 for x in src)):
             raise FormatError("source_frames must be [start, stop]", section=sec)
+        rate = _get(d, "source_bit_rate", int, sec, optional=True)
+        if rate is not None and not 0 < rate <= 1 << 40:
+            raise FormatError("implausible source_bit_rate", section=sec)
         opt = {k: _get(d, k, str, sec, optional=True) for k in
                ("source_codec", "pix_fmt", "color_space", "color_range", "color_primaries", "color_trc", "source_name")}
         return cls(width, height, frames, fps_num / fps_den, fps_num, fps_den,
-                   source_frames=tuple(src) if src is not None else None, **opt)
+                   source_frames=tuple(src) if src is not None else None, source_bit_rate=rate, **opt)
 
 
 def read_video(reader: NvpReader) -> VideoMetadata:
@@ -214,7 +218,7 @@ def read_provenance(reader: NvpReader) -> dict:
     if not isinstance(prov, dict):
         raise FormatError("provenance must be a map", section="provenance")
     prov = dict(prov)
-    for key in ("psnr", "psnr_min", "ssim", "encode_seconds"):
+    for key in ("psnr", "psnr_frame_mean", "psnr_min", "ssim", "encode_seconds"):
         if key in prov and not finite_number(prov[key]):
             prov[key] = None
     return prov

@@ -34,7 +34,7 @@ from ..codec.serialize import inr_sections, load_decoder
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
 from ..errors import NotAttachedError, UsageError
-from ..inr.metrics import psnr as psnr_fn
+from ..inr.metrics import frame_mse, pool_quality, quality_from_mse
 from ..inr.model import crop
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
@@ -69,9 +69,9 @@ def _decode(dec: torch.nn.Module, inputs_for: Any, n: int, width: int, height: i
     return torch.cat(out)
 
 
-def _psnr(decoded: torch.Tensor, reference: torch.Tensor) -> float:
+def _quality(decoded: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
     q = (decoded * 255.0).round() / 255.0
-    return float(psnr_fn(q, reference, per_frame=True).mean())
+    return quality_from_mse(frame_mse(q, reference))
 
 
 def _adapter_path(rt: TaskRuntime, adapter: MicroAdapter, feat: torch.Tensor, point: str, video: NvpVideo,
@@ -118,6 +118,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
         done = 0
         sections: list[Section] = []
         segments: list[dict[str, Any]] = []
+        qualities: list[tuple[dict, dict]] = []
         feature_loss = CompositeLoss()
         for seg in video.segments:
             n = seg.stop - seg.start
@@ -141,7 +142,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
                                   for s in range(0, n, 4)])
                 raw_before = rt.model.forward_from(adapter(inr_to_geometry(feat, rt.geometry, m.width, m.height, *pad)), point)
             fid_before = float(rt.spec.fidelity(raw_before, teacher))
-            psnr_before = _psnr(before_rgb, reference)
+            q_before = _quality(before_rgb, reference)
 
             dec.train()
             dec.requires_grad_(True)
@@ -201,8 +202,10 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             with torch.no_grad():
                 raw_after = rt.model.forward_from(refined.stored(bits)(feat), point)
             adapters[seg.index] = refined
-            segments.append({"segment": seg.index, "frames": n, "psnr_before": psnr_before,
-                             "psnr_after": _psnr(after_rgb, reference), "fidelity_before": fid_before,
+            q_after = _quality(after_rgb, reference)
+            qualities.append((q_before, q_after))
+            segments.append({"segment": seg.index, "frames": n, "psnr_before": q_before["psnr"],
+                             "psnr_after": q_after["psnr"], "fidelity_before": fid_before,
                              "fidelity_after": float(rt.spec.fidelity(raw_after, teacher)),
                              "epochs": epochs_run, "stopped_by": stopped_by})
         names = entry["adapter_sections"]
@@ -220,8 +223,9 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
     def mean(key: str) -> float:
         return sum(s[key] * s["frames"] for s in segments) / frames_total
 
-    record = {"task": task, "reference": "source" if source else "inr", "psnr_before": mean("psnr_before"),
-              "psnr_after": mean("psnr_after"), "fidelity_before": mean("fidelity_before"),
+    record = {"task": task, "reference": "source" if source else "inr",
+              "psnr_before": pool_quality([q[0] for q in qualities])["psnr"],
+              "psnr_after": pool_quality([q[1] for q in qualities])["psnr"], "fidelity_before": mean("fidelity_before"),
               "fidelity_after": mean("fidelity_after"), "epochs": epochs, "inr_lr": inr_lr, "adapter_lr": adapter_lr,
               "loss_weights": [recon_weight, task_weight, feature_weight],
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
