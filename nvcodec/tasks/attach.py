@@ -117,9 +117,7 @@ def source_frames(video: NvpVideo, source: str, idx: list[int], stream: int | No
     m = video.metadata
     offset = m.source_frames[0] if m.source_frames else 0
     if stream is None:
-        settings = read_provenance(video.reader).get("settings")
-        recorded = settings.get("stream") if isinstance(settings, dict) else None
-        stream = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+        stream = (read_provenance(video.reader).get("settings") or {}).get("stream")
     lo, hi = offset + min(idx), offset + max(idx) + 1
     frames, info = read_frames(source, stream=stream, frames=(lo, hi))
     if (info.width, info.height) != (m.width, m.height) or frames.shape[0] != hi - lo:
