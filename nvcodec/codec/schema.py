@@ -17,7 +17,7 @@ The `model` section's fields are declared by `INRConfig.from_dict` (nvcodec.inr.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..errors import FormatError
