@@ -21,7 +21,7 @@ from ..inr.plan import INRConfig, plan_config
 from ..progress import ProgressCallback, emit
 from ..video import VideoInfo, probe_video, read_frames
 from .frames import resolve_range
-from .meta import VideoMetadata, max_model_params
+from .meta import VideoMetadata, decode_values, max_decode_values, max_model_params
 from .serialize import inr_sections
 from .video import resolve_device
 
@@ -260,6 +260,9 @@ def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig
     if config.num_params(n) > limit:
         raise UsageError(f"a model of {config.num_params(n):,} parameters for {n} frames of {info.width}x{info.height} "
                          f"is larger than the video needs (at most {limit:,}): ask for fewer --params")
+    if decode_values(config) > max_decode_values(config):
+        raise UsageError(f"a model with {max(config.channels)} channels decodes more values per frame than readers "
+                         f"accept ({max_decode_values(config):,}): ask for fewer --params")
     return config
 
 

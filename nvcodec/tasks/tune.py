@@ -51,13 +51,8 @@ def _frames_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _bits(reader: NvpReader) -> tuple[int, int]:
-    settings = read_provenance(reader).get("settings")
-    settings = settings if isinstance(settings, dict) else {}
-    out = []
-    for key, default in (("weight_bits", 8), ("embed_bits", 6)):
-        v = settings.get(key)
-        out.append(v if isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16 else default)
-    return out[0], out[1]
+    settings = read_provenance(reader).get("settings") or {}
+    return settings.get("weight_bits") or 8, settings.get("embed_bits") or 6
 
 
 @torch.no_grad()
@@ -107,10 +102,10 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             raise NotAttachedError(f"{path} has no routing for task {task!r}: run `nvcodec attach {path} --task {task}` first")
         m = video.metadata
         w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
-        calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev) \
+        calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev) \
             if entry.get("weights_random") or w in ("random", "random-tiny") else None
         rt = build_runtime(task, w, dev, m.width, m.height, calibration_frames=calib)
-        k, point = int(entry["inr_layer"]), str(entry["injection_point"])
+        k, point = entry["inr_layer"], entry["injection_point"]
         bits = ADAPTER_BITS if entry.get("adapter_bits") == ADAPTER_BITS else None
         adapters = load_adapters(video, entry, rt, dev)
         weight_bits, embed_bits = _bits(video.reader)
