@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from nvcodec.errors import NoSpaceError, NvcodecError, UsageError, is_no_space
+from nvcodec.errors import FormatError, NoSpaceError, NvcodecError, UsageError, is_no_space
 
 from .bench import bench
 from .progress import ProgressBar
@@ -38,26 +38,37 @@ def info(file: str, as_json: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 def verify(file: str, as_json: bool) -> None:
-    """Check every checksum and the whole-file integrity of an .nvp file (exit 0 when intact)."""
-    from nvcodec.container import verify_nvp
+    """Check every checksum and the whole-file integrity of an .nvp file (exit 0 when intact, 3 when damaged).
+
+    A damaged file lists every damaged section (live or superseded) with its byte range.
+    """
+    from nvcodec.container import check_nvp, describe_problem
 
     _require_file(file)
-    report = verify_nvp(file)
+    report = {"file": file, **check_nvp(file)}
     if as_json:
-        print_json({"file": file, "ok": True, **report})
+        print_json(report)
+    elif report["ok"]:
+        click.echo(f"{file}: OK ({report['sections']} sections, {report['bytes']} bytes checked)")
     else:
-        click.echo(f"{file}: OK ({report.get('sections', '?')} sections, {report.get('bytes', '?')} bytes checked)")
+        click.echo(f"{file}: DAMAGED ({report['problem_count']} problem(s))")
+        for p in report["problems"]:
+            click.echo(f"  {describe_problem(p)}")
+    if not report["ok"]:
+        first = describe_problem(report["problems"][0])
+        more = f" and {report['problem_count'] - 1} more" if report["problem_count"] > 1 else ""
+        raise FormatError(f"{file} is damaged: {first}{more}")
 
 
 @app.command(epilog=EPILOG)
 @click.argument("input", type=click.Path())
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--kind", type=click.Choice(["hnerv", "nerv"]), default="hnerv", show_default=True, help="INR family.")
-@click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k.")
+@click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k (default: a bpp target for the clip length, capped at the source's bpp).")
 @click.option("--bpp", type=float, help="Target bits per pixel instead of --params.")
 @click.option("--psnr", type=float, default=33.0, show_default=True, help="Stop when the dequantized model reaches this PSNR (dB).")
 @click.option("--epochs", type=int, help="Stop after this many epochs.")
-@click.option("--time-budget", type=float, metavar="SECONDS", help="Stop after this much fitting time.")
+@click.option("--time-budget", type=float, metavar="SECONDS", help="Stop so that the whole encode takes at most this long (a safety cap beside --epochs).")
 @click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True)
 @click.option("--lr", type=float, help="Peak learning rate (default: the fitter's).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -106,13 +117,16 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
                                                source_stream=stream, progress=bar))
             finally:
                 bar.close()
+            _warn(summary["tasks"][-1])
     if as_json:
         print_json(summary)
     else:
         click.echo(f"{summary['output']}: {summary['frames']} frames {summary['width']}x{summary['height']}, "
-                   f"{summary['bytes']:,} bytes, {summary['bpp']:.4f} bpp, PSNR {summary['psnr']:.2f} dB "
-                   f"(min {summary['psnr_min']:.2f}), SSIM {summary['ssim']:.4f}, {summary['params'] / 1e6:.3f}M params, "
-                   f"{summary['encode_seconds']:.1f} s on {summary['device']} ({summary['dtype']})")
+                   f"{summary['bytes']:,} bytes, {summary['bpp']:.4f} bpp, PSNR {summary['psnr']:.2f} dB pooled "
+                   f"(per-frame mean {summary['psnr_frame_mean']:.2f}, min {summary['psnr_min']:.2f}), SSIM {summary['ssim']:.4f}, {summary['params'] / 1e6:.3f}M params, "
+                   f"{summary['encode_seconds']:.1f} s on {summary['device']} ({summary['dtype']}), "
+                   f"stopped by {'/'.join(sorted(set(summary['stopped_by'])))} after "
+                   f"{'+'.join(map(str, summary['epochs']))} epoch(s)")
         for t in summary.get("tasks", []):
             click.echo(render_attach(t))
 
@@ -124,7 +138,7 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
 @click.option("--sheet", metavar="PNG", help="Write a contact sheet (with --layer: feature maps; with --compare: side by side).")
 @click.option("--compare", metavar="ORIGINAL", help="Per-frame PSNR against the original video.")
 @click.option("--layer", type=int, metavar="K", help="With --sheet: show decoder block K's feature maps.")
-@click.option("--stream", type=int, help="Video stream of ORIGINAL.")
+@click.option("--stream", type=int, help="Video stream of ORIGINAL (default: the one recorded at encode).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 @click.option("--json", "as_json", is_flag=True)
@@ -164,7 +178,8 @@ def view(file: str, output: str | None, frames: str | None, sheet: str | None, c
         click.echo(f"wrote {output} (frames {a}:{b})")
     if "compare" in report:
         c = report["compare"]
-        click.echo(f"PSNR vs {compare}: mean {c['psnr']:.2f} dB, min {c['psnr_min']:.2f} dB over frames {c['frames'][0]}:{c['frames'][1]}")
+        click.echo(f"PSNR vs {compare}: {c['psnr']:.2f} dB pooled, per-frame mean {c['psnr_frame_mean']:.2f} dB, "
+                   f"min {c['psnr_min']:.2f} dB over frames {c['frames'][0]}:{c['frames'][1]}")
         click.echo("per frame: " + " ".join(f"{p:.2f}" for p in c["psnr_per_frame"]))
         if c.get("sheet"):
             click.echo(f"wrote {c['sheet']}")
@@ -200,10 +215,13 @@ def tasks(as_json: bool) -> None:
 @click.option("--epochs", type=int, default=30, show_default=True, help="Adapter epochs (early stopping applies).")
 @click.option("--frames", "sample", type=int, default=None,
               help="Frames sampled for scoring and training (default: 32 for classification, 12 for detection).")
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 1, nothing appended) when the best fidelity is below the floor (0.6) or CKA is 0 for every pair.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def attach(file: str, task: str, weights: str | None, search: str, top_k: float, kinds: str, distill: float,
-           max_cost: float, source: str | None, epochs: int, sample: int | None, device: str, as_json: bool) -> None:
+           max_cost: float, source: str | None, epochs: int, sample: int | None, strict: bool, device: str,
+           as_json: bool) -> None:
     """Attach a task: score INR-block/injection-point pairs, train adapters for the best, append the winner."""
     from nvcodec.tasks.attach import attach as do_attach
 
@@ -212,9 +230,10 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
     try:
         report = do_attach(file, task, weights=weights, search=search, top_k=top_k, epochs=epochs,
                            sample_frames=sample, kinds=_split_tasks(kinds), distill=distill, max_cost=max_cost,
-                           source=source, device=device, progress=bar)
+                           source=source, device=device, strict=strict, progress=bar)
     finally:
         bar.close()
+    _warn(report)
     print_json(report) if as_json else click.echo(render_attach(report, table=True))
 
 
@@ -229,17 +248,21 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
               help="Also report agreement with the full backbone on the original video's frames.")
 @click.option("--beams", type=int, default=1, show_default=True,
               help="Beam search width for captions (1: greedy); other tasks ignore it.")
+@click.option("--labels", "labels_file", metavar="FILE",
+              help="Zero-shot tasks (clip_rn50): classify over these labels, one per line.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
-          source: str | None, beams: int, device: str, as_json: bool) -> None:
+          source: str | None, beams: int, labels_file: str | None, device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
     from nvcodec.tasks.infer import infer as do_infer
+    from nvcodec.tasks.labels import read_labels
 
     _require_file(file)
+    labels = read_labels(labels_file) if labels_file is not None else None
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
-                      compare_pixels=compare_pixels, source=source, device=device, beams=beams)
+                      compare_pixels=compare_pixels, source=source, device=device, beams=beams, labels=labels)
     print_json(report) if as_json else click.echo(render_infer(report))
 
 
@@ -297,6 +320,11 @@ def compact(file: str, as_json: bool) -> None:
 
 
 app.add_command(bench)
+
+
+def _warn(report: dict) -> None:
+    for w in report.get("warnings", []):
+        click.echo(f"nvcodec: warning: {w}", err=True)
 
 
 def _split_tasks(text: str) -> list[str]:

@@ -29,18 +29,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..container import pack_tensors
+from ..codec.schema import ADAPTER_KINDS, MAX_ADAPTER_CHANNELS
 from ..errors import FormatError, UsageError
+from ..inr.quant import dequantize_tensor, quantize_auto
 from ..progress import ProgressCallback, emit
 
 __all__ = ["ADAPTER_KINDS", "MicroAdapter", "CompositeLoss", "TaskDistill", "AdapterFit", "fit_adapter",
            "split_frames", "adapter_parameters"]
 
-ADAPTER_KINDS = ("linear", "conv3x3", "dw3x3", "bottleneck", "patch")
 PATCH = 2
 """``patch`` adapters resize to PATCH x the target grid and fold each PATCH x PATCH cell into channels."""
-MAX_ADAPTER_CHANNELS = 8192
 STORED_DTYPE = "float16"
-"""Adapters are stored as float16: half the bytes of float32, and fidelity is measured on them as stored."""
+"""Adapter tensors that are not quantized (biases, and every tensor of a ``bits=None`` adapter) are
+stored as float16; fidelity is always measured on the adapter as stored."""
+ADAPTER_BITS = 8
+"""Weights of 2-D or larger adapter tensors are stored quantized to this many bits, as the INR's
+(affine, per output channel where that pays), when it costs no fidelity; see `attach`."""
 
 # Positions used by the closed-form initialisation before positions are subsampled.
 LSTSQ_MAX_POSITIONS = 2_000_000
@@ -88,7 +93,8 @@ def adapter_parameters(kind: str, in_channels: int, out_channels: int, hidden: i
     raise UsageError(f"unknown adapter kind {kind!r}; kinds: {', '.join(ADAPTER_KINDS)}")
 
 
-def _expected_shapes(kind: str, ci: int, co: int, h: int) -> dict[str, tuple[int, ...]]:
+def adapter_shapes(kind: str, ci: int, co: int, h: int) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of an adapter of `kind` (`h`: the bottleneck width), keyed like `state_dict`."""
     k = 3 if kind == "conv3x3" else 1
     c = ci * PATCH * PATCH if kind == "patch" else ci
     shapes = {"conv.weight": (co, c, k, k), "conv.bias": (co,)}
@@ -183,10 +189,27 @@ class MicroAdapter(nn.Module):
                 "hidden": self.hidden, "out_size": list(self.out_size) if self.out_size else None,
                 "params": self.num_parameters()}
 
-    def stored(self) -> "MicroAdapter":
-        """This adapter as the file stores it (float16 parameters), on the same device, in eval mode."""
+    def stored(self, bits: int | None = None) -> "MicroAdapter":
+        """This adapter as the file stores it (`pack`), on the same device, in eval mode."""
         dev = self.conv.weight.device
-        return MicroAdapter.from_arrays(self.to_arrays(STORED_DTYPE), self.out_size, self.kind).to(dev).eval()
+        arrays, quant = self._stored_arrays(bits)
+        values = {k: dequantize_tensor(v, quant[k]) if k in quant else v for k, v in arrays.items()}
+        return MicroAdapter.from_arrays(values, self.out_size, self.kind).to(dev).eval()
+
+    def pack(self, meta: dict, bits: int | None = None) -> bytes:
+        """The tensor bundle of an adapter section: weights quantized to `bits` (None: float16), the
+        rest float16; `meta` gains ``bits`` (16 when unquantized)."""
+        arrays, quant = self._stored_arrays(bits)
+        return pack_tensors(arrays, quant, meta={**meta, "bits": bits or 16})
+
+    def _stored_arrays(self, bits: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = self.to_arrays(STORED_DTYPE)
+        quant: dict[str, Any] = {}
+        if bits is not None:
+            for name, value in self.to_arrays("float32").items():
+                if value.ndim >= 2:
+                    arrays[name], quant[name] = quantize_auto(value, bits, 0)
+        return arrays, quant
 
     def to_arrays(self, dtype: str | np.dtype = "float32") -> dict[str, np.ndarray]:
         """Parameters as numpy arrays (float32 or float16), keyed like `state_dict`."""
@@ -217,7 +240,7 @@ class MicroAdapter(nn.Module):
             ci //= PATCH * PATCH
         fc1 = d.get("fc1.weight")
         h = int(np.asarray(fc1).shape[0]) if kind == "bottleneck" and fc1 is not None and np.asarray(fc1).ndim == 4 else 1
-        expected = _expected_shapes(kind, ci, co, h)
+        expected = adapter_shapes(kind, ci, co, h)
         arrays = {**d, "conv.weight": w, "conv.bias": b}
         if set(arrays) != set(expected):
             raise FormatError(f"{kind} adapter arrays must be {sorted(expected)}, got {sorted(arrays)}")

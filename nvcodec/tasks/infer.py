@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Iterator
 
 import torch
 
 from ..codec.frames import resolve_range
 from ..codec.video import NvpVideo, Segment, open as open_nvp, resolve_device
-from ..errors import FormatError, NotAttachedError, UsageError
+from ..errors import NotAttachedError, UsageError
 from .adapter import MicroAdapter
 from .agreement import caption_agreement, classification_agreement, detection_map
 from .flops import count_flops
-from .registry import get_task
+from .registry import get_task, task_names
 from ..codec.meta import read_routing
 from .attach import source_frames
 from .runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters, pixel_path_flops
@@ -60,8 +61,6 @@ def _entry(routing: dict, task: str, path: str) -> dict:
     entry = routing["tasks"].get(task)
     if entry is None:
         raise NotAttachedError(f"{path} has no routing for task {task!r}: run `nvcodec attach {path} --task {task}` first")
-    if not isinstance(entry, dict) or not isinstance(entry.get("inr_layer"), int) or not isinstance(entry.get("injection_point"), str):
-        raise FormatError(f"bad routing entry for {task!r}", section="routing")
     return entry
 
 
@@ -191,8 +190,11 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
 
 def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] | None = None,
           weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
-          source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1) -> dict:
+          source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1,
+          labels: Sequence[str] | None = None) -> dict:
     """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters.
+
+    `labels` replaces the label set of the zero-shot tasks among `tasks` (UsageError when there is none).
 
     `compare_pixels` also runs the pixel path (full decode + preprocessing + full backbone) and
     reports agreement with it; `source` (the original video) reports agreement with the full
@@ -208,6 +210,8 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
     dev = resolve_device(device)
     for name in tasks:
         get_task(name)
+    if labels is not None and not any(get_task(name).zero_shot for name in tasks):
+        raise UsageError(f"--labels applies to zero-shot tasks ({', '.join(n for n in task_names() if get_task(n).zero_shot)})")
     with open_nvp(path) as video:
         m = video.metadata
         routing = read_routing(video.reader)
@@ -215,15 +219,14 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
         runs: list[_Task] = []
         for name in dict.fromkeys(tasks):
             entry = _entry(routing, name, path)
-            if not 0 <= entry["inr_layer"] < video.num_layers:
-                raise FormatError(f"routing for {name!r} names INR block {entry['inr_layer']}, which does not exist", section="routing")
             # The file only says whether its adapter was trained on a random backbone; a path or model
             # id recorded in it is never followed (a hostile file must not pick what gets loaded).
             w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
             calib = None
             if entry.get("weights_random") or w in ("random", "random-tiny"):
-                calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev)
-            rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib)
+                calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev)
+            rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib,
+                               labels=labels if get_task(name).zero_shot else None)
             rt.model.set_decoding(beams)
             runs.append(_Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev)))
 

@@ -2,7 +2,8 @@
 normalization, post-processing, output schema and a fidelity score for adapters.
 
 Tasks: ``efficientnet_lite0``, ``resnet50`` and ``vit_b16`` (ImageNet-1k classification), ``detr``
-(COCO detection), ``blip_caption`` (one caption per frame). Each entry also says where its weights are found (`WeightsLookup`).
+(COCO detection), ``blip_caption`` (one caption per frame), ``clip_rn50`` (zero-shot classification,
+ImageNet prompts or any label set). Each entry also says where its weights are found (`WeightsLookup`).
 ``build(..., tiny=True)`` and ``geometry(..., tiny=True)`` give tiny random-sized test
 versions; they never stand in for the real models.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from nvcodec.tasks.geometry import (
     whole_frame_geometry,
 )
 from nvcodec.tasks.labels import coco_labels, imagenet_classes, label_name
-from nvcodec.tasks import blip as blip_task, caption, efficientnet, vit as vit_task
+from nvcodec.tasks import blip as blip_task, caption, clip, efficientnet, vit as vit_task
 from nvcodec.tasks.tokens import TOKEN_POINTS
 from nvcodec.tasks.detr import DETR_WEIGHTS
 from nvcodec.tasks.resnet import RESNET50_WEIGHTS, calibrate_bn
@@ -75,6 +76,21 @@ class TaskSpec:
     default_options: dict[str, Any] = field(default_factory=dict)
     distill_context: Callable[[Any], dict[str, Any]] | None = None
     """Extra tail arguments during distillation, from the teacher's raw outputs (captions: teacher forcing)."""
+    _relabel: Callable[[Any, tuple[str, ...]], None] | None = None
+    """Zero-shot tasks: points the built model at `labels` (see `with_labels`); None for a fixed label set."""
+
+    @property
+    def zero_shot(self) -> bool:
+        """True when the label set can be chosen (``--labels FILE``)."""
+        return self._relabel is not None
+
+    def with_labels(self, labels: Sequence[str]) -> TaskSpec:
+        """This zero-shot task over another label set; UsageError for tasks with a fixed one."""
+        if self._relabel is None:
+            raise UsageError(f"task {self.name!r} has a fixed label set; --labels applies to zero-shot tasks")
+        if not labels:
+            raise UsageError("the label set is empty")
+        return replace(self, labels=tuple(labels))
 
     def geometry(self, *frame_hw: int | Sequence[int], tiny: bool = False) -> Geometry:
         """Input geometry for frames of size H x W: ``geometry((H, W))`` or ``geometry(H, W)``.
@@ -100,7 +116,10 @@ class TaskSpec:
         """
         if weights_source.task != self.name:
             raise UsageError(f"weights resolved for task {weights_source.task!r} cannot build task {self.name!r}")
-        return self._builder(weights_source, device, tiny)
+        model = self._builder(weights_source, device, tiny)
+        if self._relabel is not None:
+            self._relabel(model, self.labels)
+        return model
 
     def preprocess(
         self, frames: Tensor | np.ndarray, geometry: Geometry, device: torch.device | str | None = None
@@ -278,6 +297,10 @@ def _build_resnet50(source: WeightsSource, device: torch.device | str, tiny: boo
     return build_resnet(source, device, tiny)
 
 
+def _build_clip_rn50(source: WeightsSource, device: torch.device | str, tiny: bool) -> InjectableBackbone:
+    return clip.build_clip(source, device, tiny)
+
+
 def _build_detr(source: WeightsSource, device: torch.device | str, tiny: bool) -> InjectableBackbone:
     from nvcodec.tasks.detr import build_detr
 
@@ -362,6 +385,35 @@ _TASKS: dict[str, TaskSpec] = {
         _distill=detection_distill,
         weights=DETR_WEIGHTS,
         default_options={"threshold": DEFAULT_DETECTION_THRESHOLD},
+    ),
+    "clip_rn50": TaskSpec(
+        name="clip_rn50",
+        description="Zero-shot classification with OpenAI CLIP RN50 over the prompts 'a photo of a {label}.' "
+                    "(ImageNet-1k classes, or --labels FILE); top-5 per frame",
+        output_type="classification",
+        backbone="clip-rn50",
+        injection_points=tuple(clip.ClipRN50.injection_points),
+        mean=clip.MEAN,
+        std=clip.STD,
+        labels=imagenet_classes(),
+        output_schema={
+            "per_frame": "list of the top-k labels, best first (k = top_k, default 5)",
+            "fields": {
+                "label": "str: label (ImageNet-1k class name unless --labels)",
+                "index": "int: line of the label in the label set, from 0",
+                "score": "float: softmax of logit_scale * cosine similarity over the label set",
+            },
+        },
+        fidelity_doc=classification_fidelity.__doc__ or "",
+        _geometry=lambda hw: imagenet_geometry(hw, 224, 224),
+        _tiny_geometry=lambda hw: imagenet_geometry(hw, 224, 224),
+        _builder=_build_clip_rn50,
+        _postprocess=_classification_postprocess,
+        _fidelity=classification_fidelity,
+        _distill=classification_distill,
+        weights=clip.CLIP_RN50_WEIGHTS,
+        default_options={"top_k": DEFAULT_TOP_K},
+        _relabel=clip.relabel,
     ),
 }
 

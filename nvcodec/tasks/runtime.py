@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..errors import FormatError, UsageError
-from .adapter import ADAPTER_KINDS, MicroAdapter
+from ..codec.meta import read_adapter_meta
+from ..codec.serialize import bundle_size_range
+from .adapter import MicroAdapter, adapter_shapes, default_hidden
 from .flops import count_flops
 from .geometry import Geometry, crop_features, preprocess
 from .registry import TaskSpec, get_task
@@ -40,9 +43,15 @@ class TaskRuntime:
 
 
 def build_runtime(task: str, weights: str | None, device: torch.device, width: int, height: int,
-                  calibration_frames: torch.Tensor | None = None) -> TaskRuntime:
-    """Resolve weights and build the task's backbone; random backbones are seeded (and BN-calibrated)."""
+                  calibration_frames: torch.Tensor | None = None,
+                  labels: Sequence[str] | None = None) -> TaskRuntime:
+    """Resolve weights and build the task's backbone; random backbones are seeded (and BN-calibrated).
+
+    `labels` replaces the label set of a zero-shot task (`TaskSpec.with_labels`).
+    """
     spec = get_task(task)
+    if labels is not None:
+        spec = spec.with_labels(labels)
     tiny = weights == RANDOM_TINY
     source = resolve_weights(spec.name, "random" if tiny else weights)
     random = source.random
@@ -89,38 +98,40 @@ def adapter_section_name(task: str, segment: int, segments: int) -> str:
 
 
 def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device) -> dict[int, MicroAdapter]:
-    """The adapters a routing entry names, one per segment, checked against the backbone.
+    """The adapters a validated routing entry (`read_routing`) names, one per segment, checked against the backbone.
 
     The kind comes from each adapter section's metadata (files without one hold ``linear``
-    adapters); `out_size` must equal the injection point's size for this video, so a file cannot
-    make the adapter allocate more than the backbone itself would.
+    adapters); `out_size` must equal the injection point's size for this video and the channels
+    the INR block's and the backbone's, and each section's raw length must fit the tensors such an
+    adapter holds, all before the section is decoded: a file cannot make the adapter allocate more
+    than the backbone itself would.
     """
-    names = entry.get("adapter_sections")
-    if not isinstance(names, list) or len(names) != len(video.segments) or not all(isinstance(n, str) for n in names):
-        raise FormatError("routing lists a different number of adapters than the file has segments", section="routing")
-    point, layer = entry.get("injection_point"), entry.get("inr_layer")
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < video.num_layers:
-        raise FormatError(f"routing names INR block {layer!r}, which does not exist", section="routing")
+    point, layer = entry["injection_point"], entry["inr_layer"]
     if point not in rt.spec.injection_points:
         raise FormatError(f"routing names injection point {point!r}, which {rt.spec.name} does not have", section="routing")
     expected = rt.point_size(point)
     channels = rt.model.point_channels(point)
+    if entry.get("out_channels") not in (None, channels):
+        raise FormatError(f"routing says the adapter gives {entry['out_channels']} channels, {point} has {channels}",
+                          section="routing")
     out = {}
-    for seg, name in enumerate(names):
-        bundle = video.reader.read_tensors(name)
-        meta = bundle.meta if isinstance(bundle.meta, dict) else {}
-        size, kind = meta.get("out_size"), meta.get("kind", "linear")
-        if not (isinstance(size, list) and tuple(size) == tuple(expected)):
-            raise FormatError(f"adapter out_size {size!r} does not match the injection point's {list(expected)}", section=name)
-        if kind not in ADAPTER_KINDS:
-            raise FormatError(f"unknown adapter kind {kind!r}", section=name)
+    for seg, name in enumerate(entry["adapter_sections"]):
+        block_channels = video.config(seg).channels[layer]
+        kind = entry.get("adapter_kind") or "linear"
+        hidden = entry.get("hidden") or default_hidden(channels)
+        shapes = adapter_shapes(kind, block_channels, channels, hidden)
+        bundle = video.reader.read_tensors(name, bundle_size_range(shapes)[1])
+        size, kind = read_adapter_meta(bundle.meta, name, entry, seg)
+        if size != tuple(expected):
+            raise FormatError(f"adapter out_size {list(size)} does not match the injection point's {list(expected)}",
+                              section=name)
         try:
-            adapter = MicroAdapter.from_arrays(bundle.tensors, tuple(expected), kind=kind)
+            adapter = MicroAdapter.from_arrays({n: bundle.dequantized(n) for n in bundle.tensors}, tuple(expected),
+                                               kind=kind)
         except (KeyError, ValueError, RuntimeError, UsageError) as exc:
             raise FormatError(f"adapter tensors do not form a {kind} adapter: {exc}", section=name) from None
         if adapter.out_channels != channels:
             raise FormatError(f"adapter gives {adapter.out_channels} channels, {point} has {channels}", section=name)
-        block_channels = video.config(seg).channels[layer]
         if adapter.in_channels != block_channels:
             raise FormatError(f"adapter takes {adapter.in_channels} channels, INR block {layer} gives "
                               f"{block_channels}", section=name)

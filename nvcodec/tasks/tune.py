@@ -32,14 +32,14 @@ import torch.nn.functional as F
 from ..codec.meta import read_provenance, read_routing
 from ..codec.serialize import inr_sections, load_decoder
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
-from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
+from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
 from ..errors import NotAttachedError, UsageError
-from ..inr.metrics import psnr as psnr_fn
+from ..inr.metrics import frame_mse, pool_quality, quality_from_mse
 from ..inr.model import crop
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
-from .adapter import STORED_DTYPE, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
-from .attach import Candidate, _split, _take, _teacher, prepare, source_frames, train_candidate
+from .adapter import ADAPTER_BITS, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
+from .attach import Candidate, _split, _take, _teacher, prepare, source_frames, stored_as, train_candidate
 from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, load_adapters
 
 DEFAULT_EPOCHS = 10
@@ -51,13 +51,8 @@ def _frames_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _bits(reader: NvpReader) -> tuple[int, int]:
-    settings = read_provenance(reader).get("settings")
-    settings = settings if isinstance(settings, dict) else {}
-    out = []
-    for key, default in (("weight_bits", 8), ("embed_bits", 6)):
-        v = settings.get(key)
-        out.append(v if isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16 else default)
-    return out[0], out[1]
+    settings = read_provenance(reader).get("settings") or {}
+    return settings.get("weight_bits") or 8, settings.get("embed_bits") or 6
 
 
 @torch.no_grad()
@@ -69,9 +64,9 @@ def _decode(dec: torch.nn.Module, inputs_for: Any, n: int, width: int, height: i
     return torch.cat(out)
 
 
-def _psnr(decoded: torch.Tensor, reference: torch.Tensor) -> float:
+def _quality(decoded: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
     q = (decoded * 255.0).round() / 255.0
-    return float(psnr_fn(q, reference, per_frame=True).mean())
+    return quality_from_mse(frame_mse(q, reference))
 
 
 def _adapter_path(rt: TaskRuntime, adapter: MicroAdapter, feat: torch.Tensor, point: str, video: NvpVideo,
@@ -107,16 +102,18 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             raise NotAttachedError(f"{path} has no routing for task {task!r}: run `nvcodec attach {path} --task {task}` first")
         m = video.metadata
         w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
-        calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev) \
+        calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev) \
             if entry.get("weights_random") or w in ("random", "random-tiny") else None
         rt = build_runtime(task, w, dev, m.width, m.height, calibration_frames=calib)
-        k, point = int(entry["inr_layer"]), str(entry["injection_point"])
+        k, point = entry["inr_layer"], entry["injection_point"]
+        bits = ADAPTER_BITS if entry.get("adapter_bits") == ADAPTER_BITS else None
         adapters = load_adapters(video, entry, rt, dev)
         weight_bits, embed_bits = _bits(video.reader)
         total_steps = sum(math.ceil((s.stop - s.start) / batch_size) for s in video.segments) * epochs
         done = 0
         sections: list[Section] = []
         segments: list[dict[str, Any]] = []
+        qualities: list[tuple[dict, dict]] = []
         feature_loss = CompositeLoss()
         for seg in video.segments:
             n = seg.stop - seg.start
@@ -140,7 +137,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
                                   for s in range(0, n, 4)])
                 raw_before = rt.model.forward_from(adapter(inr_to_geometry(feat, rt.geometry, m.width, m.height, *pad)), point)
             fid_before = float(rt.spec.fidelity(raw_before, teacher))
-            psnr_before = _psnr(before_rgb, reference)
+            q_before = _quality(before_rgb, reference)
 
             dec.train()
             dec.requires_grad_(True)
@@ -196,12 +193,14 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
                                   loss=rt.spec.distill_loss, weight=1.0, score=rt.spec.fidelity,
                                   context=rt.spec.distill_context)
             refined = fit_adapter(feat, target, init=adapter, train_indices=train, val_indices=val,
-                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter.stored()
+                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter
             with torch.no_grad():
-                raw_after = rt.model.forward_from(refined(feat), point)
+                raw_after = rt.model.forward_from(refined.stored(bits)(feat), point)
             adapters[seg.index] = refined
-            segments.append({"segment": seg.index, "frames": n, "psnr_before": psnr_before,
-                             "psnr_after": _psnr(after_rgb, reference), "fidelity_before": fid_before,
+            q_after = _quality(after_rgb, reference)
+            qualities.append((q_before, q_after))
+            segments.append({"segment": seg.index, "frames": n, "psnr_before": q_before["psnr"],
+                             "psnr_after": q_after["psnr"], "fidelity_before": fid_before,
                              "fidelity_after": float(rt.spec.fidelity(raw_after, teacher)),
                              "epochs": epochs_run, "stopped_by": stopped_by})
         names = entry["adapter_sections"]
@@ -209,7 +208,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
         for seg_index, ad in adapters.items():
             meta = {"task": task, "inr_layer": k, "injection_point": point, "out_size": size, "segment": seg_index,
                     "kind": ad.kind}
-            sections.append(Section(names[seg_index], SectionKind.ADAPTER, pack_tensors(ad.to_arrays(STORED_DTYPE), meta=meta)))
+            sections.append(Section(names[seg_index], SectionKind.ADAPTER, ad.pack(meta, bits)))
         others = [t for t in routing["tasks"] if t != task]
 
     refits = _refit_others(path, sections, others, routing, dev, seed) if others else {}
@@ -219,8 +218,9 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
     def mean(key: str) -> float:
         return sum(s[key] * s["frames"] for s in segments) / frames_total
 
-    record = {"task": task, "reference": "source" if source else "inr", "psnr_before": mean("psnr_before"),
-              "psnr_after": mean("psnr_after"), "fidelity_before": mean("fidelity_before"),
+    record = {"task": task, "reference": "source" if source else "inr",
+              "psnr_before": pool_quality([q[0] for q in qualities])["psnr"],
+              "psnr_after": pool_quality([q[1] for q in qualities])["psnr"], "fidelity_before": mean("fidelity_before"),
               "fidelity_after": mean("fidelity_after"), "epochs": epochs, "inr_lr": inr_lr, "adapter_lr": adapter_lr,
               "loss_weights": [recon_weight, task_weight, feature_weight],
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -268,12 +268,13 @@ def _refit_others(path: str, sections: list[Section], others: list[str], routing
                     data = prepare(video, name, w, len(e.get("sample_frames") or []) or None, dev, segment=seg.index)
                     cand = Candidate(e["inr_layer"], e["injection_point"], float(e.get("cka") or 0.0), 0.0)
                     r = train_candidate(data, cand, str(e.get("adapter_kind") or "linear"), seed=seed)
+                    bits = ADAPTER_BITS if e.get("adapter_bits") == ADAPTER_BITS else None
+                    r = stored_as(data, cand, r, bits)
                     meta = {"task": name, "inr_layer": cand.inr_layer, "injection_point": cand.injection_point,
                             "out_size": list(data.targets[cand.injection_point].shape[-2:]), "segment": seg.index,
                             "kind": r["adapter"].kind}
                     section = adapter_section_name(name, seg.index, len(video.segments))
-                    out["_sections"].append(Section(section, SectionKind.ADAPTER,
-                                                    pack_tensors(r["adapter"].to_arrays(STORED_DTYPE), meta=meta)))
+                    out["_sections"].append(Section(section, SectionKind.ADAPTER, r["adapter"].pack(meta, bits)))
                     fids.append(r["fidelity"])
                 out[name] = sum(fids) / len(fids)
     finally:
