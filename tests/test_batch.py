@@ -255,3 +255,9 @@ def test_ctrl_c_stops_the_batch_and_keeps_the_record(clips, tmp_path, monkeypatc
     m = json.load(open(out / "manifest.json"))
     assert [r["status"] for r in m["jobs"]] == ["interrupted", "pending", "pending"]
     assert m["jobs"][0]["exit_code"] == 130 and m["summary"]["exit_code"] == 130
+
+
+def test_cuda_on_ray_needs_gpus_per_job(clips, tmp_path):
+    pytest.importorskip("ray")
+    with pytest.raises(UsageError, match="--gpus-per-job"):
+        batch(str(clips), str(tmp_path / "out"), EncodeOptions(**{**FAST, "device": "cuda"}), ray="local")

@@ -73,7 +73,7 @@ def batch(source: str, out_dir: str, options: EncodeOptions | None = None, *, ta
     try:
         run_jobs(jobs, run_job, on_result, ray=ray, workers=workers, cpus_per_job=cpus_per_job,
                  gpus_per_job=gpus_per_job, progress=progress, failed_statuses=(FAILED, INTERRUPTED),
-                 on_start=on_start)
+                 on_start=on_start, device=opts.device)
     finally:
         if manifest["runner"] is not None:
             save()

@@ -114,7 +114,8 @@ def batch_infer(folder: str, tasks: list[str] | tuple[str, ...], *, output: str 
         rows[i] = row
 
     info = run_jobs(jobs, run_infer_job, on_result, ray=ray, workers=workers, cpus_per_job=cpus_per_job,
-                    gpus_per_job=gpus_per_job, progress=progress, failed_statuses=("failed", "interrupted"))
+                    gpus_per_job=gpus_per_job, progress=progress, failed_statuses=("failed", "interrupted"),
+                    device=device)
     done = [r for r in rows if r is not None]
     lines = _write_jsonl(output, done)
     seconds = time.monotonic() - t0

@@ -187,8 +187,11 @@ def _started(info: RunnerInfo, total: int, progress: ProgressCallback | None,
 def run_jobs(jobs: Sequence[Any], fn: Callable[[Any], dict], on_result: Callable[[int, dict], None], *,
              ray: str = "auto", workers: int | None = None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0,
              progress: ProgressCallback | None = None, failed_statuses: tuple[str, ...] = ("failed",),
-             on_start: Callable[[RunnerInfo], None] | None = None) -> RunnerInfo:
-    """Run `fn` over `jobs` on Ray as `ray` says (``auto``, ``local``, ``off`` or an address); returns how."""
+             on_start: Callable[[RunnerInfo], None] | None = None, device: str = "auto") -> RunnerInfo:
+    """Run `fn` over `jobs` on Ray as `ray` says (``auto``, ``local``, ``off`` or an address); returns how.
+
+    Ray hides the GPUs from a task that asks for none, so `device` ``cuda...`` on Ray needs `gpus_per_job`.
+    """
     check_ray_options(ray, workers, cpus_per_job, gpus_per_job)
     tracker = _Progress(len(jobs), progress, failed_statuses)
     ray_mod = None if ray == "off" else _import_ray()
@@ -205,6 +208,8 @@ def run_jobs(jobs: Sequence[Any], fn: Callable[[Any], dict], on_result: Callable
         res = ray_mod.cluster_resources()
         info = RunnerInfo("ray", address=where, workers=workers, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job,
                           cluster_cpus=res.get("CPU"), cluster_gpus=res.get("GPU"))
+        if device.startswith("cuda") and gpus_per_job == 0:
+            raise UsageError(f"--device {device} on Ray needs --gpus-per-job (Ray hides GPUs from jobs that ask for none)")
         if gpus_per_job > (info.cluster_gpus or 0):
             raise UsageError(f"--gpus-per-job {gpus_per_job}: the Ray cluster has {info.cluster_gpus or 0:g} GPUs")
         _started(info, len(jobs), progress, on_start)
