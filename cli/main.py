@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
-from nvcodec.errors import FormatError, NoSpaceError, NvcodecError, UsageError, is_no_space
+from nvcodec.errors import FormatError, NvcodecError, UsageError, as_nvcodec_error
 
+from .batch import batch, batch_infer
 from .bench import bench
+from .encode_options import build_options, encode_options
 from .progress import ProgressBar
 from .render import EPILOG, print_json, render_attach, render_infer, render_info, render_tasks
 
@@ -63,44 +65,25 @@ def verify(file: str, as_json: bool) -> None:
 @app.command(epilog=EPILOG)
 @click.argument("input", type=click.Path())
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--kind", type=click.Choice(["hnerv", "nerv"]), default="hnerv", show_default=True, help="INR family.")
-@click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k (default: a bpp target for the clip length, capped at the source's bpp).")
-@click.option("--bpp", type=float, help="Target bits per pixel instead of --params.")
-@click.option("--psnr", type=float, default=33.0, show_default=True, help="Stop when the dequantized model reaches this PSNR (dB).")
-@click.option("--epochs", type=int, help="Stop after this many epochs.")
-@click.option("--time-budget", type=float, metavar="SECONDS", help="Stop so that the whole encode takes at most this long (a safety cap beside --epochs).")
-@click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True)
-@click.option("--lr", type=float, help="Peak learning rate (default: the fitter's).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--stream", type=int, help="Video stream number (default: the first video stream).")
-@click.option("--frames", metavar="A:B", help="Encode frames A..B-1 only (half-open).")
-@click.option("--segment-frames", type=int, metavar="N", help="Split long videos into INRs of N frames each.")
-@click.option("--weight-bits", type=int, default=8, show_default=True)
-@click.option("--embed-bits", type=int, default=6, show_default=True)
+@encode_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from its checkpoint (OUTPUT.ckpt).")
 @click.option("--tasks", "tasks_", metavar="T1,T2", help="Attach these tasks right after encoding.")
 @click.option("--weights", help="Weights for --tasks (PATH, ID or 'random').")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def encode(input: str, output: str, kind: str, params_: str | None, bpp: float | None, psnr: float, epochs: int | None,
-           time_budget: float | None, loss: str, lr: float | None, seed: int, device: str, stream: int | None,
-           frames: str | None, segment_frames: int | None, weight_bits: int, embed_bits: int, resume: bool,
-           tasks_: str | None, weights: str | None, force: bool, as_json: bool) -> None:
+def encode(input: str, output: str, resume: bool, tasks_: str | None, weights: str | None, force: bool, as_json: bool,
+           **kwargs: Any) -> None:
     """Encode a video (file, PNG folder or .y4m) as an INR into an .nvp file."""
-    from nvcodec.codec.encode import EncodeOptions, encode as do_encode, parse_size
-    from nvcodec.codec.frames import parse_range
+    from nvcodec.codec.encode import encode as do_encode
 
+    device, stream = kwargs["device"], kwargs["stream"]
     task_names = _split_tasks(tasks_) if tasks_ else []
     if task_names:
         from nvcodec.tasks.registry import get_task
 
         for t in task_names:
             get_task(t)
-    opts = EncodeOptions(kind=kind, params=parse_size(params_) if params_ else None, bpp=bpp, psnr=psnr, epochs=epochs,
-                         time_budget=time_budget, loss=loss, lr=lr, seed=seed, device=device, stream=stream,
-                         frames=parse_range(frames), segment_frames=segment_frames, weight_bits=weight_bits,
-                         embed_bits=embed_bits, resume=resume)
+    opts = build_options(kwargs, resume=resume)
     bar = ProgressBar()
     try:
         summary = do_encode(input, output, opts, overwrite=force or resume, progress=bar)
@@ -320,6 +303,8 @@ def compact(file: str, as_json: bool) -> None:
 
 
 app.add_command(bench)
+app.add_command(batch)
+app.add_command(batch_infer)
 
 
 def _warn(report: dict) -> None:
@@ -359,18 +344,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    except MemoryError:
-        click.echo("nvcodec: error: out of memory", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        if is_no_space(exc):
-            err: NvcodecError = NoSpaceError(exc.filename or "?")
-        else:
-            where = f"{exc.filename}: " if exc.filename else ""
-            err = NvcodecError(f"{where}{exc.strerror or exc}")
-        click.echo(f"nvcodec: error: {err}", err=True)
-        sys.exit(err.exit_code)
     except Exception as exc:  # last line of defence: one line, not a traceback
+        err = as_nvcodec_error(exc)
+        if err is not None:
+            click.echo(f"nvcodec: error: {err}", err=True)
+            sys.exit(err.exit_code)
         if os.environ.get("NVCODEC_DEBUG"):
             raise
         click.echo(f"nvcodec: internal error: {type(exc).__name__}: {exc} (set NVCODEC_DEBUG=1 for a traceback)", err=True)

@@ -51,7 +51,8 @@ class ProgressBar:
         else:
             bar, count = "", f"{event.step}"
         parts = [f"{label:<12}", f"[{bar}]" if bar else "", count]
-        for key, fmt in (("psnr", "{:.2f} dB"), ("loss", "loss {:.4g}"), ("val_loss", "val {:.4g}")):
+        for key, fmt in (("psnr", "{:.2f} dB"), ("loss", "loss {:.4g}"), ("val_loss", "val {:.4g}"), ("done", "done {}"),
+                         ("failed", "failed {}"), ("running", "running {}")):
             if info.get(key) is not None:
                 parts.append(fmt.format(info[key]))
         eta = info.get("eta")

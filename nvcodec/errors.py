@@ -95,6 +95,20 @@ class DegenerateFitError(NvcodecError):
     exit_code = 7
 
 
+def as_nvcodec_error(exc: BaseException) -> NvcodecError | None:
+    """The NvcodecError reported for `exc` (full disk, other OSErrors, out of memory); None for a bug."""
+    if isinstance(exc, NvcodecError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return NvcodecError("out of memory")
+    if isinstance(exc, OSError):
+        if is_no_space(exc):
+            return NoSpaceError(exc.filename or "?")
+        where = f"{exc.filename}: " if exc.filename else ""
+        return NvcodecError(f"{where}{exc.strerror or exc}")
+    return None
+
+
 class Interrupted(NvcodecError):
     """The user interrupted a long operation (Ctrl-C)."""
 

@@ -1,0 +1,50 @@
+"""The encode options shared by `nvcodec encode` and `nvcodec batch`, and the EncodeOptions they build."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+_OPTIONS = [
+    click.option("--kind", type=click.Choice(["hnerv", "nerv"]), default="hnerv", show_default=True, help="INR family."),
+    click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k (default: a bpp target for the clip length, "
+                      "capped at the source's bpp)."),
+    click.option("--bpp", type=float, help="Target bits per pixel instead of --params."),
+    click.option("--psnr", type=float, default=33.0, show_default=True,
+                 help="Stop when the dequantized model reaches this PSNR (dB)."),
+    click.option("--epochs", type=int, help="Stop after this many epochs."),
+    click.option("--time-budget", type=float, metavar="SECONDS",
+                 help="Stop so that the whole encode takes at most this long (a safety cap beside --epochs)."),
+    click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True),
+    click.option("--lr", type=float, help="Peak learning rate (default: the fitter's)."),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N]."),
+    click.option("--stream", type=int, help="Video stream number (default: the first video stream)."),
+    click.option("--frames", metavar="A:B", help="Encode frames A..B-1 only (half-open)."),
+    click.option("--segment-frames", type=int, metavar="N", help="Split long videos into INRs of N frames each."),
+    click.option("--weight-bits", type=int, default=8, show_default=True),
+    click.option("--embed-bits", type=int, default=6, show_default=True),
+]
+_NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
+          "segment_frames", "weight_bits", "embed_bits")
+
+
+def encode_options(fn: Callable) -> Callable:
+    """Add the encode options to a click command (in `--help` order)."""
+    for option in reversed(_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def build_options(kwargs: dict[str, Any], **extra: Any) -> Any:
+    """Pop the encode options out of a command's `kwargs` and return the EncodeOptions they give."""
+    from nvcodec.codec.encode import EncodeOptions, parse_size
+    from nvcodec.codec.frames import parse_range
+
+    v = {name: kwargs.pop(name) for name in _NAMES}
+    return EncodeOptions(kind=v["kind"], params=parse_size(v["params_"]) if v["params_"] else None, bpp=v["bpp"],
+                         psnr=v["psnr"], epochs=v["epochs"], time_budget=v["time_budget"], loss=v["loss"], lr=v["lr"],
+                         seed=v["seed"], device=v["device"], stream=v["stream"], frames=parse_range(v["frames"]),
+                         segment_frames=v["segment_frames"], weight_bits=v["weight_bits"], embed_bits=v["embed_bits"],
+                         **extra)
