@@ -199,7 +199,8 @@ def tasks(as_json: bool) -> None:
 @click.option("--source", type=click.Path(exists=True), help="The original video: its frames become the teacher.")
 @click.option("--epochs", type=int, default=30, show_default=True, help="Adapter epochs (early stopping applies).")
 @click.option("--frames", "sample", type=int, default=None,
-              help="Frames sampled for scoring and training (default: 32 for classification, 12 for detection).")
+              help="Frames sampled for scoring and training (default: 32 for classification, 12 for detection; "
+                   "clip tasks: windows, default 6).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def attach(file: str, task: str, weights: str | None, search: str, top_k: float, kinds: str, distill: float,
@@ -227,17 +228,21 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
 @click.option("--compare-pixels", is_flag=True, help="Also run the pixel path and report agreement.")
 @click.option("--compare-source", "source", type=click.Path(exists=True), metavar="ORIGINAL",
               help="Also report agreement with the full backbone on the original video's frames.")
+@click.option("--window", type=click.IntRange(min=1), metavar="N",
+              help="Clip tasks: video frames per window (default: the model's span, e.g. 64 for 8x8).")
+@click.option("--stride", type=click.IntRange(min=1), metavar="N",
+              help="Clip tasks: video frames between window starts (default: --window).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
-          source: str | None, device: str, as_json: bool) -> None:
+          source: str | None, window: int | None, stride: int | None, device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
     from nvcodec.tasks.infer import infer as do_infer
 
     _require_file(file)
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
-                      compare_pixels=compare_pixels, source=source, device=device)
+                      compare_pixels=compare_pixels, source=source, device=device, window=window, stride=stride)
     print_json(report) if as_json else click.echo(render_infer(report))
 
 

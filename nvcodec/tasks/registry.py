@@ -2,7 +2,7 @@
 normalization, post-processing, output schema and a fidelity score for adapters.
 
 Tasks: ``efficientnet_lite0`` and ``resnet50`` (ImageNet-1k classification), ``detr`` (COCO
-detection). Each entry also says where its weights are found (`WeightsLookup`).
+detection), ``slowfast_r50`` and ``i3d_r50`` (Kinetics-400 action classification per clip window). Each entry also says where its weights are found (`WeightsLookup`).
 ``build(..., tiny=True)`` and ``geometry(..., tiny=True)`` give tiny random-sized test
 versions; they never stand in for the real models.
 """
@@ -31,8 +31,9 @@ from nvcodec.tasks.geometry import (
     preprocess,
     whole_frame_geometry,
 )
-from nvcodec.tasks.labels import coco_labels, imagenet_classes, label_name
-from nvcodec.tasks import efficientnet
+from nvcodec.tasks.labels import coco_labels, imagenet_classes, kinetics400_classes, label_name
+from nvcodec.tasks import efficientnet, video_resnet
+from nvcodec.tasks.clips import ClipSampling
 from nvcodec.tasks.detr import DETR_WEIGHTS
 from nvcodec.tasks.resnet import RESNET50_WEIGHTS, calibrate_bn
 from nvcodec.tasks.weights import WeightsLookup, WeightsSource, resolve_weights
@@ -49,7 +50,7 @@ Builder = Callable[[WeightsSource, "torch.device | str", bool], InjectableBackbo
 class TaskSpec:
     """Everything needed to run one task from pixels or from injected activations.
 
-    `postprocess` returns one list per frame: classification -> top-k
+    `postprocess` returns one list per frame (per window for clip tasks, `clip` set): classification -> top-k
     ``{"label", "index", "score"}``; detection -> ``{"label", "index", "score", "box"}``
     with ``box = [x0, y0, x1, y1]`` in original-frame pixels.
     """
@@ -72,6 +73,8 @@ class TaskSpec:
     _distill: Callable[[Any, Any], Tensor]
     weights: WeightsLookup
     default_options: dict[str, Any] = field(default_factory=dict)
+    clip: ClipSampling | None = None
+    """Set for tasks whose unit is a window of frames (see `nvcodec.tasks.clips`); None: one frame."""
 
     def geometry(self, *frame_hw: int | Sequence[int], tiny: bool = False) -> Geometry:
         """Input geometry for frames of size H x W: ``geometry((H, W))`` or ``geometry(H, W)``.
@@ -148,6 +151,7 @@ class TaskSpec:
             "std": list(self.std),
             "output_schema": self.output_schema,
             "fidelity": self.fidelity_doc,
+            **({"clip": self.clip.to_dict()} if self.clip is not None else {}),
         }
 
 
@@ -358,6 +362,39 @@ _TASKS: dict[str, TaskSpec] = {
         default_options={"threshold": DEFAULT_DETECTION_THRESHOLD},
     ),
 }
+
+_KINETICS_SCHEMA = {
+    "per_window": "list of the top-k actions, best first (k = top_k, default 5), for each clip window",
+    "fields": {
+        "label": "str: Kinetics-400 action name",
+        "index": "int: class index 0..399",
+        "score": "float: softmax probability",
+    },
+}
+
+
+def _clip_task(name: str, description: str, backbone: str, builder: Builder, weights: WeightsLookup,
+               clip: ClipSampling) -> TaskSpec:
+    return TaskSpec(
+        name=name, description=description, output_type="classification", backbone=backbone,
+        injection_points=video_resnet.POINTS, mean=video_resnet.KINETICS_MEAN, std=video_resnet.KINETICS_STD,
+        labels=kinetics400_classes(), output_schema=_KINETICS_SCHEMA,
+        fidelity_doc=classification_fidelity.__doc__ or "",
+        _geometry=lambda hw: imagenet_geometry(hw, 256, 256),
+        _tiny_geometry=lambda hw: imagenet_geometry(hw, 72, 64),
+        _builder=builder, _postprocess=_classification_postprocess, _fidelity=classification_fidelity,
+        _distill=classification_distill, weights=weights, default_options={"top_k": DEFAULT_TOP_K}, clip=clip,
+    )
+
+
+_TASKS["slowfast_r50"] = _clip_task(
+    "slowfast_r50", "Kinetics-400 action recognition with SlowFast R50 8x8 (pytorchvideo weights); "
+    "top-5 per clip window of 32 frames at stride 2 (slow pathway: every 4th)", "slowfast-r50-8x8",
+    video_resnet.build_slowfast, video_resnet.SLOWFAST_WEIGHTS, ClipSampling(32, 2, tiny_frames=8, tiny_rate=1))
+_TASKS["i3d_r50"] = _clip_task(
+    "i3d_r50", "Kinetics-400 action recognition with I3D R50 8x8 (pytorchvideo weights); "
+    "top-5 per clip window of 8 frames at stride 8", "i3d-r50-8x8",
+    video_resnet.build_i3d, video_resnet.I3D_WEIGHTS, ClipSampling(8, 8, tiny_frames=4, tiny_rate=2))
 
 
 def list_tasks() -> list[TaskSpec]:

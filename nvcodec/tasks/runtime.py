@@ -10,6 +10,7 @@ import torch
 
 from ..errors import FormatError, UsageError
 from .adapter import ADAPTER_KINDS, MicroAdapter
+from .clips import ClipAdapter
 from .flops import count_flops
 from .geometry import Geometry, crop_features, preprocess
 from .registry import TaskSpec, get_task
@@ -30,9 +31,23 @@ class TaskRuntime:
     random: bool
     tiny: bool
 
+    @property
+    def clip_len(self) -> int:
+        """Frames per unit of work: the clip length of a clip task, 1 for a per-frame task."""
+        return self.spec.clip.clip_len(self.tiny) if self.spec.clip is not None else 1
+
     def pixel_input(self, frames_uint8: torch.Tensor) -> torch.Tensor:
-        """Preprocess decoded frames (N, H, W, 3) uint8 for the full backbone."""
-        return preprocess(frames_uint8, self.geometry, self.spec.mean, self.spec.std)
+        """Preprocess decoded frames (N, H, W, 3) uint8 for the full backbone.
+
+        Clip tasks take whole clips, N = B x clip_len frames in clip order: (B, 3, T, h, w).
+        """
+        x = preprocess(frames_uint8, self.geometry, self.spec.mean, self.spec.std)
+        if self.spec.clip is None:
+            return x
+        t = self.clip_len
+        if x.shape[0] % t:
+            raise UsageError(f"{self.spec.name} takes clips of {t} frames, got {x.shape[0]} frames")
+        return x.reshape(x.shape[0] // t, t, *x.shape[1:]).transpose(1, 2)
 
     def point_size(self, point: str) -> tuple[int, int]:
         """Spatial size of the backbone activation at `point` for this geometry."""
@@ -54,10 +69,18 @@ def build_runtime(task: str, weights: str | None, device: torch.device, width: i
     rt = TaskRuntime(spec, model, geometry, RANDOM_TINY if tiny else source.label, random, tiny)
     if random and calibration_frames is not None:
         with torch.random.fork_rng(devices=[]):
-            spec.calibrate(model, [rt.pixel_input(calibration_frames.to(device))])
+            spec.calibrate(model, [rt.pixel_input(whole_clips(calibration_frames.to(device), rt.clip_len))])
         model.eval()
     return rt
 
+
+
+def whole_clips(frames: torch.Tensor, clip_len: int) -> torch.Tensor:
+    """`frames` cut (or, when fewer, cycled) to a whole number of clips of `clip_len` frames."""
+    if clip_len <= 1:
+        return frames
+    n = max(clip_len, frames.shape[0] - frames.shape[0] % clip_len)
+    return frames[[i % frames.shape[0] for i in range(n)]]
 
 
 def valid_region(feat: torch.Tensor, width: int, height: int, pad_width: int, pad_height: int) -> torch.Tensor:
@@ -115,10 +138,13 @@ def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device
         if kind not in ADAPTER_KINDS:
             raise FormatError(f"unknown adapter kind {kind!r}", section=name)
         try:
-            adapter = MicroAdapter.from_arrays(bundle.tensors, tuple(expected), kind=kind)
+            if rt.spec.clip is not None:
+                adapter = _clip_adapter(bundle.tensors, meta, rt, point, tuple(expected), kind)
+            else:
+                adapter = MicroAdapter.from_arrays(bundle.tensors, tuple(expected), kind=kind)
         except (KeyError, ValueError, RuntimeError, UsageError) as exc:
             raise FormatError(f"adapter tensors do not form a {kind} adapter: {exc}", section=name) from None
-        if adapter.out_channels != channels:
+        if rt.spec.clip is None and adapter.out_channels != channels:
             raise FormatError(f"adapter gives {adapter.out_channels} channels, {point} has {channels}", section=name)
         block_channels = video.config(seg).channels[layer]
         if adapter.in_channels != block_channels:
@@ -128,11 +154,34 @@ def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device
     return out
 
 
+def _clip_adapter(tensors: dict, meta: dict, rt: TaskRuntime, point: str, size: tuple[int, int],
+                  kind: str) -> ClipAdapter:
+    """A clip task's adapter: one per backbone pathway, each checked against that pathway's channels.
+
+    Pathway names come from the backbone (the file's list must equal them); clip positions are
+    the backbone's own, never read from the file.
+    """
+    names = list(rt.model.pathways)
+    listed = meta.get("pathways")
+    if not isinstance(listed, list) or [d.get("name") if isinstance(d, dict) else None for d in listed] != names:
+        raise UsageError(f"adapter pathways must be {names}")
+    adapter = ClipAdapter.from_arrays(tensors, names, [size] * len(names), rt.model.pathway_positions(point),
+                                      rt.clip_len, kind)
+    got = [a.out_channels for a in adapter.pathway_adapters]
+    if got != rt.model.pathway_channels(point):
+        raise UsageError(f"adapter gives {got} channels per pathway, {point} has {rt.model.pathway_channels(point)}")
+    if len({a.in_channels for a in adapter.pathway_adapters}) != 1:
+        raise UsageError("pathway adapters take different channel counts")
+    return adapter
+
+
 @torch.inference_mode()
 def pixel_path_flops(video: Any, rt: TaskRuntime, device: torch.device) -> tuple[int, int]:
-    """FLOPs per frame of the pixel path: (INR full decode, preprocessing + full backbone), on segment 0."""
+    """FLOPs per frame (per clip for clip tasks) of the pixel path: (INR full decode, preprocessing +
+    full backbone), on segment 0."""
     seg = video.segments[0]
+    idx = [seg.start] * rt.clip_len
     dec_full, _ = video.decoder(seg, None, device)
-    _, f_full = count_flops(dec_full, video.inputs(seg, [seg.start], device, None))
-    _, f_backbone = count_flops(rt.model, rt.pixel_input(video.frames([seg.start], device=device)))
+    _, f_full = count_flops(dec_full, video.inputs(seg, idx, device, None))
+    _, f_backbone = count_flops(rt.model, rt.pixel_input(video.frames(idx, device=device)))
     return f_full, f_backbone
