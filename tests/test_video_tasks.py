@@ -252,3 +252,22 @@ def test_tampered_pathway_list_is_a_format_error(attached, tmp_path):
     append_nvp(p, [Section("adapter/slowfast_r50", SectionKind.ADAPTER, pack_tensors(bundle.tensors, meta=meta))])
     with pytest.raises(FormatError, match="pathways"):
         infer(p, ["slowfast_r50"])
+
+
+def test_bench_runs_clip_tasks_with_shared_prefix(tmp_path):
+    from nvcodec.bench.run import BenchOptions, run_bench
+
+    clip = write_clip(str(tmp_path / "b.mp4"), synthetic_frames(8, 32, 48))
+    opts = dict(params=5e3, epochs=3, bpps=[], codecs=["x264"], weights=TINY, repeat=1, warmup=0,
+                attach_epochs=2, random_access=2, device="cpu")
+    r = run_bench(clip, BenchOptions(tasks=list(CLIP_TASKS), **opts))
+    assert r["tasks"]["slowfast_r50"]["window_frames"] == [list(range(8))]
+    assert r["tasks"]["i3d_r50"]["window_frames"] == [[0, 2, 4, 6]]
+    for t in r["tasks"].values():
+        assert t["unit"] == "window"
+        g = {k: p["gflops"] for k, p in t["paths"].items()}
+        assert 0 < g["nvcodec"]["total"] < g["inr_pixels"]["total"]
+        assert g["codec"]["backbone"] == g["inr_pixels"]["backbone"]
+    assert r["multi_task"]["tasks"] == list(CLIP_TASKS)
+    with pytest.raises(UsageError, match="mixes"):
+        run_bench(clip, BenchOptions(tasks=["resnet50", "i3d_r50"], **opts))

@@ -314,11 +314,10 @@ def _prepare(video: NvpVideo, task: str, weights: str | None, sample: int | None
     if get_task(task).clip is None:
         return prepare(video, task, weights, sample, device, source, source_stream, segment=segment, rt=rt)
 
-    def teacher(rt_: TaskRuntime, frames: torch.Tensor, points: tuple[str, ...]) -> tuple[dict, Any]:
-        return _teacher(rt_, frames, points)
+    def teacher(rt_: TaskRuntime, frames: list[int], decoded: torch.Tensor, points: tuple[str, ...]) -> tuple[dict, Any]:
+        pixels = source_frames(video, source, frames, source_stream).to(device) if source else decoded
+        return _teacher(rt_, pixels, points)
 
-    if source:
-        raise UsageError("--source (the original video as teacher) is not supported for clip tasks yet")
     return clip_attach.prepare_clip(video, task, weights, sample, device, _features, teacher, segment=segment, rt=rt)
 
 

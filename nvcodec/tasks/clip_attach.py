@@ -81,8 +81,9 @@ def prepare_clip(video: NvpVideo, task: str, weights: str | None, sample_windows
                  rt: TaskRuntime | None = None) -> ClipData:
     """Sample windows of a segment, decode their frames once, and compute the teacher and INR features.
 
-    `features(video, rt, layers, frames, segment, device)` and `teacher_fn(rt, frames_uint8, points)`
-    are attach's helpers (so pixel sources and feature extraction stay one implementation each).
+    `features(video, rt, layers, frames, segment, device)` and `teacher_fn(rt, frame_indices,
+    decoded_uint8, points)` are attach's helpers (so pixel sources and feature extraction stay one
+    implementation each); the teacher sees the windows' frames in clip order.
     """
     from .registry import get_task
 
@@ -101,7 +102,8 @@ def prepare_clip(video: NvpVideo, task: str, weights: str | None, sample_windows
         m = video.metadata
         calib = video.frames(calibration_frames(windows), device=device)
         rt = build_runtime(task, weights, device, m.width, m.height, calibration_frames=calib)
-    targets, teacher = teacher_fn(rt, decoded[rows], spec.injection_points)
+    window_frames = [i for w in windows for i in w]
+    targets, teacher = teacher_fn(rt, window_frames, decoded[rows], spec.injection_points)
     inr = features(video, rt, range(video.num_layers), union, segment, device)
     if len(windows) == 1:
         # One window fits the segment: fit and validate on it.
