@@ -271,3 +271,17 @@ def test_bench_runs_clip_tasks_with_shared_prefix(tmp_path):
     assert r["multi_task"]["tasks"] == list(CLIP_TASKS)
     with pytest.raises(UsageError, match="mixes"):
         run_bench(clip, BenchOptions(tasks=["resnet50", "i3d_r50"], **opts))
+
+
+def test_tune_refits_a_clip_task_and_refuses_to_tune_one(base_nvp, tmp_path):
+    from nvcodec.tasks.tune import tune
+
+    p = str(tmp_path / "t.nvp")
+    shutil.copy(base_nvp, p)
+    attach(p, "efficientnet_lite0", weights=TINY, top_k=1, epochs=1, kinds=["linear"])
+    attach(p, "i3d_r50", weights=TINY, top_k=1, epochs=1, kinds=["linear"])
+    r = tune(p, "efficientnet_lite0", epochs=1)
+    assert set(r["refitted_tasks"]) == {"i3d_r50"} and 0 < r["refitted_tasks"]["i3d_r50"] <= 1
+    assert infer(p, ["i3d_r50"])["tasks"]["i3d_r50"]["windows"]
+    with pytest.raises(UsageError, match="clip"):
+        tune(p, "i3d_r50", epochs=1)

@@ -321,7 +321,9 @@ def _prepare(video: NvpVideo, task: str, weights: str | None, sample: int | None
     return clip_attach.prepare_clip(video, task, weights, sample, device, _features, teacher, segment=segment, rt=rt)
 
 
-def _train(data: Any, cand: Candidate, kind: str, epochs: int, distill: float, seed: int) -> dict[str, Any]:
+def _train(data: Any, cand: Candidate, kind: str, epochs: int = 30, distill: float = DISTILL_WEIGHT,
+           seed: int = 0) -> dict[str, Any]:
+    """`train_candidate`, or for clip data `clip_attach.train_clip_candidate` (recorded in `cand.trained` too)."""
     if isinstance(data, clip_attach.ClipData):
         result = clip_attach.train_clip_candidate(data, cand.inr_layer, cand.injection_point, kind, epochs, seed)
         cand.trained[kind] = result
