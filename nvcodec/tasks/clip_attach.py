@@ -23,8 +23,6 @@ from .cka import rank_pairs
 from .flops import count_flops
 from .runtime import TaskRuntime, build_runtime
 
-FEATURE_LR = 1e-4
-
 
 @dataclass
 class ClipData:
@@ -110,10 +108,9 @@ def prepare_clip(video: NvpVideo, task: str, weights: str | None, sample_windows
         windows, rows = windows * 2, rows * 2
         targets = {p: [a.repeat(2, 1, 1, 1, 1) for a in acts] for p, acts in targets.items()}
         teacher = teacher.repeat(2, 1)
-    n = len(windows)
-    hold = max(1, round(n * 0.25))
-    val = sorted({min(n - 1, int((i + 0.5) * n / hold)) for i in range(hold)})
-    train = [i for i in range(n) if i not in val] or val
+    from .attach import _split
+
+    train, val = _split(len(windows))
     return ClipData(video, rt, windows, union, rows, inr, targets, teacher, train, val, device)
 
 
@@ -160,6 +157,8 @@ def score_clip_pairs(data: ClipData, candidate: Any) -> list[Any]:
 
 def _fit(data: ClipData, x: torch.Tensor, y: torch.Tensor, point: str, q: int, kind: str, epochs: int,
          seed: int) -> Any:
+    from .attach import FEATURE_LR
+
     steps = len(data.rt.model.pathway_positions(point)[q])
     return fit_adapter(x, y, kind=kind, train_indices=slice_indices(data.train, steps),
                        val_indices=slice_indices(data.val, steps), epochs=epochs, lr=FEATURE_LR, seed=seed,
