@@ -224,7 +224,7 @@ def run_clip(clip: str, n: int, nvp_dir: str, budget: float, kinds: tuple[str, .
                 r = train_candidate(data, c, kind, epochs=epochs)
                 k, p = c.key
                 with torch.no_grad():
-                    logits = torch.cat([rt.model.forward_from(r["adapter"](feats[k][i:i + 8]), p) for i in range(0, n, 8)])
+                    logits = torch.cat([rt.model.forward_from(r["adapter"].stored(r.get("bits"))(feats[k][i:i + 8]), p) for i in range(0, n, 8)])
                 rows.append({
                     "inr_layer": k, "injection_point": p, "kind": kind, "cka": c.cka, "lstsq_fidelity": c.lstsq,
                     "heldout_fidelity": r["fidelity"], "r2": r["fit"].val_metrics["r2"],

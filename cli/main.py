@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from nvcodec.errors import NoSpaceError, NvcodecError, UsageError, is_no_space
+from nvcodec.errors import FormatError, NoSpaceError, NvcodecError, UsageError, is_no_space
 
 from .bench import bench
 from .progress import ProgressBar
@@ -38,15 +38,26 @@ def info(file: str, as_json: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 def verify(file: str, as_json: bool) -> None:
-    """Check every checksum and the whole-file integrity of an .nvp file (exit 0 when intact)."""
-    from nvcodec.container import verify_nvp
+    """Check every checksum and the whole-file integrity of an .nvp file (exit 0 when intact, 3 when damaged).
+
+    A damaged file lists every damaged section (live or superseded) with its byte range.
+    """
+    from nvcodec.container import check_nvp, describe_problem
 
     _require_file(file)
-    report = verify_nvp(file)
+    report = {"file": file, **check_nvp(file)}
     if as_json:
-        print_json({"file": file, "ok": True, **report})
+        print_json(report)
+    elif report["ok"]:
+        click.echo(f"{file}: OK ({report['sections']} sections, {report['bytes']} bytes checked)")
     else:
-        click.echo(f"{file}: OK ({report.get('sections', '?')} sections, {report.get('bytes', '?')} bytes checked)")
+        click.echo(f"{file}: DAMAGED ({report['problem_count']} problem(s))")
+        for p in report["problems"]:
+            click.echo(f"  {describe_problem(p)}")
+    if not report["ok"]:
+        first = describe_problem(report["problems"][0])
+        more = f" and {report['problem_count'] - 1} more" if report["problem_count"] > 1 else ""
+        raise FormatError(f"{file} is damaged: {first}{more}")
 
 
 @app.command(epilog=EPILOG)
@@ -106,6 +117,7 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
                                                source_stream=stream, progress=bar))
             finally:
                 bar.close()
+            _warn(summary["tasks"][-1])
     if as_json:
         print_json(summary)
     else:
@@ -124,7 +136,7 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
 @click.option("--sheet", metavar="PNG", help="Write a contact sheet (with --layer: feature maps; with --compare: side by side).")
 @click.option("--compare", metavar="ORIGINAL", help="Per-frame PSNR against the original video.")
 @click.option("--layer", type=int, metavar="K", help="With --sheet: show decoder block K's feature maps.")
-@click.option("--stream", type=int, help="Video stream of ORIGINAL.")
+@click.option("--stream", type=int, help="Video stream of ORIGINAL (default: the one recorded at encode).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 @click.option("--json", "as_json", is_flag=True)
@@ -201,10 +213,13 @@ def tasks(as_json: bool) -> None:
 @click.option("--frames", "sample", type=int, default=None,
               help="Frames sampled for scoring and training (default: 32 for classification, 12 for detection; "
                    "clip tasks: windows, default 6).")
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 1, nothing appended) when the best fidelity is below the floor (0.6) or CKA is 0 for every pair.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def attach(file: str, task: str, weights: str | None, search: str, top_k: float, kinds: str, distill: float,
-           max_cost: float, source: str | None, epochs: int, sample: int | None, device: str, as_json: bool) -> None:
+           max_cost: float, source: str | None, epochs: int, sample: int | None, strict: bool, device: str,
+           as_json: bool) -> None:
     """Attach a task: score INR-block/injection-point pairs, train adapters for the best, append the winner."""
     from nvcodec.tasks.attach import attach as do_attach
 
@@ -213,9 +228,10 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
     try:
         report = do_attach(file, task, weights=weights, search=search, top_k=top_k, epochs=epochs,
                            sample_frames=sample, kinds=_split_tasks(kinds), distill=distill, max_cost=max_cost,
-                           source=source, device=device, progress=bar)
+                           source=source, device=device, strict=strict, progress=bar)
     finally:
         bar.close()
+    _warn(report)
     print_json(report) if as_json else click.echo(render_attach(report, table=True))
 
 
@@ -228,6 +244,10 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
 @click.option("--compare-pixels", is_flag=True, help="Also run the pixel path and report agreement.")
 @click.option("--compare-source", "source", type=click.Path(exists=True), metavar="ORIGINAL",
               help="Also report agreement with the full backbone on the original video's frames.")
+@click.option("--beams", type=int, default=1, show_default=True,
+              help="Beam search width for captions (1: greedy); other tasks ignore it.")
+@click.option("--labels", "labels_file", metavar="FILE",
+              help="Zero-shot tasks (clip_rn50): classify over these labels, one per line.")
 @click.option("--window", type=click.IntRange(min=1), metavar="N",
               help="Clip tasks: video frames per window (default: the model's span, e.g. 64 for 8x8).")
 @click.option("--stride", type=click.IntRange(min=1), metavar="N",
@@ -235,14 +255,18 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
-          source: str | None, window: int | None, stride: int | None, device: str, as_json: bool) -> None:
+          source: str | None, beams: int, labels_file: str | None, window: int | None, stride: int | None,
+          device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
     from nvcodec.tasks.infer import infer as do_infer
+    from nvcodec.tasks.labels import read_labels
 
     _require_file(file)
+    labels = read_labels(labels_file) if labels_file is not None else None
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
-                      compare_pixels=compare_pixels, source=source, device=device, window=window, stride=stride)
+                      compare_pixels=compare_pixels, source=source, device=device, beams=beams, labels=labels,
+                      window=window, stride=stride)
     print_json(report) if as_json else click.echo(render_infer(report))
 
 
@@ -300,6 +324,11 @@ def compact(file: str, as_json: bool) -> None:
 
 
 app.add_command(bench)
+
+
+def _warn(report: dict) -> None:
+    for w in report.get("warnings", []):
+        click.echo(f"nvcodec: warning: {w}", err=True)
 
 
 def _split_tasks(text: str) -> list[str]:

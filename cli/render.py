@@ -141,6 +141,8 @@ def render_attach(r: dict, table: bool = False) -> str:
 def _fmt_pred(task: dict, pred: Any) -> str:
     if task["output_type"] == "classification":
         return ", ".join(f"{p['label']} {p['score']:.3f}" for p in pred)
+    if task["output_type"] == "caption":
+        return " / ".join(repr(p["caption"]) for p in pred)
     if not pred:
         return "(no detections above threshold)"
     return "; ".join(f"{p['label']} {p['score']:.2f} [{', '.join(f'{x:.0f}' for x in p['box'])}]" for p in pred)

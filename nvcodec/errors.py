@@ -54,6 +54,12 @@ class NotAttachedError(NvcodecError):
     exit_code = 6
 
 
+class LowFidelityError(NvcodecError):
+    """`attach --strict`: the best adapter falls below the fidelity floor or the features are degenerate."""
+
+    exit_code = 1
+
+
 class NoSpaceError(NvcodecError):
     """The disk (or the user's quota) filled up while writing; nothing half-written is left behind."""
 

@@ -114,3 +114,26 @@ def test_fit_from_a_given_adapter_keeps_its_kind_and_weights():
         assert torch.equal(again.adapter.state_dict()[k], v)
     with pytest.raises(UsageError):
         fit_adapter(x[:, :2], y, init=start)
+
+
+@pytest.mark.parametrize("kind", ADAPTER_KINDS)
+@pytest.mark.parametrize("bits", [None, 8])
+def test_packed_adapter_reads_back_as_stored(kind, bits):
+    from nvcodec.container import unpack_tensors
+
+    a = MicroAdapter(6, 40, (7, 9), kind=kind)
+    with torch.no_grad():
+        for p in a.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen(3)))
+    stored = a.stored(bits)
+    bundle = unpack_tensors(a.pack({"kind": kind}, bits))
+    assert bundle.meta == {"kind": kind, "bits": bits or 16}
+    back = MicroAdapter.from_arrays({n: bundle.dequantized(n) for n in bundle.tensors}, (7, 9), kind=kind)
+    x = torch.randn(2, 6, 20, 30, generator=gen(4))
+    torch.testing.assert_close(back(x), stored(x), rtol=0, atol=0)
+    if bits == 8:
+        assert all(bundle.tensors[n].dtype == np.uint8 for n in bundle.tensors if bundle.tensors[n].ndim >= 2)
+        big = MicroAdapter(64, 128, (7, 9), kind=kind)
+        assert len(big.pack({}, 8)) < 0.65 * len(big.pack({}, None))
+        w, ws = a.conv.weight.detach(), stored.conv.weight.detach()
+        assert (w - ws).abs().max() <= (w.amax() - w.amin()) / 255

@@ -306,3 +306,14 @@ def test_cka_on_cuda():
     cuda_rank = rank_pairs(inr, bb)
     cpu_rank = rank_pairs({0: inr[0].cpu()}, bb)
     assert cuda_rank[0].cka == pytest.approx(cpu_rank[0].cka, rel=1e-6)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_rank_pairs_near_constant_features_keep_their_alignment(debiased):
+    """A large common offset with little variation (a nearly constant INR block) must not score 0."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(12, 8, 4, 4, generator=g, dtype=torch.float64)
+    target = torch.nn.functional.conv2d(base, torch.randn(6, 8, 1, 1, generator=g, dtype=torch.float64))
+    plain = rank_pairs({0: base}, {"p": target}, debiased=debiased)[0].cka
+    shifted = rank_pairs({0: 1e-3 * base + 100.0}, {"p": target}, debiased=debiased)[0].cka
+    assert plain > 0.2 and shifted == pytest.approx(plain, abs=1e-6)

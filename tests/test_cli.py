@@ -78,9 +78,16 @@ def test_verify_ok_and_damaged(small_nvp, tmp_path):
     data = bytearray(open(out, "rb").read())
     data[200] ^= 0xFF
     bad.write_bytes(bytes(data))
-    rc, _, se = nv("verify", str(bad))
+    rc, so, se = nv("verify", str(bad))
     assert_clean_error(rc, se, 3)
-    assert "offset" in se or "section" in se
+    assert "section '" in se and "at bytes [" in se and "DAMAGED" in so
+    rc, so, se = nv("verify", "--json", str(bad))
+    assert_clean_error(rc, se, 3)
+    report = json.loads(so)
+    assert report["ok"] is False and report["problem_count"] >= 1
+    assert all(p["message"] and (p.get("section") or p.get("region")) for p in report["problems"])
+    rc, so, _ = nv("verify", "--json", out)
+    assert rc == 0 and json.loads(so)["ok"] is True and json.loads(so)["problems"] == []
 
 
 def test_not_an_nvp_file(tmp_path):
@@ -180,3 +187,26 @@ def test_ctrl_c_during_encode_then_resume(tmp_path):
                     "--resume", "--json")
     assert rc == 0, se
     assert json.loads(so)["bytes"] == os.path.getsize(out) and not os.path.exists(ckpt)
+
+
+def test_stream_and_frames_out_of_range_are_both_usage_errors(small_nvp, tmp_path):
+    clip, out, _ = small_nvp
+    for extra in (["--stream", "3"], ["--frames", "0:99"]):
+        rc, _, se = nv("encode", clip, str(tmp_path / "x.nvp"), *ENCODE_FAST, *extra)
+        assert_clean_error(rc, se, 2)
+        assert not (tmp_path / "x.nvp").exists()
+    rc, _, se = nv("view", out, "--compare", clip, "--stream", "2")
+    assert_clean_error(rc, se, 2)
+
+
+def test_view_compare_uses_the_stream_and_range_recorded_at_encode(tmp_path):
+    from test_video_io import _two_video_streams
+
+    _, b = _two_video_streams(tmp_path / "two.mkv")
+    out = str(tmp_path / "s1.nvp")
+    rc, _, se = nv("encode", str(tmp_path / "two.mkv"), out, "--stream", "1", "--frames", "1:3", *ENCODE_FAST)
+    assert rc == 0, se
+    rc, so, se = nv("view", out, "--compare", str(tmp_path / "two.mkv"), "--json")
+    assert rc == 0, se
+    report = json.loads(so)["compare"]
+    assert report["frames"] == [0, 2] and report["psnr"] > 10

@@ -901,3 +901,53 @@ def test_compact_failure_leaves_the_file_untouched(tmp_path, monkeypatch):
         compact_nvp(path)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["c.nvp"]
+
+
+def test_check_nvp_names_every_damaged_section(tmp_path: Path) -> None:
+    from nvcodec.container import check_nvp
+
+    path = tmp_path / "v.nvp"
+    _small_two_generation_file(path)
+    with NvpReader(path) as r:
+        block, raw = r.info("block/0"), r.info("raw")
+    data = bytearray(path.read_bytes())
+    data[block.offset + 2] ^= 0x10
+    data[raw.offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    report = check_nvp(path)
+    assert not report["ok"] and report["problem_count"] == 2
+    assert [(p["section"], p["start"], p["end"]) for p in report["problems"]] == [
+        ("block/0", block.offset, block.offset + block.stored_length),
+        ("raw", raw.offset, raw.offset + raw.stored_length)]
+    with pytest.raises(FormatError, match=r"section 'block/0' \(inr_block\) at bytes .*1 more") as exc:
+        verify_nvp(path)
+    assert exc.value.section == "block/0" and exc.value.offset == block.offset
+
+
+def test_check_nvp_names_a_damaged_superseded_section(tmp_path: Path) -> None:
+    from nvcodec.container import check_nvp
+
+    path = tmp_path / "v.nvp"
+    write_nvp(path, [Section("routing", SectionKind.ROUTING, pack_msgpack({"tasks": {}}), Codec.RAW)])
+    with NvpReader(path) as r:
+        old = r.info("routing")
+    append_nvp(path, [Section("routing", SectionKind.ROUTING, pack_msgpack({"tasks": {"a": 1}}), Codec.RAW)])
+    data = bytearray(path.read_bytes())
+    data[old.offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    (p,) = check_nvp(path)["problems"]
+    assert (p["section"], p["superseded"], p["generation"], p["start"]) == ("routing", True, 1, old.offset)
+
+
+def test_check_nvp_damage_outside_sections_is_padding(tmp_path: Path) -> None:
+    from nvcodec.container import check_nvp
+
+    path = tmp_path / "v.nvp"
+    write_nvp(path, [Section("a", 500, b"abc", Codec.RAW)])
+    with NvpReader(path) as r:
+        a = r.info("a")
+    data = bytearray(path.read_bytes())
+    data[a.offset + a.stored_length] ^= 0x01
+    path.write_bytes(bytes(data))
+    (p,) = check_nvp(path)["problems"]
+    assert p["region"] == "padding or an older index" and "every section inside is intact" in p["message"]

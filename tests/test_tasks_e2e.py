@@ -338,3 +338,64 @@ def test_cli_tune_and_compact(nvp):
     p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "tune", nvp, "--task", "detr"], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 6 and "attach" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_quality_warnings_floor_and_degenerate_cka():
+    from nvcodec.tasks.attach import FIDELITY_FLOOR, Candidate, quality_warnings
+
+    good = [Candidate(0, "stem", 0.4, 0.8), Candidate(1, "layer1", 0.0, 0.7)]
+    assert quality_warnings(good, 0.9) == []
+    (w,) = quality_warnings(good, FIDELITY_FLOOR - 0.01)
+    assert "below the floor" in w
+    flat = [Candidate(0, "stem", 0.0, 0.8), Candidate(1, "layer1", 1e-9, 0.7)]
+    (w,) = quality_warnings(flat, 0.9)
+    assert "CKA is 0 for every pair" in w
+
+
+def test_attach_strict_refuses_below_the_floor_and_appends_nothing(nvp, monkeypatch):
+    import nvcodec.tasks.attach as mod
+    from nvcodec.errors import LowFidelityError
+
+    monkeypatch.setattr(mod, "FIDELITY_FLOOR", 1.01)
+    before = open(nvp, "rb").read()
+    with pytest.raises(LowFidelityError, match="not attached"):
+        attach(nvp, "resnet50", weights=TINY, top_k=1, epochs=1, strict=True)
+    assert open(nvp, "rb").read() == before
+    r = attach(nvp, "resnet50", weights=TINY, top_k=1, epochs=1)
+    assert r["warnings"] and "below the floor" in r["warnings"][0] and r["fidelity_floor"] == 1.01
+
+
+def test_cli_attach_strict_on_a_constant_video(tmp_path):
+    import numpy as np
+
+    frames = np.full((6, 32, 48, 3), 90, np.uint8)
+    clip = write_clip(str(tmp_path / "flat.mp4"), frames)
+    out = str(tmp_path / "flat.nvp")
+    encode(clip, out, EncodeOptions(psnr=None, epochs=3, params=4000, device="cpu", seed=0))
+    before = open(out, "rb").read()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "nvcodec_cli.main", "attach", out, "--task", "resnet50", "--weights", TINY,
+           "--epochs", "1", "--top-k", "1"]
+    p = subprocess.run(cmd + ["--strict"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 1 and "CKA is 0 for every pair" in p.stderr and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].startswith("nvcodec: error:")
+    assert open(out, "rb").read() == before
+    p = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0 and "nvcodec: warning: CKA is 0" in p.stderr
+    assert json.loads(p.stdout)["warnings"]
+
+
+@pytest.mark.parametrize("tolerance, bits", [(1.0, 8), (-1.0, 16)])
+def test_attach_stores_8_bit_adapters_when_they_cost_no_fidelity(nvp, monkeypatch, tolerance, bits):
+    import nvcodec.tasks.attach as mod
+    from nvcodec.codec.meta import read_routing
+
+    monkeypatch.setattr(mod, "QUANT_TOLERANCE", tolerance)
+    r = attach(nvp, "resnet50", weights=TINY, top_k=1, epochs=1)
+    assert r["chosen"]["adapter_bits"] == bits
+    with NvpReader(nvp) as rd:
+        entry = read_routing(rd)["tasks"]["resnet50"]
+        bundle = rd.read_tensors(entry["adapter_sections"][0])
+    assert entry["adapter_bits"] == bits and bundle.meta["bits"] == bits
+    assert bundle.tensors["conv.weight"].dtype == ("uint8" if bits == 8 else "float16")
+    assert infer(nvp, ["resnet50"], frames=(0, 2))["tasks"]["resnet50"]["frames"]

@@ -231,7 +231,7 @@ def test_stream_selection(tmp_path):
     np.testing.assert_array_equal(arr1, b)
     assert (info0.stream_index, info1.stream_index) == (1, 2)
     assert probe_video(tmp_path / "two.mkv", stream=0).width == 32
-    with pytest.raises(InputError, match="video stream 2 out of range.*2 video stream.*counts video streams only") as e:
+    with pytest.raises(UsageError, match="video stream 2 out of range.*2 video stream.*counts video streams only") as e:
         probe_video(tmp_path / "two.mkv", stream=2)
     assert_one_line(e.value)
 

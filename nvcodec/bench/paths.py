@@ -27,7 +27,7 @@ from ..errors import FormatError, InputError, NotAttachedError
 from ..errors import UsageError
 from ..tasks.adapter import MicroAdapter
 from ..tasks.clips import plan_windows, union_frames
-from ..tasks.agreement import classification_agreement, detection_map
+from ..tasks.agreement import caption_agreement, classification_agreement, detection_map
 from ..tasks.flops import count_flops
 from ..codec.meta import read_routing
 from ..tasks.runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters
@@ -112,7 +112,7 @@ def detach(raw: Any) -> Any:
 
 def _head(t: TaskSetup, raw: Any) -> list[list[dict]]:
     m = t.rt.geometry.frame_hw
-    return t.rt.spec.postprocess(raw, t.rt.geometry, m, threshold=t.threshold)
+    return t.rt.spec.postprocess(raw, t.rt.geometry, m, threshold=t.threshold, model=t.rt.model)
 
 
 def _keep(run: PathRun, key: str, raw: Any, preds: list[list[dict]]) -> None:
@@ -372,13 +372,16 @@ def agreement(t: TaskSetup, raws: list[Any], preds: list[list[dict]], ref_raws: 
 
     Classification: top-1 agreement and mean KL(reference || path); detection: mAP@0.5 and
     mAP@0.5:0.95 taking the reference detections as ground truth (null when the reference
-    has no detection above the threshold). Both: the task's fidelity score (1 = identical).
+    has no detection above the threshold); captions: token agreement and BLEU-4. All: the
+    task's fidelity score (1 = identical).
     """
     spec = t.rt.spec
     a, r = spec.concat_raw(raws), spec.concat_raw(ref_raws)
     if spec.output_type == "classification":
         out = classification_agreement(a if isinstance(a, torch.Tensor) else a["logits"],
                                        r if isinstance(r, torch.Tensor) else r["logits"])
+    elif spec.output_type == "caption":
+        out = caption_agreement(a["tokens"], r["tokens"])
     else:
         out = {"map50": detection_map(preds, ref_preds),
                "map50_95": detection_map(preds, ref_preds, tuple(0.5 + 0.05 * i for i in range(10))),

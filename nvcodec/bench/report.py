@@ -35,6 +35,8 @@ def _agree(a: dict | None) -> str:
         return "n/a"
     if "top1_agreement" in a:
         return f"top-1 {a['top1_agreement'] * 100:.1f}%, KL {max(a['mean_kl'], 0.0):.3f}"
+    if "bleu4" in a:
+        return f"tokens {a['token_agreement'] * 100:.1f}%, BLEU-4 {a['bleu4']:.3f}"
     m = a.get("map50")
     return f"mAP50 {_f(m, '.3f')}, fid {a['fidelity']:.3f}"
 

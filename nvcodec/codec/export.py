@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..inr.metrics import psnr as psnr_fn
 from ..video import contact_sheet, feature_sheet, read_frames, side_by_side, write_png, write_png_dir, write_video, write_y4m
 from .frames import resolve_range
+from .meta import recorded_stream
 from .video import NvpVideo
 
 SHEET_MAX_FRAMES = 16
@@ -70,9 +71,15 @@ def layer_sheet(video: NvpVideo, path: str, layer: int, *, frames: tuple[int | N
 
 def compare(video: NvpVideo, original: str, *, frames: tuple[int | None, int | None] | None = None,
             sheet: str | None = None, device: str = "auto", stream: int | None = None) -> dict:
-    """Per-frame PSNR of the decoded video against the original; optional side-by-side sheet."""
+    """Per-frame PSNR of the decoded video against the original; optional side-by-side sheet.
+
+    Frame i of the file is compared with frame start + i of the source range recorded at encode,
+    in the video stream recorded at encode unless `stream` is given.
+    """
     start, stop = resolve_range(frames, len(video))
     offset = video.metadata.source_frames[0] if video.metadata.source_frames else 0
+    if stream is None:
+        stream = recorded_stream(video.reader)
     ref, info = read_frames(original, stream=stream, frames=(start + offset, stop + offset))
     if (info.width, info.height) != (video.metadata.width, video.metadata.height):
         raise UsageError(f"{original} is {info.width}x{info.height}, the .nvp is "

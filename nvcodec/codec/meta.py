@@ -220,6 +220,13 @@ def read_provenance(reader: NvpReader) -> dict:
     return prov
 
 
+def recorded_stream(reader: NvpReader) -> int | None:
+    """The source's video stream number recorded at encode (`--stream`), None when not recorded."""
+    settings = read_provenance(reader).get("settings")
+    stream = settings.get("stream") if isinstance(settings, dict) else None
+    return stream if isinstance(stream, int) and not isinstance(stream, bool) and 0 <= stream < 1 << 16 else None
+
+
 def finite_number(value: Any) -> bool:
     """Whether `value` is an int or a finite float (bools are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

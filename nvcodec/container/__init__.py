@@ -10,14 +10,14 @@ from nvcodec.container.reader import NvpReader
 from nvcodec.container.tensors import (
     QuantParams, TensorBundle, bf16_bits_to_float32, float32_to_bf16_bits, pack_tensors, unpack_tensors,
 )
-from nvcodec.container.verify import verify_nvp
+from nvcodec.container.verify import check_nvp, describe_problem, verify_nvp
 from nvcodec.container.writer import Section, append_nvp, compact_nvp, write_nvp
 
 __all__ = [
     "MAJOR_VERSION", "MINOR_VERSION", "SUPPORTED_FEATURES",
     "Codec", "SectionInfo", "SectionKind", "Section",
     "NvpReader", "write_nvp", "append_nvp",
-    "compact_nvp", "verify_nvp",
+    "check_nvp", "compact_nvp", "describe_problem", "verify_nvp",
     "pack_msgpack", "unpack_msgpack",
     "QuantParams", "TensorBundle", "pack_tensors", "unpack_tensors", "float32_to_bf16_bits", "bf16_bits_to_float32",
 ]

@@ -29,7 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..container import pack_tensors
 from ..errors import FormatError, UsageError
+from ..inr.quant import dequantize_tensor, quantize_auto
 from ..progress import ProgressCallback, emit
 
 __all__ = ["ADAPTER_KINDS", "MicroAdapter", "CompositeLoss", "TaskDistill", "AdapterFit", "fit_adapter",
@@ -40,7 +42,11 @@ PATCH = 2
 """``patch`` adapters resize to PATCH x the target grid and fold each PATCH x PATCH cell into channels."""
 MAX_ADAPTER_CHANNELS = 8192
 STORED_DTYPE = "float16"
-"""Adapters are stored as float16: half the bytes of float32, and fidelity is measured on them as stored."""
+"""Adapter tensors that are not quantized (biases, and every tensor of a ``bits=None`` adapter) are
+stored as float16; fidelity is always measured on the adapter as stored."""
+ADAPTER_BITS = 8
+"""Weights of 2-D or larger adapter tensors are stored quantized to this many bits, as the INR's
+(affine, per output channel where that pays), when it costs no fidelity; see `attach`."""
 
 # Positions used by the closed-form initialisation before positions are subsampled.
 LSTSQ_MAX_POSITIONS = 2_000_000
@@ -183,10 +189,27 @@ class MicroAdapter(nn.Module):
                 "hidden": self.hidden, "out_size": list(self.out_size) if self.out_size else None,
                 "params": self.num_parameters()}
 
-    def stored(self) -> "MicroAdapter":
-        """This adapter as the file stores it (float16 parameters), on the same device, in eval mode."""
+    def stored(self, bits: int | None = None) -> "MicroAdapter":
+        """This adapter as the file stores it (`pack`), on the same device, in eval mode."""
         dev = self.conv.weight.device
-        return MicroAdapter.from_arrays(self.to_arrays(STORED_DTYPE), self.out_size, self.kind).to(dev).eval()
+        arrays, quant = self._stored_arrays(bits)
+        values = {k: dequantize_tensor(v, quant[k]) if k in quant else v for k, v in arrays.items()}
+        return MicroAdapter.from_arrays(values, self.out_size, self.kind).to(dev).eval()
+
+    def pack(self, meta: dict, bits: int | None = None) -> bytes:
+        """The tensor bundle of an adapter section: weights quantized to `bits` (None: float16), the
+        rest float16; `meta` gains ``bits`` (16 when unquantized)."""
+        arrays, quant = self._stored_arrays(bits)
+        return pack_tensors(arrays, quant, meta={**meta, "bits": bits or 16})
+
+    def _stored_arrays(self, bits: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = self.to_arrays(STORED_DTYPE)
+        quant: dict[str, Any] = {}
+        if bits is not None:
+            for name, value in self.to_arrays("float32").items():
+                if value.ndim >= 2:
+                    arrays[name], quant[name] = quantize_auto(value, bits, 0)
+        return arrays, quant
 
     def to_arrays(self, dtype: str | np.dtype = "float32") -> dict[str, np.ndarray]:
         """Parameters as numpy arrays (float32 or float16), keyed like `state_dict`."""
@@ -298,14 +321,21 @@ class TaskDistill:
     flow to `act`); `teacher[i]` is the raw task output for frame i (a tensor with frames first,
     or a dict of such); `loss(student_raw, teacher_raw)` is a differentiable scalar, `weight` its
     weight beside the feature loss; `score(student_raw, teacher_raw)` (higher is better, e.g. the
-    task's fidelity) is reported on the validation frames.
+    task's fidelity) is reported on the validation frames. `context(teacher_raw)`, when given,
+    returns extra keyword arguments for the tail from the batch's teacher outputs (a caption
+    decoder is teacher-forced on the teacher's tokens).
     """
 
-    tail: Callable[[torch.Tensor], Any]
+    tail: Callable[..., Any]
     teacher: Any
     loss: Callable[[Any, Any], torch.Tensor]
     weight: float = 1.0
     score: Callable[[Any, Any], float] | None = None
+    context: Callable[[Any], dict[str, Any]] | None = None
+
+    def run_tail(self, act: torch.Tensor, teacher_raw: Any) -> Any:
+        """The tail on `act`, with the extra arguments `context` derives from `teacher_raw`."""
+        return self.tail(act, **self.context(teacher_raw)) if self.context is not None else self.tail(act)
 
     def teacher_of(self, idx: list[int], device: torch.device) -> Any:
         """The teacher outputs of frames `idx` on `device`."""
@@ -464,8 +494,9 @@ def _evaluate(
         p = adapter(x)
         total_loss += loss(p, y).to(torch.float64) * len(b)
         if task is not None:
-            raw = task.tail(p)
-            t = task.loss(raw, task.teacher_of(b, device)).to(torch.float64) * len(b)
+            teacher_b = task.teacher_of(b, device)
+            raw = task.run_tail(p, teacher_b)
+            t = task.loss(raw, teacher_b).to(torch.float64) * len(b)
             task_loss += t
             total_loss += task.weight * t
             student.append(raw)
@@ -622,7 +653,8 @@ def fit_adapter(
             pred = adapter(x)
             value = loss(pred, y)
             if task is not None:
-                value = value + task.weight * task.loss(task.tail(pred), task.teacher_of(b, dev))
+                teacher_b = task.teacher_of(b, dev)
+                value = value + task.weight * task.loss(task.run_tail(pred, teacher_b), teacher_b)
             value.backward()
             opt.step()
             running += value.detach().to(torch.float64) * len(b)

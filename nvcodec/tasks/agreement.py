@@ -86,3 +86,68 @@ def detection_map(preds: list[list[dict]], refs: list[list[dict]], iou_threshold
             precision = ctp / np.arange(1, len(scored) + 1) if len(scored) else np.zeros(0)
             aps.append(_ap(recall, precision))
     return float(np.mean(aps))
+
+
+def caption_ids(tokens: torch.Tensor) -> list[list[int]]:
+    """Per-frame caption token ids from a raw ``tokens`` tensor (N, L) padded with -1."""
+    return [[int(i) for i in row if i >= 0] for row in tokens.detach().long().cpu().tolist()]
+
+
+def token_agreement(captions: list[list[int]], references: list[list[int]]) -> float:
+    """Mean over frames of matching positions / the longer caption's length (1 for two empty captions)."""
+    scores = []
+    for a, r in zip(captions, references, strict=True):
+        n = max(len(a), len(r))
+        scores.append(1.0 if n == 0 else sum(x == y for x, y in zip(a, r)) / n)
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def _ngrams(seq: list[int], n: int) -> dict[tuple[int, ...], int]:
+    out: dict[tuple[int, ...], int] = {}
+    for i in range(len(seq) - n + 1):
+        g = tuple(seq[i:i + n])
+        out[g] = out.get(g, 0) + 1
+    return out
+
+
+def corpus_bleu(captions: list[list[int]], references: list[list[int]], max_n: int = 4) -> float:
+    """Corpus BLEU-`max_n` of token-id captions against one reference each.
+
+    Clipped n-gram precisions, add-one smoothed for n > 1 (Lin & Och 2004), geometric mean,
+    brevity penalty exp(1 - ref_len / cand_len) when shorter; 1 when every caption equals its
+    reference (empty ones included).
+    """
+    if all(a == r for a, r in zip(captions, references, strict=True)):
+        return 1.0
+    cand_len = sum(len(a) for a in captions)
+    ref_len = sum(len(r) for r in references)
+    if cand_len == 0:
+        return 0.0
+    log_p = 0.0
+    for n in range(1, max_n + 1):
+        match = total = 0
+        for a, r in zip(captions, references):
+            ca, cr = _ngrams(a, n), _ngrams(r, n)
+            match += sum(min(c, cr.get(g, 0)) for g, c in ca.items())
+            total += max(len(a) - n + 1, 0)
+        if n == 1:
+            if match == 0:
+                return 0.0
+            log_p += np.log(match / total)
+        else:
+            log_p += np.log((match + 1) / (total + 1))
+    bp = 1.0 if cand_len >= ref_len else float(np.exp(1 - ref_len / cand_len))
+    return float(bp * np.exp(log_p / max_n))
+
+
+def caption_agreement(tokens: torch.Tensor, reference_tokens: torch.Tensor) -> dict:
+    """How well captions follow a reference path's: token agreement (see `token_agreement`), corpus
+    BLEU-4 on token ids, the share of frames with identical captions, and the share of frames the
+    reference's most frequent caption covers (what always giving one caption would match)."""
+    a, r = caption_ids(tokens), caption_ids(reference_tokens)
+    counts: dict[tuple[int, ...], int] = {}
+    for c in r:
+        counts[tuple(c)] = counts.get(tuple(c), 0) + 1
+    return {"token_agreement": token_agreement(a, r), "bleu4": corpus_bleu(a, r),
+            "exact_match": float(np.mean([x == y for x, y in zip(a, r)])) if r else 1.0,
+            "constant_caption_share": max(counts.values()) / len(r) if r else 0.0, "frames": len(r)}

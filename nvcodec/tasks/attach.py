@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..codec.meta import read_provenance, read_routing
+from ..codec.meta import read_routing, recorded_stream
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
-from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
-from ..errors import UsageError
+from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
+from ..errors import LowFidelityError, UsageError
 from ..progress import ProgressCallback, emit
-from .adapter import STORED_DTYPE, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
+from .adapter import ADAPTER_BITS, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
 from .cka import rank_pairs, top_count
 from . import clip_attach
 from .flops import count_flops
@@ -49,6 +49,15 @@ MAX_ADAPTER_PCT = 1.0
 """Adapters above this share of the backbone's parameters are not trained (``linear`` always is)."""
 MAX_COST = 0.5
 """Pairs whose path costs more than this share of the pixel path's FLOPs are not candidates."""
+FIDELITY_FLOOR = 0.6
+"""Best held-out fidelity below which attach warns (and ``strict`` refuses to append). Fidelity is
+the task's score of the adapter path against the teacher, 1 when identical (classification: half
+top-1 agreement, half mean exp(-KL)): below 0.6 the adapter path disagrees with the teacher on
+most frames or spreads its probability very differently."""
+CKA_ZERO = 1e-6
+QUANT_TOLERANCE = 0.002
+"""The chosen adapter is stored with ADAPTER_BITS-bit weights when that lowers its held-out fidelity by
+at most this much, else as float16."""
 DISTILL_WEIGHT = 1.0
 DISTILL_LR = 1e-3
 FEATURE_LR = 1e-4
@@ -118,9 +127,7 @@ def source_frames(video: NvpVideo, source: str, idx: list[int], stream: int | No
     m = video.metadata
     offset = m.source_frames[0] if m.source_frames else 0
     if stream is None:
-        settings = read_provenance(video.reader).get("settings")
-        recorded = settings.get("stream") if isinstance(settings, dict) else None
-        stream = recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+        stream = recorded_stream(video.reader)
     lo, hi = offset + min(idx), offset + max(idx) + 1
     frames, info = read_frames(source, stream=stream, frames=(lo, hi))
     if (info.width, info.height) != (m.width, m.height) or frames.shape[0] != hi - lo:
@@ -289,12 +296,33 @@ def train_candidate(data: AttachData, cand: Candidate, kind: str, *, epochs: int
     k, p = cand.key
     fit = _fit(data.rt, data.inr[k], data.targets[p], data.teacher, p, kind, data.train, data.val, epochs, distill,
                seed, data.device)
-    adapter = fit.adapter.stored()
-    result = {"adapter": adapter, "fit": fit,
-              "fidelity": _fidelity(data.rt, adapter, data.inr[k], p, data.teacher, data.val),
-              "gflops": _cost_gflops(data.video, data.rt, k, p, adapter, data.inr[k], data.device)}
+    stored = fit.adapter.stored()
+    result = {"adapter": fit.adapter, "fit": fit, "bits": None,
+              "fidelity": _fidelity(data.rt, stored, data.inr[k], p, data.teacher, data.val),
+              "gflops": _cost_gflops(data.video, data.rt, k, p, stored, data.inr[k], data.device)}
     cand.trained[kind] = result
     return result
+
+
+def stored_as(data: AttachData, cand: Candidate, result: dict[str, Any], bits: int | None) -> dict[str, Any]:
+    """A trained result to be stored with `bits`-bit weights, with the held-out fidelity of the adapter so stored.
+
+    ``result["adapter"]`` stays the float32 adapter that `MicroAdapter.pack` quantizes.
+    """
+    if bits == result.get("bits"):
+        return result
+    k, p = cand.key
+    stored = result["adapter"].stored(bits)
+    return {**result, "bits": bits, "fidelity": _fidelity(data.rt, stored, data.inr[k], p, data.teacher, data.val)}
+
+
+def storage_bits(data: AttachData, cand: Candidate, best: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+    """(ADAPTER_BITS, the quantized result) when quantizing the chosen adapter's weights costs at most
+    QUANT_TOLERANCE of held-out fidelity, else (None, `best`: float16)."""
+    quantized = stored_as(data, cand, best, ADAPTER_BITS)
+    if quantized["fidelity"] < best["fidelity"] - QUANT_TOLERANCE:
+        return None, best
+    return ADAPTER_BITS, quantized
 
 
 def choose(cands: list[Candidate], tie: float = TIE) -> tuple[Candidate, str, dict[str, Any]]:
@@ -305,6 +333,19 @@ def choose(cands: list[Candidate], tie: float = TIE) -> tuple[Candidate, str, di
     best = max(t["fidelity"] for _, _, t in results)
     near = [r for r in results if r[2]["fidelity"] >= best - tie]
     return min(near, key=lambda r: (r[2]["gflops"], -r[2]["fidelity"]))
+
+
+def quality_warnings(cands: list[Candidate], fidelity: float, floor: float = FIDELITY_FLOOR) -> list[str]:
+    """What makes an attach result untrustworthy: a best fidelity below `floor`, or CKA 0 for every
+    pair (the INR's or the backbone's features do not vary over the sampled frames)."""
+    out = []
+    if fidelity < floor:
+        out.append(f"best held-out fidelity {fidelity:.3f} is below the floor {floor:.2f}: the adapter path "
+                   "disagrees with the teacher on many frames, so this task's outputs from the file are unreliable")
+    if cands and all(abs(c.cka) <= CKA_ZERO for c in cands):
+        out.append("CKA is 0 for every pair: the INR blocks' (or the backbone's) features do not vary over the "
+                   "sampled frames; check the encode for a degenerate fit (`nvcodec view --compare`)")
+    return out
 
 
 def _prepare(video: NvpVideo, task: str, weights: str | None, sample: int | None, device: torch.device,
@@ -335,7 +376,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
            sample_frames: int | None = None, device: str = "auto", seed: int = 0, search: str = "lstsq",
            kinds: tuple[str, ...] | list[str] = DEFAULT_KINDS, distill: float = DISTILL_WEIGHT,
            source: str | None = None, source_stream: int | None = None,
-           max_adapter_pct: float = MAX_ADAPTER_PCT, max_cost: float = MAX_COST,
+           max_adapter_pct: float = MAX_ADAPTER_PCT, max_cost: float = MAX_COST, strict: bool = False,
            progress: ProgressCallback | None = None) -> dict:
     """Attach `task` to the `.nvp` at `path` (appends routing + adapters; INR sections stay byte-identical).
 
@@ -346,6 +387,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
     whose frames then serve as the teacher instead of the INR's own. Only pairs whose GFLOPs per
     frame are at most `max_cost` x the pixel path's are ranked and trained (0: no cap; when no pair
     qualifies, all are); ``exhaustive`` trains every pair and chooses among those within the cap.
+    The report's ``warnings`` list `quality_warnings`; with `strict`, any of them raises
+    LowFidelityError and nothing is appended.
     """
     t0 = time.monotonic()
     kinds = tuple(dict.fromkeys(kinds))
@@ -374,6 +417,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
             emit(progress, "attach", j + 1, len(jobs), val_loss=fit.val_loss[-1] if fit.val_loss else None)
         chosen, kind, best = choose([c for c in top if c in pool])
         k, p = chosen.key
+        # Clip adapters are stored float16: the quantization check runs frame tasks' adapters only.
+        bits, best = (None, best) if clip else storage_bits(data, chosen, best)
         adapters = {0: best["adapter"]}
         for seg in range(1, n_seg):
             seg_data = _prepare(video, task, weights, sample_frames, dev, source, source_stream, segment=seg, rt=rt)
@@ -386,9 +431,13 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         pathways = _pathways(rt, p, data) if clip else None
         backbone_params = data.backbone_params
 
+    warnings = quality_warnings(cands, best["fidelity"], FIDELITY_FLOOR)
+    if strict and warnings:
+        raise LowFidelityError(f"{task} not attached (--strict): {'; '.join(warnings)}")
     adapter_params = int(best["adapter"].num_parameters())
     entry = {
-        "inr_layer": k, "injection_point": p, "adapter_kind": kind, "hidden": best["adapter"].hidden,
+        "inr_layer": k, "injection_point": p, "adapter_kind": kind, "adapter_bits": bits or 16,
+        "hidden": best["adapter"].hidden,
         "cka": float(chosen.cka), "lstsq_fidelity": float(chosen.lstsq), "fidelity": best["fidelity"],
         "gflops": best["gflops"], "out_size": list(size), "in_channels": in_ch, "out_channels": out_ch,
         "adapter_params": adapter_params, "backbone_params": backbone_params,
@@ -408,8 +457,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
                 "kind": kind}
         if pathways is not None:
             meta["pathways"] = pathways
-        sections.append(Section(adapter_section_name(task, seg, n_seg), SectionKind.ADAPTER,
-                                pack_tensors(ad.to_arrays(STORED_DTYPE), meta=meta)))
+        sections.append(Section(adapter_section_name(task, seg, n_seg), SectionKind.ADAPTER, ad.pack(meta, bits)))
 
     def merged_routing(latest: NvpReader) -> list[Section]:
         routing = read_routing(latest)
@@ -422,7 +470,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
     fit = best["fit"]
     return {
         "task": task, "file": str(path), "candidates": candidates, "search": search,
-        "chosen": {"inr_layer": k, "injection_point": p, "adapter_kind": kind, "cka": float(chosen.cka),
+        "chosen": {"inr_layer": k, "injection_point": p, "adapter_kind": kind, "adapter_bits": bits or 16,
+                   "cka": float(chosen.cka),
                    "lstsq_fidelity": float(chosen.lstsq)},
         "fidelity": best["fidelity"], "adapter_params": adapter_params, "adapter_params_pct": entry["adapter_params_pct"],
         "backbone_params": backbone_params, "gflops": best["gflops"], "pixel_path_gflops": pixel_gflops,
@@ -431,7 +480,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         "adapter_val": fit.val_metrics, "sample_frames": len(data.frames), "segments": n_seg,
         "teacher": entry["teacher"], "weights": rt.weights_label, "weights_random": rt.random,
         "appended_bytes": adapter_bytes, "appended_pct": 100.0 * adapter_bytes / before,
-        "seconds": time.monotonic() - t0,
+        "fidelity_floor": FIDELITY_FLOOR, "warnings": warnings, "seconds": time.monotonic() - t0,
     }
 
 
@@ -456,7 +505,8 @@ def _fit(rt: TaskRuntime, x: torch.Tensor, y: torch.Tensor, teacher: Any, point:
     """One adapter: composite feature loss (+ distillation through the frozen tail when `distill` > 0)."""
     task = None
     if distill > 0:
-        task = TaskDistill(tail=lambda a: rt.model.forward_from(a, point), teacher=teacher,
-                           loss=rt.spec.distill_loss, weight=distill, score=rt.spec.fidelity)
+        task = TaskDistill(tail=lambda a, **ctx: rt.model.forward_from(a, point, **ctx), teacher=teacher,
+                           loss=rt.spec.distill_loss, weight=distill, score=rt.spec.fidelity,
+                           context=rt.spec.distill_context)
     return fit_adapter(x, y, kind=kind, train_indices=train, val_indices=val, epochs=epochs,
                        lr=DISTILL_LR if task is not None else FEATURE_LR, task=task, seed=seed, device=dev)

@@ -108,6 +108,9 @@ class InjectableBackbone(nn.Module):
             raise UsageError(f"input {input_hw} is too small to reach injection point {point!r}")
         return h, w
 
+    def set_decoding(self, beams: int = 1) -> None:
+        """Decoding of generative heads (1: greedy, more: beam search); other backbones ignore it."""
+
     def num_parameters(self) -> int:
         """Total number of parameters (backbone tail and head included)."""
         return sum(p.numel() for p in self.parameters())

@@ -318,13 +318,19 @@ class PairScore:
 
 
 def _gram_of_activations(act: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    # Gram matrix of activations_to_samples(act, size), resizing one channel group at a time
-    # so that the resized copy never exceeds about _CHUNK_ELEMENTS values.
+    """Gram matrix of the column-centered activations_to_samples(act, size), one channel group at a time.
+
+    Centering every feature over the samples (in float64) first leaves both HSIC estimators
+    unchanged (linear-kernel HSIC depends on the data only through its covariance) but avoids
+    their cancellation: features with a large common offset and little variation, as a nearly
+    constant INR block gives, otherwise score exactly 0 against everything.
+    """
     n, c = act.shape[:2]
     acc = GramAccumulator(n, act.device)
     group = max(1, _CHUNK_ELEMENTS // max(1, n * size[0] * size[1]))
     for s in range(0, c, group):
-        acc.add_features(activations_to_samples(act[:, s : s + group], size))
+        samples = activations_to_samples(act[:, s : s + group], size).to(torch.float64)
+        acc.add_features(samples - samples.mean(dim=0, keepdim=True))
     return acc.gram
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..container import pack_tensors
 from ..errors import UsageError
 from .adapter import MicroAdapter
 
@@ -163,6 +164,17 @@ class ClipAdapter(nn.Module):
     def stored(self) -> "ClipAdapter":
         """The adapter as stored (each pathway adapter rounded to the storage dtype)."""
         return ClipAdapter([a.stored() for a in self.pathway_adapters], self.positions, self.clip_len, self.names)
+
+    def pack(self, meta: dict, bits: int | None = None) -> bytes:
+        """The adapter section's tensor bundle: every pathway adapter as `MicroAdapter.pack` stores it,
+        tensors named ``{pathway}/{tensor}``; `meta` gains ``bits``."""
+        arrays: dict[str, np.ndarray] = {}
+        quant: dict[str, object] = {}
+        for name, a in zip(self.names, self.pathway_adapters):
+            arr, q = a._stored_arrays(bits)
+            arrays.update({f"{name}/{k}": v for k, v in arr.items()})
+            quant.update({f"{name}/{k}": v for k, v in q.items()})
+        return pack_tensors(arrays, quant, meta={**meta, "bits": bits or 16})
 
     def to_arrays(self, dtype: str | np.dtype = "float32") -> dict[str, np.ndarray]:
         """Tensors of every pathway adapter, named ``{pathway}/{tensor}``."""

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from nvcodec.errors import NvcodecError, WeightsError
 from nvcodec.tasks.backbone import InjectableBackbone
+from nvcodec.tasks.hf import load_config_dir, load_pretrained_dir
 from nvcodec.tasks.labels import COCO_ID2LABEL
 from nvcodec.progress import ProgressCallback
 from nvcodec.tasks.weights import (
@@ -36,6 +37,7 @@ from nvcodec.tasks.weights import (
     search_hf,
     load_checked_state_dict,
     read_source_state_dict,
+    rename_keys,
     strip_prefixes,
 )
 
@@ -189,62 +191,15 @@ class DetrBackbone(InjectableBackbone):
         }
 
 
-def _rename_legacy(sd: dict[str, Tensor], model_keys: set[str]) -> dict[str, Tensor]:
-    out: dict[str, Tensor] = {}
-    for key, value in sd.items():
-        if key not in model_keys:
-            new = key
-            for old, repl in _LEGACY_RENAMES:
-                new = new.replace(old, repl)
-            if new in model_keys:
-                key = new
-        out[key] = value
-    return out
-
-
-def _describe_mismatch(item: Any) -> str:
-    if isinstance(item, (tuple, list)) and len(item) == 3:
-        key, ckpt, model = item
-        return f"{key} {tuple(ckpt)} vs {tuple(model)}"
-    return str(item)
-
-
 def _from_pretrained_dir(path: Path) -> DetrForObjectDetection:
     from transformers import DetrConfig, DetrForObjectDetection
 
-    try:
-        config = DetrConfig.from_pretrained(str(path))
-    except Exception as exc:  # any config parse error means the directory is not a DETR model
-        raise WeightsError(f"{path}: not a DETR model directory ({type(exc).__name__}: {exc})") from None
+    config = load_config_dir(DetrConfig, path, "DETR")
     if getattr(config.backbone_config, "model_type", None) != "resnet":
         raise WeightsError(
             f"{path}: this DETR checkpoint uses a timm backbone; use facebook/detr-resnet-50 at revision no_timm"
         )
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        model, info = DetrForObjectDetection.from_pretrained(
-            str(path), config=config, output_loading_info=True, ignore_mismatched_sizes=True
-        )
-    except Exception as exc:  # unreadable or unconvertible files surface as various exceptions
-        raise WeightsError(f"{path}: cannot load DETR weights ({type(exc).__name__}: {exc})") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-    missing = sorted(k for k in info.get("missing_keys", []) if not k.endswith("num_batches_tracked"))
-    mismatched = sorted(_describe_mismatch(k) for k in info.get("mismatched_keys", []))
-    if missing or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {len(missing)} ({', '.join(missing[:5])})")
-        if mismatched:
-            parts.append(f"shape mismatches: {len(mismatched)} ({', '.join(mismatched[:3])})")
-        raise WeightsError(f"{path}: DETR weights do not fit the model: " + "; ".join(parts))
-    return model
+    return load_pretrained_dir(DetrForObjectDetection, path, config, "DETR")
 
 
 def build_detr(source: WeightsSource, device: torch.device | str = "cpu", tiny: bool = False) -> DetrBackbone:
@@ -264,7 +219,7 @@ def build_detr(source: WeightsSource, device: torch.device | str = "cpu", tiny: 
         if not source.random:
             model_keys = set(detr.state_dict())
             sd = strip_prefixes(read_source_state_dict(source), model_keys, ("module.", "detr."))
-            sd = _rename_legacy(sd, model_keys)
+            sd = rename_keys(sd, model_keys, _LEGACY_RENAMES)
             load_checked_state_dict(detr, sd, what=source.describe())
     backbone = DetrBackbone(detr)
     backbone.requires_grad_(False)

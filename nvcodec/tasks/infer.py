@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Iterator
 
 import torch
@@ -12,9 +13,9 @@ from ..codec.frames import resolve_range
 from ..codec.video import NvpVideo, Segment, open as open_nvp, resolve_device
 from ..errors import FormatError, NotAttachedError, UsageError
 from .adapter import MicroAdapter
-from .agreement import classification_agreement, detection_map
+from .agreement import caption_agreement, classification_agreement, detection_map
 from .flops import count_flops
-from .registry import get_task
+from .registry import get_task, task_names
 from ..codec.meta import read_routing
 from .attach import source_frames
 from .clips import clip_rows, plan_windows, union_frames
@@ -94,7 +95,8 @@ def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: 
     x = t.clock.run("adapter", lambda: t.adapters[seg.index](
         inr_to_geometry(feat.float(), t.rt.geometry, m.width, m.height, cfg.pad_width, cfg.pad_height)))
     raw = t.clock.run("backbone", t.rt.model.forward_from, x, point)
-    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold)
+    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+                        model=t.rt.model)
     t.raw_adapter.append(_detach(raw))
     for i, p in zip(idx, preds):
         t.frames.append({"frame": i, "predictions": p})
@@ -208,7 +210,8 @@ def _pixel_path(video: NvpVideo, tasks: list[_Task], idx_batches: list[list[int]
             c.ms["decode"] = c.ms.get("decode", 0.0) + shared.ms["decode"]
             x = c.run("preprocess", t.rt.pixel_input, frames)
             raw = c.run("backbone", t.rt.model, x)
-            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold)
+            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+                          model=t.rt.model)
             t.raw_pixel.append(_detach(raw))
             t.pixel_preds.extend(preds)
     return {name: c.ms for name, c in clocks.items()}
@@ -220,6 +223,8 @@ def _agreement(t: _Task, raws: list[Any], preds: list[list[dict]], ref_raws: lis
     if t.rt.spec.output_type == "classification":
         return classification_agreement(a if isinstance(a, torch.Tensor) else a["logits"],
                                         p if isinstance(p, torch.Tensor) else p["logits"])
+    if t.rt.spec.output_type == "caption":
+        return {**caption_agreement(a["tokens"], p["tokens"]), "fidelity": float(t.rt.spec.fidelity(a, p))}
     return {"map50": detection_map(preds, ref_preds),
             "map50_95": detection_map(preds, ref_preds, tuple(0.5 + 0.05 * i for i in range(10))),
             "reference_boxes": int(sum(len(f) for f in ref_preds)),
@@ -237,7 +242,8 @@ def _source_path(video: NvpVideo, tasks: list[_Task], source: str, frames: list[
         for t in tasks:
             raw = t.rt.model(t.rt.pixel_input(pixels))
             out[t.name][0].append(_detach(raw))
-            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), threshold=threshold))
+            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+                                                        model=t.rt.model))
     return out
 
 
@@ -249,10 +255,11 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
 
 def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] | None = None,
           weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
-          source: str | None = None, device: str = "auto", batch_size: int = 4, window: int | None = None,
-          stride: int | None = None) -> dict:
+          source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1,
+          labels: Sequence[str] | None = None, window: int | None = None, stride: int | None = None) -> dict:
     """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters.
 
+    `labels` replaces the label set of the zero-shot tasks among `tasks` (UsageError when there is none).
     Clip tasks report per window: windows of `window` video frames (default: the task's span,
     at most the range) every `stride` frames (default: `window`); every frame the windows need
     is decoded and adapted once, however many windows share it.
@@ -260,14 +267,19 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
     `compare_pixels` also runs the pixel path (full decode + preprocessing + full backbone) and
     reports agreement with it; `source` (the original video) reports agreement with the full
     backbone on the original frames, for the adapter path and (with `compare_pixels`) the pixel path.
+    `beams`: beam search width of generative heads (captions; 1 = greedy).
     """
     if not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold must be a score in [0, 1], got {threshold}")
     if batch_size < 1:
         raise UsageError("batch size must be at least 1")
+    if isinstance(beams, bool) or not isinstance(beams, int) or beams < 1:
+        raise UsageError(f"--beams must be an integer >= 1, got {beams!r}")
     dev = resolve_device(device)
     for name in tasks:
         get_task(name)
+    if labels is not None and not any(get_task(name).zero_shot for name in tasks):
+        raise UsageError(f"--labels applies to zero-shot tasks ({', '.join(n for n in task_names() if get_task(n).zero_shot)})")
     with open_nvp(path) as video:
         m = video.metadata
         routing = read_routing(video.reader)
@@ -283,7 +295,9 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
             calib = None
             if entry.get("weights_random") or w in ("random", "random-tiny"):
                 calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev)
-            rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib)
+            rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib,
+                               labels=labels if get_task(name).zero_shot else None)
+            rt.model.set_decoding(beams)
             t = _Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev))
             if t.clip:
                 span = rt.spec.clip.span(rt.tiny)

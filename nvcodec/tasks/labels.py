@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from importlib import resources
 
-from nvcodec.errors import FormatError
+from nvcodec.errors import FormatError, UsageError
 
 NO_LABEL = "N/A"
+MAX_LABELS = 100_000
+MAX_LABEL_CHARS = 300
+MAX_LABEL_FILE_BYTES = 8 << 20
 
 COCO_ID2LABEL: dict[int, str] = {
     0: NO_LABEL, 1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 5: "airplane", 6: "bus",
@@ -59,3 +63,31 @@ def coco_labels() -> tuple[str, ...]:
 def label_name(labels: tuple[str, ...] | list[str], index: int) -> str:
     """Name of class `index`, or ``"class_{index}"`` when the list does not cover it."""
     return labels[index] if 0 <= index < len(labels) else f"class_{index}"
+
+
+def read_labels(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Labels of a zero-shot label file: UTF-8 text, one label per line, blank lines skipped.
+
+    UsageError when the file cannot be read, is larger than 8 MiB, or holds no label, more than
+    `MAX_LABELS` labels or a label longer than `MAX_LABEL_CHARS` characters.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LABEL_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read label file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_LABEL_FILE_BYTES:
+        raise UsageError(f"label file {path} is larger than {MAX_LABEL_FILE_BYTES >> 20} MiB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"label file {path} is not UTF-8 text") from None
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not labels:
+        raise UsageError(f"label file {path} holds no label")
+    if len(labels) > MAX_LABELS:
+        raise UsageError(f"label file {path} holds {len(labels)} labels, at most {MAX_LABELS} are allowed")
+    long = next((i for i, label in enumerate(labels) if len(label) > MAX_LABEL_CHARS), None)
+    if long is not None:
+        raise UsageError(f"label {long + 1} of {path} is longer than {MAX_LABEL_CHARS} characters")
+    return labels

@@ -1,8 +1,10 @@
 """Task registry: each task bundles a backbone, its injection points, input geometry,
 normalization, post-processing, output schema and a fidelity score for adapters.
 
-Tasks: ``efficientnet_lite0`` and ``resnet50`` (ImageNet-1k classification), ``detr`` (COCO
-detection), ``slowfast_r50`` and ``i3d_r50`` (Kinetics-400 action classification per clip window). Each entry also says where its weights are found (`WeightsLookup`).
+Tasks: ``efficientnet_lite0``, ``resnet50`` and ``vit_b16`` (ImageNet-1k classification), ``detr``
+(COCO detection), ``blip_caption`` (one caption per frame), ``clip_rn50`` (zero-shot classification,
+ImageNet prompts or any label set), ``slowfast_r50`` and ``i3d_r50`` (Kinetics-400 action
+classification per clip window). Each entry also says where its weights are found (`WeightsLookup`).
 ``build(..., tiny=True)`` and ``geometry(..., tiny=True)`` give tiny random-sized test
 versions; they never stand in for the real models.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,8 +34,9 @@ from nvcodec.tasks.geometry import (
     whole_frame_geometry,
 )
 from nvcodec.tasks.labels import coco_labels, imagenet_classes, kinetics400_classes, label_name
-from nvcodec.tasks import efficientnet, video_resnet
+from nvcodec.tasks import blip as blip_task, caption, clip, efficientnet, video_resnet, vit as vit_task
 from nvcodec.tasks.clips import ClipSampling
+from nvcodec.tasks.tokens import TOKEN_POINTS
 from nvcodec.tasks.detr import DETR_WEIGHTS
 from nvcodec.tasks.resnet import RESNET50_WEIGHTS, calibrate_bn
 from nvcodec.tasks.weights import WeightsLookup, WeightsSource, resolve_weights
@@ -52,7 +55,7 @@ class TaskSpec:
 
     `postprocess` returns one list per frame (per window for clip tasks, `clip` set): classification -> top-k
     ``{"label", "index", "score"}``; detection -> ``{"label", "index", "score", "box"}``
-    with ``box = [x0, y0, x1, y1]`` in original-frame pixels.
+    with ``box = [x0, y0, x1, y1]`` in original-frame pixels; caption -> one ``{"caption", "tokens"}``.
     """
 
     name: str
@@ -73,6 +76,23 @@ class TaskSpec:
     _distill: Callable[[Any, Any], Tensor]
     weights: WeightsLookup
     default_options: dict[str, Any] = field(default_factory=dict)
+    distill_context: Callable[[Any], dict[str, Any]] | None = None
+    """Extra tail arguments during distillation, from the teacher's raw outputs (captions: teacher forcing)."""
+    _relabel: Callable[[Any, tuple[str, ...]], None] | None = None
+    """Zero-shot tasks: points the built model at `labels` (see `with_labels`); None for a fixed label set."""
+
+    @property
+    def zero_shot(self) -> bool:
+        """True when the label set can be chosen (``--labels FILE``)."""
+        return self._relabel is not None
+
+    def with_labels(self, labels: Sequence[str]) -> TaskSpec:
+        """This zero-shot task over another label set; UsageError for tasks with a fixed one."""
+        if self._relabel is None:
+            raise UsageError(f"task {self.name!r} has a fixed label set; --labels applies to zero-shot tasks")
+        if not labels:
+            raise UsageError("the label set is empty")
+        return replace(self, labels=tuple(labels))
     clip: ClipSampling | None = None
     """Set for tasks whose unit is a window of frames (see `nvcodec.tasks.clips`); None: one frame."""
 
@@ -100,7 +120,10 @@ class TaskSpec:
         """
         if weights_source.task != self.name:
             raise UsageError(f"weights resolved for task {weights_source.task!r} cannot build task {self.name!r}")
-        return self._builder(weights_source, device, tiny)
+        model = self._builder(weights_source, device, tiny)
+        if self._relabel is not None:
+            self._relabel(model, self.labels)
+        return model
 
     def preprocess(
         self, frames: Tensor | np.ndarray, geometry: Geometry, device: torch.device | str | None = None
@@ -111,7 +134,10 @@ class TaskSpec:
     def postprocess(
         self, raw: Any, geometry: Geometry, frame_hw: Sequence[int] | None = None, **opts: Any
     ) -> list[list[dict[str, Any]]]:
-        """Raw backbone output -> per-frame JSON-ready results (see the class docstring)."""
+        """Raw backbone output -> per-frame JSON-ready results (see the class docstring).
+
+        Pass ``model=`` (the built backbone) for heads that need it: captions are decoded by its tokenizer.
+        """
         merged = {**self.default_options, **opts}
         return self._postprocess(self, raw, geometry, frame_hw, **merged)
 
@@ -276,6 +302,10 @@ def _build_resnet50(source: WeightsSource, device: torch.device | str, tiny: boo
     return build_resnet(source, device, tiny)
 
 
+def _build_clip_rn50(source: WeightsSource, device: torch.device | str, tiny: bool) -> InjectableBackbone:
+    return clip.build_clip(source, device, tiny)
+
+
 def _build_detr(source: WeightsSource, device: torch.device | str, tiny: bool) -> InjectableBackbone:
     from nvcodec.tasks.detr import build_detr
 
@@ -361,7 +391,78 @@ _TASKS: dict[str, TaskSpec] = {
         weights=DETR_WEIGHTS,
         default_options={"threshold": DEFAULT_DETECTION_THRESHOLD},
     ),
+    "clip_rn50": TaskSpec(
+        name="clip_rn50",
+        description="Zero-shot classification with OpenAI CLIP RN50 over the prompts 'a photo of a {label}.' "
+                    "(ImageNet-1k classes, or --labels FILE); top-5 per frame",
+        output_type="classification",
+        backbone="clip-rn50",
+        injection_points=tuple(clip.ClipRN50.injection_points),
+        mean=clip.MEAN,
+        std=clip.STD,
+        labels=imagenet_classes(),
+        output_schema={
+            "per_frame": "list of the top-k labels, best first (k = top_k, default 5)",
+            "fields": {
+                "label": "str: label (ImageNet-1k class name unless --labels)",
+                "index": "int: line of the label in the label set, from 0",
+                "score": "float: softmax of logit_scale * cosine similarity over the label set",
+            },
+        },
+        fidelity_doc=classification_fidelity.__doc__ or "",
+        _geometry=lambda hw: imagenet_geometry(hw, 224, 224),
+        _tiny_geometry=lambda hw: imagenet_geometry(hw, 224, 224),
+        _builder=_build_clip_rn50,
+        _postprocess=_classification_postprocess,
+        _fidelity=classification_fidelity,
+        _distill=classification_distill,
+        weights=clip.CLIP_RN50_WEIGHTS,
+        default_options={"top_k": DEFAULT_TOP_K},
+        _relabel=clip.relabel,
+    ),
 }
+
+_TASKS["vit_b16"] = TaskSpec(
+    name="vit_b16",
+    description="ImageNet-1k classification with ViT-B/16 (google/vit-base-patch16-224); top-5 classes per frame",
+    output_type="classification",
+    backbone="vit-base-patch16-224",
+    injection_points=TOKEN_POINTS,
+    mean=vit_task.MEAN,
+    std=vit_task.STD,
+    labels=imagenet_classes(),
+    output_schema=_IMAGENET_SCHEMA,
+    fidelity_doc=classification_fidelity.__doc__ or "",
+    _geometry=lambda hw: whole_frame_geometry(hw, vit_task.IMAGE_SIZE),
+    _tiny_geometry=lambda hw: whole_frame_geometry(hw, vit_task.IMAGE_SIZE),
+    _builder=lambda source, device, tiny: vit_task.build_vit(source, device, tiny),
+    _postprocess=_classification_postprocess,
+    _fidelity=classification_fidelity,
+    _distill=classification_distill,
+    weights=vit_task.VIT_B16_WEIGHTS,
+    default_options={"top_k": DEFAULT_TOP_K},
+)
+_TASKS["blip_caption"] = TaskSpec(
+    name="blip_caption",
+    description="One caption per frame with BLIP (Salesforce/blip-image-captioning-base); greedy or beam search",
+    output_type="caption",
+    backbone="blip-image-captioning-base",
+    injection_points=TOKEN_POINTS,
+    mean=blip_task.MEAN,
+    std=blip_task.STD,
+    labels=(),
+    output_schema=caption.SCHEMA,
+    fidelity_doc=caption.fidelity.__doc__ or "",
+    _geometry=lambda hw: whole_frame_geometry(hw, blip_task.IMAGE_SIZE),
+    _tiny_geometry=lambda hw: whole_frame_geometry(hw, blip_task.IMAGE_SIZE),
+    _builder=lambda source, device, tiny: blip_task.build_blip(source, device, tiny),
+    _postprocess=caption.postprocess,
+    _fidelity=caption.fidelity,
+    _distill=caption.distill,
+    weights=blip_task.BLIP_WEIGHTS,
+    distill_context=caption.distill_context,
+)
+
 
 _KINETICS_SCHEMA = {
     "per_window": "list of the top-k actions, best first (k = top_k, default 5), for each clip window",
@@ -374,7 +475,7 @@ _KINETICS_SCHEMA = {
 
 
 def _clip_task(name: str, description: str, backbone: str, builder: Builder, weights: WeightsLookup,
-               clip: ClipSampling) -> TaskSpec:
+               sampling: ClipSampling) -> TaskSpec:
     return TaskSpec(
         name=name, description=description, output_type="classification", backbone=backbone,
         injection_points=video_resnet.POINTS, mean=video_resnet.KINETICS_MEAN, std=video_resnet.KINETICS_STD,
@@ -383,7 +484,7 @@ def _clip_task(name: str, description: str, backbone: str, builder: Builder, wei
         _geometry=lambda hw: imagenet_geometry(hw, 256, 256),
         _tiny_geometry=lambda hw: imagenet_geometry(hw, 72, 64),
         _builder=builder, _postprocess=_classification_postprocess, _fidelity=classification_fidelity,
-        _distill=classification_distill, weights=weights, default_options={"top_k": DEFAULT_TOP_K}, clip=clip,
+        _distill=classification_distill, weights=weights, default_options={"top_k": DEFAULT_TOP_K}, clip=sampling,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +56,15 @@ class TaskRuntime:
 
 
 def build_runtime(task: str, weights: str | None, device: torch.device, width: int, height: int,
-                  calibration_frames: torch.Tensor | None = None) -> TaskRuntime:
-    """Resolve weights and build the task's backbone; random backbones are seeded (and BN-calibrated)."""
+                  calibration_frames: torch.Tensor | None = None,
+                  labels: Sequence[str] | None = None) -> TaskRuntime:
+    """Resolve weights and build the task's backbone; random backbones are seeded (and BN-calibrated).
+
+    `labels` replaces the label set of a zero-shot task (`TaskSpec.with_labels`).
+    """
     spec = get_task(task)
+    if labels is not None:
+        spec = spec.with_labels(labels)
     tiny = weights == RANDOM_TINY
     source = resolve_weights(spec.name, "random" if tiny else weights)
     random = source.random
@@ -138,10 +145,11 @@ def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device
         if kind not in ADAPTER_KINDS:
             raise FormatError(f"unknown adapter kind {kind!r}", section=name)
         try:
+            tensors = {n: bundle.dequantized(n) for n in bundle.tensors}
             if rt.spec.clip is not None:
-                adapter = _clip_adapter(bundle.tensors, meta, rt, point, tuple(expected), kind)
+                adapter = _clip_adapter(tensors, meta, rt, point, tuple(expected), kind)
             else:
-                adapter = MicroAdapter.from_arrays(bundle.tensors, tuple(expected), kind=kind)
+                adapter = MicroAdapter.from_arrays(tensors, tuple(expected), kind=kind)
         except (KeyError, ValueError, RuntimeError, UsageError) as exc:
             raise FormatError(f"adapter tensors do not form a {kind} adapter: {exc}", section=name) from None
         if rt.spec.clip is None and adapter.out_channels != channels:

@@ -32,14 +32,14 @@ import torch.nn.functional as F
 from ..codec.meta import read_provenance, read_routing
 from ..codec.serialize import inr_sections, load_decoder
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
-from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors
+from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
 from ..errors import NotAttachedError, UsageError
 from ..inr.metrics import psnr as psnr_fn
 from ..inr.model import crop
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
-from .adapter import STORED_DTYPE, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
-from .attach import Candidate, _prepare, _split, _take, _teacher, _train, source_frames
+from .adapter import ADAPTER_BITS, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
+from .attach import Candidate, _prepare, _split, _take, _teacher, _train, source_frames, stored_as
 from .registry import get_task
 from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, load_adapters
 
@@ -76,10 +76,10 @@ def _psnr(decoded: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def _adapter_path(rt: TaskRuntime, adapter: MicroAdapter, feat: torch.Tensor, point: str, video: NvpVideo,
-                  pad: tuple[int, int]) -> tuple[torch.Tensor, Any]:
+                  pad: tuple[int, int], **ctx: Any) -> tuple[torch.Tensor, Any]:
     m = video.metadata
     act = adapter(inr_to_geometry(feat.float(), rt.geometry, m.width, m.height, pad[0], pad[1]))
-    return act, rt.model.forward_from(act, point)
+    return act, rt.model.forward_from(act, point, **ctx)
 
 
 def tune(path: str, task: str, *, source: str | None = None, source_stream: int | None = None,
@@ -114,6 +114,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             if entry.get("weights_random") or w in ("random", "random-tiny") else None
         rt = build_runtime(task, w, dev, m.width, m.height, calibration_frames=calib)
         k, point = int(entry["inr_layer"]), str(entry["injection_point"])
+        bits = ADAPTER_BITS if entry.get("adapter_bits") == ADAPTER_BITS else None
         adapters = load_adapters(video, entry, rt, dev)
         weight_bits, embed_bits = _bits(video.reader)
         total_steps = sum(math.ceil((s.stop - s.start) / batch_size) for s in video.segments) * epochs
@@ -167,8 +168,10 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
                     feat = dec.continue_features(inputs_for(local), -1, k)
                     rgb = dec.head_forward(dec.continue_features(feat, k, dec.num_blocks - 1))
                     loss = recon_weight * F.mse_loss(crop(rgb.float(), m.width, m.height), reference[b])
-                    act, raw = _adapter_path(rt, adapter, feat, point, video, pad)
-                    loss = loss + task_weight * rt.spec.distill_loss(raw, _take(teacher, b))
+                    teacher_b = _take(teacher, b)
+                    ctx = rt.spec.distill_context(teacher_b) if rt.spec.distill_context else {}
+                    act, raw = _adapter_path(rt, adapter, feat, point, video, pad, **ctx)
+                    loss = loss + task_weight * rt.spec.distill_loss(raw, teacher_b)
                     loss = loss + feature_weight * feature_loss(act, target[b])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -193,12 +196,13 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
                                                   rt.geometry, m.width, m.height, *pad) for s in range(0, n, 4)])
             adapter.eval()
             train, val = _split(n)
-            distill = TaskDistill(tail=lambda a: rt.model.forward_from(a, point), teacher=teacher,
-                                  loss=rt.spec.distill_loss, weight=1.0, score=rt.spec.fidelity)
+            distill = TaskDistill(tail=lambda a, **ctx: rt.model.forward_from(a, point, **ctx), teacher=teacher,
+                                  loss=rt.spec.distill_loss, weight=1.0, score=rt.spec.fidelity,
+                                  context=rt.spec.distill_context)
             refined = fit_adapter(feat, target, init=adapter, train_indices=train, val_indices=val,
-                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter.stored()
+                                  epochs=REFINE_EPOCHS, lr=adapter_lr, task=distill, seed=seed, device=dev).adapter
             with torch.no_grad():
-                raw_after = rt.model.forward_from(refined(feat), point)
+                raw_after = rt.model.forward_from(refined.stored(bits)(feat), point)
             adapters[seg.index] = refined
             segments.append({"segment": seg.index, "frames": n, "psnr_before": psnr_before,
                              "psnr_after": _psnr(after_rgb, reference), "fidelity_before": fid_before,
@@ -209,7 +213,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
         for seg_index, ad in adapters.items():
             meta = {"task": task, "inr_layer": k, "injection_point": point, "out_size": size, "segment": seg_index,
                     "kind": ad.kind}
-            sections.append(Section(names[seg_index], SectionKind.ADAPTER, pack_tensors(ad.to_arrays(STORED_DTYPE), meta=meta)))
+            sections.append(Section(names[seg_index], SectionKind.ADAPTER, ad.pack(meta, bits)))
         others = [t for t in routing["tasks"] if t != task]
 
     refits = _refit_others(path, sections, others, routing, dev, seed) if others else {}
@@ -270,6 +274,9 @@ def _refit_others(path: str, sections: list[Section], others: list[str], routing
                     data = _prepare(video, name, w, sample or None, dev, None, None, segment=seg.index)
                     cand = Candidate(e["inr_layer"], e["injection_point"], float(e.get("cka") or 0.0), 0.0)
                     r = _train(data, cand, str(e.get("adapter_kind") or "linear"), seed=seed)
+                    bits = ADAPTER_BITS if not clip and e.get("adapter_bits") == ADAPTER_BITS else None
+                    if not clip:
+                        r = stored_as(data, cand, r, bits)
                     target = data.targets[cand.injection_point]
                     meta = {"task": name, "inr_layer": cand.inr_layer, "injection_point": cand.injection_point,
                             "out_size": list((target[0] if clip else target).shape[-2:]), "segment": seg.index,
@@ -277,8 +284,7 @@ def _refit_others(path: str, sections: list[Section], others: list[str], routing
                     if clip:
                         meta["pathways"] = e.get("pathways")
                     section = adapter_section_name(name, seg.index, len(video.segments))
-                    out["_sections"].append(Section(section, SectionKind.ADAPTER,
-                                                    pack_tensors(r["adapter"].to_arrays(STORED_DTYPE), meta=meta)))
+                    out["_sections"].append(Section(section, SectionKind.ADAPTER, r["adapter"].pack(meta, bits)))
                     fids.append(r["fidelity"])
                 out[name] = sum(fids) / len(fids)
     finally:

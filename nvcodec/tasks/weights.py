@@ -212,7 +212,8 @@ def download_url(
     return dest
 
 
-def _hf_download(repo_id: str, revision: str | None, cache_root: Path, need_config: bool) -> Path:
+def _hf_download(repo_id: str, revision: str | None, cache_root: Path, need_config: bool,
+                 extra_files: Sequence[str] = ()) -> Path:
     from huggingface_hub import snapshot_download
     from tqdm.auto import tqdm
 
@@ -233,7 +234,7 @@ def _hf_download(repo_id: str, revision: str | None, cache_root: Path, need_conf
             )
         )
 
-    config = ["config.json"] if need_config else []
+    config = (["config.json"] if need_config else []) + list(extra_files)
     snap = fetch(config + ["model.safetensors"])
     if find_weights_file(snap) is None:
         snap = fetch(config + ["pytorch_model.bin"])
@@ -242,8 +243,10 @@ def _hf_download(repo_id: str, revision: str | None, cache_root: Path, need_conf
     return snap
 
 
-def _usable_snapshot(snap: Path | None, need_config: bool) -> bool:
+def _usable_snapshot(snap: Path | None, need_config: bool, extra_files: Sequence[str] = ()) -> bool:
     if snap is None or find_weights_file(snap) is None:
+        return False
+    if not all((snap / f).is_file() for f in extra_files):
         return False
     return not need_config or (snap / "config.json").is_file()
 
@@ -257,13 +260,16 @@ def search_hf(
     offline: str | None,
     need_config: bool,
     try_download: bool,
+    extra_files: Sequence[str] = (),
 ) -> WeightsSource | None:
+    """`repo_id` in the Hugging Face caches, then (with `try_download`) downloaded; `extra_files` (e.g. a
+    tokenizer's) must be in the snapshot too. Notes each place tried in `search`."""
     kind = "dir" if need_config else "file"
     for root in _hf_roots(cache_dirs):
         snap = hf_cached_snapshot(root, repo_id, revision)
         repo_dir = root / ("models--" + repo_id.replace("/", "--"))
         place = f"Hugging Face cache {repo_dir} ({repo_id}@{revision or 'main'})"
-        if _usable_snapshot(snap, need_config):
+        if _usable_snapshot(snap, need_config, extra_files):
             assert snap is not None
             path = snap if need_config else find_weights_file(snap)
             return WeightsSource(task, kind, path, "Hugging Face cache", repo_id, revision or "main")
@@ -277,7 +283,7 @@ def search_hf(
         return None
     root = _hf_roots(cache_dirs)[0]
     try:
-        snap = _hf_download(repo_id, revision, root, need_config)
+        snap = _hf_download(repo_id, revision, root, need_config, extra_files)
     except WeightsError as exc:
         search.note(place, f"failed: {exc}")
         return None
@@ -429,6 +435,20 @@ def strip_prefixes(sd: Mapping[str, Tensor], model_keys: set[str], prefixes: Seq
         stripped = {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in out.items()}
         if len(set(stripped) & model_keys) > len(set(out) & model_keys):
             out = stripped
+    return out
+
+
+def rename_keys(sd: Mapping[str, Tensor], model_keys: set[str],
+                renames: Sequence[tuple[str, str]]) -> dict[str, Tensor]:
+    """Apply substring `renames` (in order) to each key not in `model_keys`, when the result is one."""
+    out: dict[str, Tensor] = {}
+    for key, value in sd.items():
+        if key not in model_keys:
+            new = key
+            for old, repl in renames:
+                new = new.replace(old, repl)
+            key = new if new in model_keys else key
+        out[key] = value
     return out
 
 

@@ -278,7 +278,7 @@ def _select_stream(container: av.container.InputContainer, stream: int | None, p
         except TypeError:
             raise UsageError(f"stream must be an integer (video stream number), got {stream!r}") from None
         if not 0 <= stream < len(streams):
-            raise InputError(
+            raise UsageError(
                 f"{p}: video stream {stream} out of range: the file has {len(streams)} video stream(s)"
                 " (stream= counts video streams only, from 0)"
             )
@@ -483,7 +483,7 @@ def _png_header(f: Path) -> tuple[int, int, int, int]:
 
 def _probe_png_dir(folder: Path, stream: int | None) -> VideoInfo:
     if stream not in (None, 0):
-        raise InputError(
+        raise UsageError(
             f"{folder}: video stream {stream} out of range: a PNG folder has 1 video stream"
             " (stream= counts video streams only, from 0)"
         )
