@@ -11,7 +11,8 @@ TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 CLIP ?= fixtures/dog_320x180.mp4
 OUT ?= out
-DEMO_BUDGET ?= 120
+DEMO_EPOCHS ?= 300
+DEMO_BUDGET ?= 3600
 DEVICE ?= auto
 
 .PHONY: demo test venv clean
@@ -25,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	CLIP="$(CLIP)" OUT="$(OUT)" DEMO_BUDGET="$(DEMO_BUDGET)" DEVICE="$(DEVICE)" VENV="$(VENV)" bash scripts/demo.sh
+	CLIP="$(CLIP)" OUT="$(OUT)" DEMO_EPOCHS="$(DEMO_EPOCHS)" DEMO_BUDGET="$(DEMO_BUDGET)" DEVICE="$(DEVICE)" VENV="$(VENV)" bash scripts/demo.sh
 
 test: venv
 	$(PY) -m pytest

@@ -216,7 +216,7 @@ def _huge_bundle(good: Good, path: Path) -> Path:
 
 def _segments_same_prefix(good: Good, path: Path) -> Path:
     n = 65536
-    video = {**good.meta("video"), "frames": n}
+    video = {**good.meta("video"), "frames": n, "source_frames": [0, n]}
     table = {"segments": [{"start": i, "stop": i + 1, "prefix": ""} for i in range(n)]}
     return craft(path, replaced(good.sections, zstd("video", SectionKind.VIDEO, pack_msgpack(video)),
                                 zstd("segments", SectionKind.SEGMENTS, msgpack.packb(table))))

@@ -64,11 +64,11 @@ def verify(file: str, as_json: bool) -> None:
 @click.argument("input", type=click.Path())
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--kind", type=click.Choice(["hnerv", "nerv"]), default="hnerv", show_default=True, help="INR family.")
-@click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k.")
+@click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k (default: a bpp target for the clip length, capped at the source's bpp).")
 @click.option("--bpp", type=float, help="Target bits per pixel instead of --params.")
 @click.option("--psnr", type=float, default=33.0, show_default=True, help="Stop when the dequantized model reaches this PSNR (dB).")
 @click.option("--epochs", type=int, help="Stop after this many epochs.")
-@click.option("--time-budget", type=float, metavar="SECONDS", help="Stop after this much fitting time.")
+@click.option("--time-budget", type=float, metavar="SECONDS", help="Stop so that the whole encode takes at most this long (a safety cap beside --epochs).")
 @click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True)
 @click.option("--lr", type=float, help="Peak learning rate (default: the fitter's).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -122,9 +122,11 @@ def encode(input: str, output: str, kind: str, params_: str | None, bpp: float |
         print_json(summary)
     else:
         click.echo(f"{summary['output']}: {summary['frames']} frames {summary['width']}x{summary['height']}, "
-                   f"{summary['bytes']:,} bytes, {summary['bpp']:.4f} bpp, PSNR {summary['psnr']:.2f} dB "
-                   f"(min {summary['psnr_min']:.2f}), SSIM {summary['ssim']:.4f}, {summary['params'] / 1e6:.3f}M params, "
-                   f"{summary['encode_seconds']:.1f} s on {summary['device']} ({summary['dtype']})")
+                   f"{summary['bytes']:,} bytes, {summary['bpp']:.4f} bpp, PSNR {summary['psnr']:.2f} dB pooled "
+                   f"(per-frame mean {summary['psnr_frame_mean']:.2f}, min {summary['psnr_min']:.2f}), SSIM {summary['ssim']:.4f}, {summary['params'] / 1e6:.3f}M params, "
+                   f"{summary['encode_seconds']:.1f} s on {summary['device']} ({summary['dtype']}), "
+                   f"stopped by {'/'.join(sorted(set(summary['stopped_by'])))} after "
+                   f"{'+'.join(map(str, summary['epochs']))} epoch(s)")
         for t in summary.get("tasks", []):
             click.echo(render_attach(t))
 
@@ -176,7 +178,8 @@ def view(file: str, output: str | None, frames: str | None, sheet: str | None, c
         click.echo(f"wrote {output} (frames {a}:{b})")
     if "compare" in report:
         c = report["compare"]
-        click.echo(f"PSNR vs {compare}: mean {c['psnr']:.2f} dB, min {c['psnr_min']:.2f} dB over frames {c['frames'][0]}:{c['frames'][1]}")
+        click.echo(f"PSNR vs {compare}: {c['psnr']:.2f} dB pooled, per-frame mean {c['psnr_frame_mean']:.2f} dB, "
+                   f"min {c['psnr_min']:.2f} dB over frames {c['frames'][0]}:{c['frames'][1]}")
         click.echo("per frame: " + " ".join(f"{p:.2f}" for p in c["psnr_per_frame"]))
         if c.get("sheet"):
             click.echo(f"wrote {c['sheet']}")

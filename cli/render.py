@@ -63,7 +63,9 @@ def render_info(r: dict) -> str:
     if v:
         out.append(f"  video:    {v['width']}x{v['height']}, {v['frames']} frames @ {v['fps']:.3f} fps ({v['duration_s']:.2f} s), "
                    f"source {v.get('source_codec') or '?'} {v.get('pix_fmt') or ''}".rstrip())
-        out.append(f"  rate:     {v['bpp']:.4f} bpp, {v['kbps']:.1f} kbit/s")
+        src = (f" (source: {v['source_bpp']:.4f} bpp, {v['source_kbps']:.1f} kbit/s)"
+               if v.get("source_kbps") is not None and v.get("source_bpp") is not None else "")
+        out.append(f"  rate:     {v['bpp']:.4f} bpp, {v['kbps']:.1f} kbit/s{src}")
     m = r.get("model")
     if m:
         emb = f", embeddings {'x'.join(map(str, m['embedding']))}" if m.get("embedding") else ""
@@ -72,7 +74,8 @@ def render_info(r: dict) -> str:
                    f"{len(m['segments'])} segment(s)")
     q = r.get("quality") or {}
     if q.get("psnr") is not None:
-        out.append(f"  quality:  PSNR {_num(q['psnr'], '.2f')} dB (min {_num(q.get('psnr_min'), '.2f')}), "
+        out.append(f"  quality:  PSNR {_num(q['psnr'], '.2f')} dB pooled, per-frame mean "
+                   f"{_num(q.get('psnr_frame_mean'), '.2f')} dB (min {_num(q.get('psnr_min'), '.2f')}), "
                    f"SSIM {_num(q.get('ssim'), '.4f')}")
     e = r.get("encode") or {}
     if e.get("tool_version"):

@@ -89,6 +89,12 @@ def no_space_as_error(path: str | os.PathLike[str]) -> Iterator[None]:
         raise
 
 
+class DegenerateFitError(NvcodecError):
+    """A fit that decodes the clip to a (near-)constant frame or does no better than one; not written."""
+
+    exit_code = 7
+
+
 class Interrupted(NvcodecError):
     """The user interrupted a long operation (Ctrl-C)."""
 
@@ -103,5 +109,6 @@ EXIT_CODES: dict[int, str] = {
     4: "input media unreadable or unsupported",
     5: "task weights missing or not matching the backbone",
     6: "task not attached to this .nvp file (run `nvcodec attach`)",
+    7: "degenerate fit: the model decodes to a constant frame or is no better than one (nothing written)",
     130: "interrupted",
 }

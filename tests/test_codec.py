@@ -183,7 +183,7 @@ def test_interrupt_then_resume(tmp_path, tiny_clip, monkeypatch):
 def test_real_clip_fixture_beats_floor(tmp_path):
     clip = os.path.join(ROOT, "fixtures", "dog_320x180.mp4")
     out = str(tmp_path / "dog.nvp")
-    s = encode(clip, out, EncodeOptions(psnr=None, epochs=25, seed=0, device="cpu", params=40000, frames=(0, 4)))
+    s = encode(clip, out, EncodeOptions(psnr=None, epochs=40, seed=0, device="cpu", params=40000, frames=(0, 4)))
     assert s["psnr"] > 18.0
     with nvcodec.open(out) as v:
         assert v.frames([0]).shape == (1, 180, 320, 3)

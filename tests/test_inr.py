@@ -12,6 +12,7 @@ import torch
 from nvcodec.errors import FormatError, Interrupted, UsageError
 from nvcodec.inr import INRConfig, INRDecoder, crop, fit, ms_ssim, plan_config, psnr, ssim
 from nvcodec.inr.fit import lr_factor
+from nvcodec.inr.plan import default_bpp
 from nvcodec.inr.model import HNeRVEncoder, pad_frames
 
 
@@ -64,9 +65,31 @@ def test_plan_bpp_and_defaults() -> None:
     c = plan_config(640, 360, 16, bpp=0.3)
     bits = c.decoder_params() * 8 + c.embedding_values() * 6
     assert abs(bits - 0.3 * 640 * 360 * 16) <= 0.1 * 0.3 * 640 * 360 * 16
-    assert 2.5e5 <= plan_config(640, 360, 16).num_params() <= 3.5e5
     with pytest.raises(UsageError):
         plan_config(640, 360, 16, params=1e5, bpp=0.1)
+
+
+def _bits(c: INRConfig) -> float:
+    return c.decoder_params() * 8 + c.embedding_values() * 6
+
+
+def test_default_size_follows_a_bpp_target_for_the_clip_length() -> None:
+    px16 = 640 * 360 * 16
+    # 16 frames: sqrt(128 / 16) x 0.1 bpp, not the old 300k-parameter floor.
+    assert default_bpp(16) == pytest.approx(0.1 * math.sqrt(8))
+    assert _bits(plan_config(640, 360, 16)) == pytest.approx(0.1 * math.sqrt(8) * px16, rel=0.15)
+    assert plan_config(640, 360, 16).num_params() < 2e5
+    # long clips: 0.1 bpp; very short ones at most MAX_DEFAULT_BPP
+    assert default_bpp(128) == default_bpp(1000) == pytest.approx(0.1)
+    assert default_bpp(1) == pytest.approx(0.4)
+    # never above the source's own rate
+    assert default_bpp(16, source_bpp=0.05) == pytest.approx(0.05)
+    assert _bits(plan_config(640, 360, 16, source_bpp=0.05)) == pytest.approx(0.05 * px16, rel=0.15)
+    assert default_bpp(16, source_bpp=5.0) == default_bpp(16)
+    # but an explicit size is taken as asked
+    assert plan_config(640, 360, 16, params=3e5, source_bpp=0.05).num_params() == pytest.approx(3e5, rel=0.1)
+    # the floor keeps tiny clips workable without exceeding their raw size
+    assert plan_config(48, 32, 6).num_params() == pytest.approx(1e4, rel=0.3)
     with pytest.raises(UsageError):
         plan_config(0, 360, 16)
     with pytest.raises(UsageError):

@@ -32,6 +32,13 @@ def _tiny(task):
     return build(WeightsSource(task, "random"), tiny=True)
 
 
+def test_registered():
+    for name, kind in (("vit_b16", "classification"), ("blip_caption", "caption")):
+        spec = get_task(name)
+        assert spec.output_type == kind and spec.injection_points == ("embed", "block3", "block6", "block9")
+        assert spec.to_dict()["output_schema"]["fields"]
+
+
 def test_token_map_round_trip():
     pos = torch.randn(1, 1 + 12, 8)
     hidden = torch.randn(2, 13, 8)

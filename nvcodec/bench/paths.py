@@ -23,8 +23,7 @@ import torch
 from av.video.reformatter import Interpolation
 
 from ..codec.video import NvpVideo, Segment
-from ..errors import FormatError, InputError, NotAttachedError
-from ..errors import UsageError
+from ..errors import InputError, NotAttachedError, UsageError
 from ..tasks.adapter import MicroAdapter
 from ..tasks.clips import plan_windows, union_frames
 from ..tasks.agreement import caption_agreement, classification_agreement, detection_map
@@ -86,14 +85,11 @@ def load_task(video: NvpVideo, name: str, weights: str | None, device: torch.dev
     entry = routing["tasks"].get(name)
     if entry is None:
         raise NotAttachedError(f"{video.path} has no routing for task {name!r}")
-    if not isinstance(entry, dict) or not isinstance(entry.get("inr_layer"), int) \
-            or not isinstance(entry.get("injection_point"), str):
-        raise FormatError(f"bad routing entry for {name!r}", section="routing")
     m = video.metadata
     w = weights or entry.get("weights")
     calib = None
     if entry.get("weights_random") or w in ("random", "random-tiny"):
-        calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=device)
+        calib = video.frames((entry.get("sample_frames") or [0])[:64], device=device)
     rt = build_runtime(name, w, device, m.width, m.height, calibration_frames=calib)
     adapters = load_adapters(video, entry, rt, device)
     return TaskSetup(name, rt, entry, adapters, threshold)

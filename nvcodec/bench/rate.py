@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import NvcodecError, UsageError
-from ..inr.metrics import ms_ssim, psnr
+from ..inr.metrics import frame_mse, ms_ssim, quality_from_mse
 from ..video.codecs import X265_MIN_SIDE, available_codecs, encode_at_bpp, encode_with_ffmpeg_codec
 from .paths import decode_codec_file
 
@@ -23,8 +23,9 @@ CODEC_ALIASES: dict[str, tuple[str, ...]] = {
 CODEC_LABELS = {"libx264": "H.264 (x264)", "libx265": "HEVC (x265)", "libsvtav1": "AV1 (SVT-AV1)",
                 "libaom-av1": "AV1 (libaom)", "libvpx-vp9": "VP9 (libvpx)"}
 EXTENSIONS = {"libx264": ".mp4", "libx265": ".mp4", "libsvtav1": ".mkv", "libaom-av1": ".mkv", "libvpx-vp9": ".webm"}
-QUALITY_NOTE = ("psnr: mean over frames of per-frame PSNR (RGB, peak 255); ms_ssim: mean over frames; "
-                "both against the original decoded frames of the input")
+QUALITY_NOTE = ("psnr: pooled PSNR (MSE over all frames, pixels and RGB channels, peak 255; "
+                "nvcodec.inr.metrics), psnr_frame_mean: mean of per-frame PSNRs, psnr_min: worst frame; "
+                "ms_ssim: mean over frames; all against the original decoded frames of the input")
 
 
 def parse_codecs(text: str) -> list[str]:
@@ -66,15 +67,16 @@ def parse_bpps(text: str | None) -> list[float]:
 
 
 def quality(decoded: np.ndarray | torch.Tensor, original: np.ndarray) -> dict[str, float]:
-    """Mean per-frame PSNR (and the worst frame) and mean MS-SSIM of `decoded` against `original`."""
+    """PSNR (pooled, per-frame mean, worst frame; see `metrics`) and mean MS-SSIM of `decoded` against `original`."""
     a = decoded if isinstance(decoded, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(decoded))
     b = torch.from_numpy(np.ascontiguousarray(original))
     a = a.cpu()
     if a.shape != b.shape:
         raise UsageError(f"decoded frames {tuple(a.shape)} do not match the original {tuple(b.shape)}")
-    p = psnr(a, b, per_frame=True).clamp(max=100.0)
+    q = quality_from_mse(torch.cat([frame_mse(a[i:i + 8], b[i:i + 8]) for i in range(0, a.shape[0], 8)]))
     s = torch.cat([ms_ssim(a[i:i + 8], b[i:i + 8], per_frame=True) for i in range(0, a.shape[0], 8)])
-    return {"psnr": float(p.mean()), "psnr_min": float(p.min()), "ms_ssim": float(s.mean())}
+    return {"psnr": q["psnr"], "psnr_frame_mean": q["psnr_frame_mean"], "psnr_min": q["psnr_min"],
+            "ms_ssim": float(s.mean())}
 
 
 def codec_point(original: np.ndarray, directory: str, fps: float, short: str, target_bpp: float,

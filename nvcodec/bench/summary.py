@@ -32,10 +32,10 @@ def codec_view(r: dict, source: str) -> dict:
         nv = pt["nvcodec"]
         points.append({
             "target": nv["target"],
-            "nvcodec": {k: nv.get(k) for k in ("bpp", "bytes", "params", "psnr", "psnr_min", "ms_ssim", "encode_seconds",
+            "nvcodec": {k: nv.get(k) for k in ("bpp", "bytes", "params", "psnr", "psnr_frame_mean", "psnr_min", "ms_ssim", "encode_seconds",
                                                "epochs", "stopped_by", "trace", "decode_speed")},
             "codecs": {k: {f: c.get(f) for f in ("label", "encoder", "available", "note", "bpp", "bytes", "psnr",
-                                                 "psnr_min", "ms_ssim", "encode_seconds", "rate_control", "crf",
+                                                 "psnr_frame_mean", "psnr_min", "ms_ssim", "encode_seconds", "rate_control", "crf",
                                                  "bitrate", "decode_speed")}
                        for k, c in pt["codecs"].items()},
         })

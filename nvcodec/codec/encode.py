@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import socket
@@ -17,11 +16,12 @@ from .. import __version__
 from ..container import NvpReader, Section, SectionKind, pack_msgpack, write_nvp
 from ..errors import NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
 from ..inr.fit import fit
+from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
 from ..progress import ProgressCallback, emit
 from ..video import VideoInfo, probe_video, read_frames
 from .frames import resolve_range
-from .meta import VideoMetadata, max_model_params
+from .meta import VideoMetadata, decode_values, max_decode_values, max_model_params
 from .serialize import inr_sections
 from .video import resolve_device
 
@@ -129,6 +129,7 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
     check_output_path(output_path, overwrite=overwrite)
     device = resolve_device(opts.device)
     t0 = time.monotonic()
+    deadline = None if opts.time_budget is None else t0 + opts.time_budget
 
     info = probe_video(input_path, stream=opts.stream)
     start, stop = resolve_range(opts.frames, info.frames)
@@ -155,7 +156,8 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
             if opts.resume and os.path.exists(done):
                 seg_sections, report = _load_done_segment(done)
             else:
-                seg_sections, report = _encode_segment(input_path, opts, info, a, b, total, prefix, ckpt_dir, i, len(spans), device, progress)
+                seg_sections, report = _encode_segment(input_path, opts, info, a, b, total, prefix, ckpt_dir, i,
+                                                       len(spans), device, progress, deadline, stop - a)
                 _save_done_segment(done, seg_sections, report)
             sections += seg_sections
             seg_reports.append(report)
@@ -166,6 +168,7 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
             color_space=info.color_space, color_range=info.color_range,
             color_primaries=info.color_primaries, color_trc=info.color_trc,
             source_name=os.path.basename(os.fspath(input_path))[:256], source_frames=(start, stop),
+            source_bit_rate=info.bit_rate if info.bit_rate and info.bit_rate > 0 else None,
         )
         sections.insert(0, Section("video", SectionKind.VIDEO, pack_msgpack(meta.to_dict())))
         if multi:
@@ -173,9 +176,8 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
             sections.insert(1, Section("segments", SectionKind.SEGMENTS, pack_msgpack(table)))
 
         weights = np.array([r["frames"] for r in seg_reports], dtype=np.float64)
-        mse = np.array([10 ** (-r["psnr"] / 10) for r in seg_reports])
-        psnr = float(-10 * math.log10(float((mse * weights).sum() / weights.sum())))
-        psnr_min = float(min(r["psnr_min"] for r in seg_reports))
+        quality = pool_quality(seg_reports)
+        psnr, psnr_min, psnr_frame_mean = quality["psnr"], quality["psnr_min"], quality["psnr_frame_mean"]
         ssim = float((np.array([r["ssim"] for r in seg_reports]) * weights).sum() / weights.sum())
         params = int(sum(r["params"] for r in seg_reports))
         encode_seconds = time.monotonic() - t0
@@ -185,8 +187,8 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
             "host": socket.gethostname()[:64],
             "device": seg_reports[0]["device"], "dtype": seg_reports[0]["dtype"],
             "settings": {k: v for k, v in asdict(opts).items() if k not in ("resume", "extra", "frames")},
-            "psnr": psnr, "psnr_min": psnr_min, "ssim": ssim, "params": params,
-            "encode_seconds": encode_seconds, "segments": seg_reports,
+            "psnr": psnr, "psnr_frame_mean": psnr_frame_mean, "psnr_min": psnr_min, "ssim": ssim,
+            "params": params, "encode_seconds": encode_seconds, "segments": seg_reports,
         }
         sections.append(Section("provenance", SectionKind.PROVENANCE, pack_msgpack(provenance)))
         write_nvp(output_path, sections)
@@ -204,7 +206,9 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
     return {
         "output": output_path, "bytes": size,
         "bpp": size * 8 / (info.width * info.height * total),
-        "psnr": psnr, "psnr_min": psnr_min, "ssim": ssim, "params": params,
+        "psnr": psnr, "psnr_frame_mean": psnr_frame_mean, "psnr_min": psnr_min, "ssim": ssim, "params": params,
+        "source_kbps": None if not meta.source_bit_rate else meta.source_bit_rate / 1000,
+        "kbps": size * 8 / 1000 / (total / info.fps),
         "frames": total, "width": info.width, "height": info.height, "fps": info.fps,
         "kind": opts.kind, "segments": len(spans), "device": seg_reports[0]["device"],
         "dtype": seg_reports[0]["dtype"], "epochs": [r["epochs"] for r in seg_reports],
@@ -215,12 +219,14 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
 
 def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, total: int, prefix: str,
                     ckpt_dir: str, index: int, count: int, device: torch.device,
-                    progress: ProgressCallback | None) -> tuple[list[Section], dict]:
+                    progress: ProgressCallback | None, deadline: float | None,
+                    frames_left: int) -> tuple[list[Section], dict]:
     frames_np, _ = read_frames(input_path, stream=opts.stream, frames=(a, b))
     frames = torch.from_numpy(frames_np)
     n = frames.shape[0]
     config = _plan(opts, info, n, total)
-    budget = None if opts.time_budget is None else opts.time_budget * n / total
+    # What is left of the whole encode's budget (reading included), shared by frame count.
+    budget = None if deadline is None else max((deadline - time.monotonic()) * n / frames_left, 1e-3)
 
     def seg_progress(event) -> None:
         if progress is not None:
@@ -238,7 +244,8 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     del frames, frames_np
     report = {
         "index": index, "start": a, "stop": b, "frames": n, "prefix": prefix,
-        "psnr": float(result.psnr), "psnr_min": float(result.psnr_min), "ssim": float(result.ssim),
+        "psnr": float(result.psnr), "psnr_frame_mean": float(result.psnr_frame_mean), "mse": float(result.mse),
+        "psnr_min": float(result.psnr_min), "ssim": float(result.ssim), "psnr_constant": float(result.psnr_constant),
         "params": int(result.params), "epochs": int(result.epochs), "seconds": float(result.seconds),
         "stopped_by": str(result.stopped_by), "device": str(result.device), "dtype": str(result.dtype),
     }
@@ -248,12 +255,22 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
 def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig:
     """The INR plan of a segment of `n` frames; UsageError when it is larger than readers accept."""
     config = plan_config(info.width, info.height, n, kind=opts.kind,
-                         params=_segment_params(opts, n, total), bpp=opts.bpp)
+                         params=_segment_params(opts, n, total), bpp=opts.bpp, source_bpp=source_bpp(info))
     limit = max_model_params(info.width, info.height, n)
     if config.num_params(n) > limit:
         raise UsageError(f"a model of {config.num_params(n):,} parameters for {n} frames of {info.width}x{info.height} "
                          f"is larger than the video needs (at most {limit:,}): ask for fewer --params")
+    if decode_values(config) > max_decode_values(config):
+        raise UsageError(f"a model with {max(config.channels)} channels decodes more values per frame than readers "
+                         f"accept ({max_decode_values(config):,}): ask for fewer --params")
     return config
+
+
+def source_bpp(info: VideoInfo) -> float | None:
+    """The source stream's own bits per pixel (its bit rate over the frame rate and size), if known."""
+    if not info.bit_rate or info.bit_rate <= 0 or not info.fps > 0:
+        return None
+    return info.bit_rate / info.fps / (info.width * info.height)
 
 
 def _save_done_segment(path: str, sections: list[Section], report: dict) -> None:
@@ -267,4 +284,8 @@ def _load_done_segment(path: str) -> tuple[list[Section], dict]:
             sections = [Section(s.name, s.kind, r.read(s.name), s.codec) for s in r.sections if s.name != "segment-report"]
     except NvcodecError as exc:
         raise UsageError(f"--resume: the checkpoint {path} is unusable ({exc}); encode again without --resume") from None
+    if not isinstance(report, dict) or not all(isinstance(report.get(k), (int, float)) for k in
+                                               ("frames", "mse", "psnr", "psnr_frame_mean", "psnr_min", "ssim", "params")):
+        raise UsageError(f"--resume: the checkpoint {path} was written by another nvcodec version; "
+                         "encode again without --resume")
     return sections, report

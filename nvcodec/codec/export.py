@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..inr.metrics import psnr as psnr_fn
+from ..inr.metrics import frame_mse, frame_psnrs, quality_from_mse
 from ..video import contact_sheet, feature_sheet, read_frames, side_by_side, write_png, write_png_dir, write_video, write_y4m
 from .frames import resolve_range
 from .meta import recorded_stream
@@ -71,7 +71,8 @@ def layer_sheet(video: NvpVideo, path: str, layer: int, *, frames: tuple[int | N
 
 def compare(video: NvpVideo, original: str, *, frames: tuple[int | None, int | None] | None = None,
             sheet: str | None = None, device: str = "auto", stream: int | None = None) -> dict:
-    """Per-frame PSNR of the decoded video against the original; optional side-by-side sheet.
+    """PSNR of the decoded video against the original (`metrics`: pooled, per-frame mean, per frame);
+    optional side-by-side sheet.
 
     Frame i of the file is compared with frame start + i of the source range recorded at encode,
     in the video stream recorded at encode unless `stream` is given.
@@ -86,20 +87,21 @@ def compare(video: NvpVideo, original: str, *, frames: tuple[int | None, int | N
                          f"{video.metadata.width}x{video.metadata.height}: not the same video")
     sheet_idx = set(_sheet_indices(start, stop, 8)) if sheet else set()
     kept: dict[int, np.ndarray] = {}
-    per_frame: list[float] = []
+    mses: list[torch.Tensor] = []
     pos = 0
     for batch in video.iter_frames(range(start, stop), device=device):
         dec = batch.cpu()
+        mses.append(frame_mse(dec, torch.from_numpy(ref[pos:pos + dec.shape[0]])))
         for k in range(dec.shape[0]):
-            per_frame.append(float(psnr_fn(dec[k], torch.from_numpy(ref[pos + k]))))
             if start + pos + k in sheet_idx:
                 kept[start + pos + k] = dec[k].numpy()
         pos += dec.shape[0]
-    mse = np.mean([10 ** (-p / 10) for p in per_frame])
-    out = {"original": original, "frames": [start, stop], "psnr": float(-10 * np.log10(mse)),
-           "psnr_min": float(min(per_frame)), "psnr_per_frame": per_frame}
+    mse = torch.cat(mses)
+    q = quality_from_mse(mse)
+    out = {"original": original, "frames": [start, stop], "psnr": q["psnr"], "psnr_frame_mean": q["psnr_frame_mean"],
+           "psnr_min": q["psnr_min"], "psnr_per_frame": frame_psnrs(mse)}
     if sheet:
-        rows = [side_by_side(ref[i - start], kept[i], (f"orig #{i}", f"nvp {per_frame[i - start]:.2f}dB"))
+        rows = [side_by_side(ref[i - start], kept[i], (f"orig #{i}", f"nvp {out['psnr_per_frame'][i - start]:.2f}dB"))
                 for i in sorted(kept)]
         write_png(sheet, contact_sheet(rows, columns=2 if len(rows) > 1 else 1))
         out["sheet"] = sheet

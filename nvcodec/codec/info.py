@@ -58,7 +58,10 @@ def describe(path: str | os.PathLike) -> dict:
         out_video["duration_s"] = video.frames / video.fps
         out_video["bpp"] = file_size * 8 / (video.width * video.height * video.frames)
         out_video["kbps"] = file_size * 8 / 1000 / (video.frames / video.fps)
-    quality = {k: provenance.get(k) for k in ("psnr", "psnr_min", "ssim")}
+        out_video["source_kbps"] = None if video.source_bit_rate is None else video.source_bit_rate / 1000
+        out_video["source_bpp"] = (None if video.source_bit_rate is None
+                                   else video.source_bit_rate / video.fps / (video.width * video.height))
+    quality = {k: provenance.get(k) for k in ("psnr", "psnr_frame_mean", "psnr_min", "ssim")}
     return {
         "file": os.fspath(path),
         "format": fmt,

@@ -18,7 +18,7 @@ from ..errors import FormatError, UsageError
 from ..inr.model import INRDecoder
 from ..inr.plan import INRConfig
 from ..inr.quant import QTensor, QuantizedINR, dequantize_tensor
-from .meta import MODEL_MAX_BYTES
+from .meta import model_config
 
 EMBEDDINGS_TENSOR = "embeddings"
 # Bundle size bounds from the shapes a model needs: each value takes 1..8 bytes, each tensor at
@@ -107,17 +107,6 @@ def _check_model_sections(reader: NvpReader, needed: list[tuple[str, dict[str, t
                           "decodes for one model", section=needed[0][0])
 
 
-def read_config(reader: NvpReader, prefix: str = "") -> INRConfig:
-    """The INRConfig stored in `{prefix}model`; FormatError naming the section if invalid."""
-    name = f"{prefix}model"
-    try:
-        return INRConfig.from_dict(reader.read_msgpack(name, MODEL_MAX_BYTES))
-    except FormatError as e:
-        if e.section is not None:
-            raise
-        raise FormatError(str(e), section=name) from None
-
-
 @torch.no_grad()
 def load_decoder(reader: NvpReader, prefix: str = "", upto_block: int | None = None,
                  device: str | torch.device = "cpu") -> tuple[INRDecoder, Tensor | None]:
@@ -126,7 +115,7 @@ def load_decoder(reader: NvpReader, prefix: str = "", upto_block: int | None = N
     Reads only `{prefix}model`, `{prefix}embeddings`, blocks 0..upto_block and (when upto_block is
     None) the head. Blocks after `upto_block` stay uninitialized and refuse to run (UsageError).
     """
-    config = read_config(reader, prefix)
+    config = model_config(reader, prefix)
     n = config.num_blocks
     if upto_block is not None and (isinstance(upto_block, bool) or not isinstance(upto_block, int)
                                    or not 0 <= upto_block < n):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -9,7 +10,7 @@ from typing import Any, Iterator
 import torch
 
 from ..container import NvpReader, SectionKind
-from ..errors import UsageError
+from ..errors import FormatError, UsageError
 from ..inr.model import INRDecoder, crop
 from ..inr.plan import INRConfig
 from .frames import FrameSelection, resolve_indices
@@ -30,6 +31,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"unsupported device {device!r}: use auto, cpu or cuda[:N]")
     return dev
+
+
+def _check_shape(x: torch.Tensor, expected: tuple[int, ...], seg: "Segment") -> None:
+    """FormatError when a decoder gave a tensor of another shape than the file declares."""
+    if tuple(x.shape) != expected:
+        raise FormatError(f"decoding gave a tensor of shape {list(x.shape)}, the file declares {list(expected)}",
+                          section=f"{seg.prefix}model")
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ class NvpVideo:
             dec, _ = self.decoder(seg, None, dev)
             rgb = dec(self.inputs(seg, run, dev, None))
             rgb = crop(rgb, self.metadata.width, self.metadata.height)
+            _check_shape(rgb, (len(run), 3, self.metadata.height, self.metadata.width), seg)
             yield (rgb.float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
     def frames(self, frames: FrameSelection = None, *, device: str | torch.device = "cpu", batch_size: int = 8) -> torch.Tensor:
@@ -166,7 +175,11 @@ class NvpVideo:
         indices = resolve_indices(frames, self.metadata.frames)
         for seg, run in self.batches(indices, max(1, batch_size)):
             dec, _ = self.decoder(seg, layer, dev)
-            yield dec.features(self.inputs(seg, run, dev, layer), layer)
+            feat = dec.features(self.inputs(seg, run, dev, layer), layer)
+            cfg = self.config(seg.index)
+            grid = math.prod(cfg.strides[:layer + 1])
+            _check_shape(feat, (len(run), cfg.channels[layer], cfg.embed_height * grid, cfg.embed_width * grid), seg)
+            yield feat
 
     def features(self, layer: int, frames: FrameSelection = None, *, device: str | torch.device = "cpu", batch_size: int = 8) -> torch.Tensor:
         """Activations of decoder block `layer` (0-based) for the selected frames: float (N, C, h, w).

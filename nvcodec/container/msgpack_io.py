@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
-import numpy as np
 
 from nvcodec.container.layout import MAX_MSGPACK_BYTES, MAX_MSGPACK_DEPTH, MAX_MSGPACK_VALUES
 from nvcodec.errors import FormatError
@@ -29,7 +28,7 @@ class ValueBudget:
 
 
 def _default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
         return obj.item()
     raise TypeError(f"cannot store {type(obj).__name__} in msgpack metadata")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nvcodec.container.compression import decode_payload, iter_payload
 from nvcodec.container.index import (
@@ -13,8 +13,10 @@ from nvcodec.container.index import (
 )
 from nvcodec.container.layout import MAX_MSGPACK_BYTES, SectionInfo
 from nvcodec.container.msgpack_io import ValueBudget, unpack_msgpack
-from nvcodec.container.tensors import TensorBundle, unpack_tensors
 from nvcodec.errors import FormatError
+
+if TYPE_CHECKING:
+    from nvcodec.container.tensors import TensorBundle
 
 # Reader policy for untrusted files (spec section 16): one read decodes at most
 # max(READ_FLOOR, READ_PER_FILE_BYTE x file size) bytes, and all msgpack decoding of one open
@@ -118,6 +120,8 @@ class NvpReader:
 
     def read_tensors(self, name: str, max_bytes: int | None = None) -> TensorBundle:
         """Payload of a section decoded as a tensor bundle (raw length checked against `max_bytes` first)."""
+        from nvcodec.container.tensors import unpack_tensors  # numpy loads only when tensors are read
+
         return unpack_tensors(self.read(name, max_bytes), section=name, budget=self.value_budget)
 
     def fileno(self) -> int:

@@ -1,9 +1,25 @@
 """Fitting an INR to a clip: Adam, linear warm-up + cosine decay, bf16 autocast, checkpoints.
 
 Schedule: the learning rate follows warm-up then cosine decay over a progress fraction p in [0, 1].
-With `epochs`, p = (epochs done) / epochs; with only `time_budget`, p = elapsed / time_budget; with
-both, the larger of the two (training ends at whichever comes first); with neither, `DEFAULT_EPOCHS`.
-Only epoch-driven runs are bit-reproducible (a time-driven schedule depends on wall time).
+With `epochs`, p = (epochs done) / epochs, and a `time_budget` beside it is only a safety cap that
+stops training early (`stopped_by` "time"); with only `time_budget`, p = elapsed / (the training
+time the budget leaves); with neither, `DEFAULT_EPOCHS`. Epoch-driven runs that are not cut short
+are bit-reproducible on the same machine and torch build (a time-driven schedule depends on wall time).
+
+Time budget: checked before every optimisation step. Training stops when the time spent plus an
+estimate of the final quantize-and-evaluate pass (measured on the periodic checks, else one epoch's
+worth of steps) reaches the budget, so that the whole fit ends within the budget, and a periodic
+check that would not fit is skipped.
+
+Initialisation: the head bias starts at the clip's mean colour (`INRDecoder.init_output`), so the
+first steps fit structure instead of shifting every pixel towards the mean; together with the
+head's surrogate gradient (`model.OUT_LEAK`) this keeps dark, bright and low-contrast clips from
+collapsing to a constant frame.
+
+Degenerate fits: the final check (`check_not_degenerate`) raises `DegenerateFitError` when the
+source is not flat but the decoded output is (every channel's standard deviation below
+FLAT_STD), or when the pooled PSNR is no better than the constant-frame baseline (every frame the
+clip's mean colour). A genuinely constant clip (source std below FLAT_STD) is exempt.
 
 Frames stay uint8 on the CPU and are moved/converted per batch. The decoder output (padded size)
 is cropped top-left to the frame size before the loss, so padding never enters the loss.
@@ -11,7 +27,8 @@ For HNeRV the encoder sees the frames edge-padded to the padded size.
 
 Quality checks every `eval_every` epochs (and at the end) measure the *dequantized* model
 (weights and embeddings quantized with `weight_bits` / `embed_bits`) in fp32, on outputs rounded to
-8 bits; training stops once the mean PSNR reaches `psnr_target`.
+8 bits, with the PSNR definition of `metrics` (pooled MSE); training stops once that PSNR reaches
+`psnr_target`.
 
 Checkpoints (`checkpoint_path`): written every `CHECKPOINT_SECONDS`, at the end and on Ctrl-C
 (then `Interrupted` is raised), atomically (temp file + os.replace), with plain tensors, numbers,
@@ -34,9 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import Interrupted, UsageError, no_space_as_error
+from ..errors import DegenerateFitError, Interrupted, UsageError, no_space_as_error
 from ..progress import ProgressCallback, emit
-from .metrics import psnr as psnr_fn
+from .metrics import frame_mse, quality_from_mse
 from .metrics import ssim as ssim_fn
 from .model import HNeRVEncoder, INRDecoder, crop, pad_frames
 from .plan import INRConfig
@@ -49,11 +66,14 @@ WARMUP = 0.1
 CHECKPOINT_SECONDS = 30.0
 CKPT_FORMAT = "nvcodec-fit-checkpoint"
 LOSSES = ("l2", "l1+ssim")
+FLAT_STD = 0.5 / 255.0
+FINAL_EVAL_FACTOR = 2.5
 
 
 @dataclass
 class FitResult:
-    """Outcome of `fit`. Quality numbers are for the dequantized model, mean (and min) over frames."""
+    """Outcome of `fit`. Quality numbers are for the dequantized model: `psnr` pooled over the clip,
+    `psnr_frame_mean` and `psnr_min` over frames, `mse` pooled (see `metrics`)."""
 
     decoder: INRDecoder
     encoder: HNeRVEncoder | None
@@ -70,6 +90,11 @@ class FitResult:
     params: int = 0
     stopped_by: str = "epochs"
     psnr_float: float = float("nan")
+    psnr_frame_mean: float = float("nan")
+    mse: float = float("nan")
+    output_std: list[float] = field(default_factory=list)
+    source_std: list[float] = field(default_factory=list)
+    psnr_constant: float = float("nan")
 
 
 def auto_amp(device: torch.device) -> bool:
@@ -103,6 +128,14 @@ def _batch(frames: Tensor, idx: Tensor, device: torch.device) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def mean_rgb(frames: Tensor, chunk: int = 64) -> Tensor:
+    """Mean colour (3,) in [0, 1] of uint8 frames (N, H, W, 3), summed in float64 chunk by chunk."""
+    total = torch.zeros(3, dtype=torch.float64)
+    for i in range(0, frames.shape[0], chunk):
+        total += frames[i:i + chunk].reshape(-1, 3).sum(0, dtype=torch.float64)
+    return (total / (255.0 * frames[..., 0].numel())).float()
+
+
 @torch.no_grad()
 def _embed_all(encoder: HNeRVEncoder, frames: Tensor, config: INRConfig, device: torch.device,
                batch: int, amp: bool) -> Tensor:
@@ -117,24 +150,71 @@ def _embed_all(encoder: HNeRVEncoder, frames: Tensor, config: INRConfig, device:
     return torch.cat(out).contiguous()
 
 
+def channel_std(frames: Tensor, chunk: int = 64) -> Tensor:
+    """Per-channel standard deviation (3,) in [0, 1] units of uint8 frames (N, H, W, 3) over the clip."""
+    s1 = torch.zeros(3, dtype=torch.float64)
+    s2 = torch.zeros(3, dtype=torch.float64)
+    for i in range(0, frames.shape[0], chunk):
+        x = frames[i:i + chunk].reshape(-1, 3).double() / 255.0
+        s1 += x.sum(0)
+        s2 += x.pow(2).sum(0)
+    n = frames[..., 0].numel()
+    return ((s2 / n - (s1 / n) ** 2).clamp(min=0.0).sqrt()).float()
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` measured: per-frame MSE (float64), per-frame SSIM (or None), per-channel
+    standard deviation of the decoded clip."""
+
+    mse: Tensor
+    ssim: Tensor | None
+    output_std: Tensor
+
+
 @torch.no_grad()
 def evaluate(decoder: INRDecoder, inputs_fn, frames: Tensor, device: torch.device, batch: int,
-             with_ssim: bool = False) -> tuple[Tensor, Tensor | None]:
-    """Per-frame PSNR (and SSIM) of decoded frames, rounded to 8 bits, in fp32."""
+             with_ssim: bool = False) -> Evaluation:
+    """Per-frame MSE (and SSIM) and output statistics of decoded frames, rounded to 8 bits, in fp32."""
     c = decoder.config
     was_training = decoder.training
     decoder.eval()
-    ps, ss = [], []
+    ms, ss = [], []
+    s1 = torch.zeros(3, dtype=torch.float64)
+    s2 = torch.zeros(3, dtype=torch.float64)
     for i in range(0, frames.shape[0], batch):
         idx = torch.arange(i, min(i + batch, frames.shape[0]))
         out = crop(decoder(inputs_fn(idx)).float(), c.width, c.height)
         out = (out.clamp(0, 1) * 255.0).round() / 255.0
         target = _batch(frames, idx, device)
-        ps.append(psnr_fn(out, target, per_frame=True).cpu())
+        ms.append(frame_mse(out, target))
+        flat = out.double().transpose(0, 1).reshape(3, -1)
+        s1 += flat.sum(1).cpu()
+        s2 += flat.pow(2).sum(1).cpu()
         if with_ssim:
             ss.append(ssim_fn(out, target, per_frame=True).cpu())
     decoder.train(was_training)
-    return torch.cat(ps), (torch.cat(ss) if with_ssim else None)
+    n = frames[..., 0].numel()
+    std = (s2 / n - (s1 / n) ** 2).clamp(min=0.0).sqrt().float()
+    return Evaluation(torch.cat(ms), torch.cat(ss) if with_ssim else None, std)
+
+
+def check_not_degenerate(psnr: float, output_std: Tensor, source_std: Tensor) -> None:
+    """Raise DegenerateFitError for a fit that decodes a non-flat clip to a (near-)constant frame,
+    or whose pooled PSNR is no better than the clip's constant-frame (mean colour) baseline."""
+    src = torch.as_tensor(source_std, dtype=torch.float64)
+    out = torch.as_tensor(output_std, dtype=torch.float64)
+    if float(src.max()) < FLAT_STD:
+        return
+    constant = quality_from_mse([float(src.pow(2).mean())])["psnr"]
+    if float(out.max()) < FLAT_STD:
+        raise DegenerateFitError(
+            f"the fit collapsed to a constant frame (output std {float(out.max()) * 255:.2f}/255, source "
+            f"{float(src.max()) * 255:.2f}/255, PSNR {psnr:.2f} dB): not writing it; try another --seed or --lr")
+    if psnr <= constant:
+        raise DegenerateFitError(
+            f"the fit is no better than a constant frame (PSNR {psnr:.2f} dB, the clip's mean colour gives "
+            f"{constant:.2f} dB): not writing it; give it more --epochs or --time-budget")
 
 
 def _check_args(frames: Tensor, config: INRConfig, epochs, time_budget, psnr_target, loss, lr, batch_size,
@@ -205,11 +285,13 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     use_amp = auto_amp(dev) if amp is None else bool(amp)
     n = frames.shape[0]
     total_epochs = epochs if epochs is not None else (None if time_budget is not None else DEFAULT_EPOCHS)
+    source_std = channel_std(frames)
     hnerv = config.kind == "hnerv"
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         decoder = INRDecoder(config)
+        decoder.init_output(mean_rgb(frames))
         encoder = HNeRVEncoder(config) if hnerv else None
     decoder.to(dev, memory_format=torch.channels_last)
     if encoder is not None:
@@ -245,17 +327,26 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     steps_per_epoch = -(-n // batch_size)
     t_start = time.monotonic()
     last_save = t_start
+    timing = {"steps": 0, "step_seconds": 0.0, "eval_seconds": None}
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - t_start
 
+    def eval_estimate() -> float:
+        if timing["eval_seconds"] is not None:
+            return timing["eval_seconds"]
+        return 0.5 * steps_per_epoch * timing["step_seconds"] / max(timing["steps"], 1)
+
+    def final_reserve() -> float:
+        return FINAL_EVAL_FACTOR * eval_estimate()
+
+    def out_of_time() -> bool:
+        return time_budget is not None and elapsed() + final_reserve() >= time_budget
+
     def progress_frac() -> float:
-        p = 0.0
         if total_epochs is not None:
-            p = (epoch + step / steps_per_epoch) / total_epochs
-        if time_budget is not None:
-            p = max(p, elapsed() / time_budget)
-        return p
+            return (epoch + step / steps_per_epoch) / total_epochs
+        return elapsed() / max(time_budget - final_reserve(), 1e-9)
 
     def make_state() -> dict[str, Any]:
         return {"format": CKPT_FORMAT, "version": 1, "config": config.to_dict(),
@@ -281,11 +372,14 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
             if total_epochs is not None and epoch >= total_epochs:
                 stopped_by = "epochs"
                 break
-            if time_budget is not None and elapsed() >= time_budget:
+            if out_of_time():
                 stopped_by = "time"
                 break
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
             while step < steps_per_epoch:
+                if out_of_time():
+                    break
+                t_step = time.monotonic()
                 for g in opt.param_groups:
                     g["lr"] = lr * lr_factor(progress_frac())
                 idx = perm[step * batch_size:(step + 1) * batch_size]
@@ -303,11 +397,13 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 loss_acc += value.detach()
                 loss_count += 1
                 step += 1
+                if time_budget is not None:
+                    float(loss_acc)  # wait for the device, so that the step is timed
+                timing["steps"] += 1
+                timing["step_seconds"] += time.monotonic() - t_step
                 if checkpoint_path is not None and time.monotonic() - last_save >= CHECKPOINT_SECONDS:
                     _save_checkpoint(checkpoint_path, make_state())
                     last_save = time.monotonic()
-                if time_budget is not None and elapsed() >= time_budget:
-                    break
             if step < steps_per_epoch:
                 stopped_by = "time"
                 break
@@ -317,10 +413,13 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
             loss_sum, loss_count = 0.0, 0
             loss_acc.zero_()
             last_epoch = total_epochs is not None and epoch >= total_epochs
-            if (eval_every is not None and epoch % eval_every == 0) and not last_epoch:
+            fits = time_budget is None or elapsed() + eval_estimate() + final_reserve() < time_budget
+            if (eval_every is not None and epoch % eval_every == 0) and not last_epoch and fits:
+                t_eval = time.monotonic()
                 _, _, emb_deq = quantize_now()
-                p, _ = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4))
-                last_psnr = float(p.mean())
+                ev = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4))
+                timing["eval_seconds"] = time.monotonic() - t_eval
+                last_psnr = quality_from_mse(ev.mse)["psnr"]
                 entry["psnr"] = last_psnr
             history.append(entry)
             eta = _eta(epoch, total_epochs, elapsed(), time_budget)
@@ -332,23 +431,28 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
             _save_checkpoint(checkpoint_path, make_state())
         decoder.eval()
         q, emb, emb_deq = quantize_now()
-        p, s = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4),
-                        with_ssim=True)
-        pf, _ = evaluate(decoder, inputs_for(decoder, emb), frames, dev, max(batch_size, 4))
+        ev = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4),
+                      with_ssim=True)
+        ev_float = evaluate(decoder, inputs_for(decoder, emb), frames, dev, max(batch_size, 4))
     except KeyboardInterrupt:
         if checkpoint_path is not None:
             _save_checkpoint(checkpoint_path, make_state())
         raise Interrupted("fitting interrupted" + (f"; checkpoint saved to {checkpoint_path}"
                                                   if checkpoint_path is not None else "")) from None
-    psnr_mean = float(p.mean())
+    quality = quality_from_mse(ev.mse)
+    check_not_degenerate(quality["psnr"], ev.output_std, source_std)
     done_epochs = epoch + (1 if step > 0 else 0)
     if history:
-        history[-1]["psnr"] = psnr_mean
+        history[-1]["psnr"] = quality["psnr"]
+    assert ev.ssim is not None
     return FitResult(decoder=decoder, encoder=encoder, embeddings=None if emb is None else emb.cpu(),
-                     quantized=q, psnr=psnr_mean, psnr_min=float(p.min()), ssim=float(s.mean()),
+                     quantized=q, psnr=quality["psnr"], psnr_min=quality["psnr_min"], ssim=float(ev.ssim.mean()),
                      epochs=done_epochs, seconds=elapsed(), history=history, device=str(dev),
                      dtype="bf16" if use_amp else "fp32", params=config.num_params(), stopped_by=stopped_by,
-                     psnr_float=float(pf.mean()))
+                     psnr_float=quality_from_mse(ev_float.mse)["psnr"], psnr_frame_mean=quality["psnr_frame_mean"],
+                     mse=quality["mse"], output_std=[float(v) for v in ev.output_std],
+                     source_std=[float(v) for v in source_std],
+                     psnr_constant=quality_from_mse([float(source_std.double().pow(2).mean())])["psnr"])
 
 
 def _eta(epoch: int, total: int | None, now: float, budget: float | None) -> float | None:

@@ -1,9 +1,15 @@
-"""Image quality metrics in torch: PSNR, SSIM, MS-SSIM.
+"""Image quality metrics in torch: PSNR, SSIM, MS-SSIM, and nvcodec's one PSNR definition.
+
+PSNR definition (used by encode, info, view --compare, tune and bench alike): on RGB values in
+[0, 1] (8-bit values / 255), peak 1. The headline `psnr` is the *pooled* PSNR, 10 log10(1 / MSE)
+of the MSE over all frames, pixels and channels; `psnr_frame_mean` (the mean over frames of each
+frame's PSNR, frames capped at PSNR_CAP dB) and `psnr_min` (the worst frame) stand beside it.
+Segments and batches pool by MSE weighted by frame count (`pool_quality`), never by averaging PSNRs.
 
 Inputs are frames (N, C, H, W) or (N, H, W, C), or a single frame without N; channels-last is
 detected when the last dim is 1 or 3 and dim -3 is not. uint8 inputs are scaled by 1/255, float
-inputs are taken as [0, 1]. Every metric returns a float32 tensor: the mean over frames, or
-per frame (shape (N,)) with `per_frame=True`.
+inputs are taken as [0, 1]. Every metric returns a float32 tensor: over all frames (PSNR pooled
+by MSE, SSIM and MS-SSIM the mean over frames), or per frame (shape (N,)) with `per_frame=True`.
 
 SSIM uses an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, 'valid' filtering, averaged over
 channels; frames smaller than the window use an odd window equal to the smaller side.
@@ -53,10 +59,11 @@ def _reduce(v: Tensor, per_frame: bool) -> Tensor:
 
 
 def psnr(a: Tensor, b: Tensor, *, per_frame: bool = False) -> Tensor:
-    """PSNR in dB (peak 1.0 on [0, 1] values); identical frames give +inf."""
+    """PSNR in dB (peak 1.0 on [0, 1] values): pooled over all frames, or per frame; identical
+    frames give +inf."""
     a, b = _pair(a, b)
     mse = (a - b).pow(2).flatten(1).mean(1)
-    return _reduce(10.0 * torch.log10(1.0 / mse), per_frame)
+    return 10.0 * torch.log10(1.0 / (mse if per_frame else mse.mean()))
 
 
 def _gauss(size: int, sigma: float, device: torch.device) -> Tensor:
@@ -119,6 +126,43 @@ def ms_ssim(a: Tensor, b: Tensor, *, per_frame: bool = False, win_size: int = 11
     return _reduce(out, per_frame)
 
 
+PSNR_CAP = 100.0
+
+
 def mse_to_psnr(mse: float) -> float:
     """PSNR in dB of a mean squared error on [0, 1] values."""
     return float("inf") if mse <= 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def frame_mse(a: Tensor, b: Tensor) -> Tensor:
+    """Per-frame MSE (N,) over pixels and channels, float64 on the CPU."""
+    a, b = _pair(a, b)
+    return (a.double() - b.double()).pow(2).flatten(1).mean(1).cpu()
+
+
+def frame_psnrs(mse: Tensor | list[float]) -> list[float]:
+    """Each frame's PSNR from its MSE, capped at PSNR_CAP dB (identical frames)."""
+    return [min(mse_to_psnr(float(v)), PSNR_CAP) for v in torch.as_tensor(mse, dtype=torch.float64).flatten()]
+
+
+def quality_from_mse(mse: Tensor | list[float]) -> dict[str, float]:
+    """The PSNR report of per-frame MSEs (equal-size frames): psnr (pooled), psnr_frame_mean,
+    psnr_min, mse (pooled) and frames."""
+    m = torch.as_tensor(mse, dtype=torch.float64).flatten()
+    if m.numel() == 0:
+        raise UsageError("no frames to measure")
+    per = frame_psnrs(m)
+    pooled = float(m.mean())
+    return {"psnr": min(mse_to_psnr(pooled), PSNR_CAP), "psnr_frame_mean": sum(per) / len(per),
+            "psnr_min": min(per), "mse": pooled, "frames": int(m.numel())}
+
+
+def pool_quality(parts: list[dict]) -> dict[str, float]:
+    """Pool `quality_from_mse` reports of disjoint frame sets (e.g. segments), weighted by frames."""
+    if not parts:
+        raise UsageError("no frames to measure")
+    n = sum(int(p["frames"]) for p in parts)
+    mse = sum(float(p["mse"]) * int(p["frames"]) for p in parts) / n
+    return {"psnr": min(mse_to_psnr(mse), PSNR_CAP),
+            "psnr_frame_mean": sum(float(p["psnr_frame_mean"]) * int(p["frames"]) for p in parts) / n,
+            "psnr_min": min(float(p["psnr_min"]) for p in parts), "mse": mse, "frames": n}

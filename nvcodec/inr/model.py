@@ -5,6 +5,12 @@ input of block 0 is the per-frame embedding (embed_channels, embed_height, embed
 block 0 also holds the MLP stem that maps the positional encoding of the frame index to a
 (embed_channels, embed_height, embed_width) grid. The head is a conv to RGB followed by a sigmoid
 (or a clamp), giving frames of the padded size; `crop` takes the top-left (width, height) region.
+
+Training keeps the gradient alive where the output activation saturates: in training mode the
+head returns act(y) + OUT_LEAK * (y - y.detach()), the same values with d out / d y = act'(y) +
+OUT_LEAK. Without it a fit to dark (or bright) content overshoots into sigmoid saturation (y of
+-30 and below, act' ~ e^y) where no gradient reaches the network again, and the clip decodes to
+a constant. Decoding (eval mode) is unchanged, so files are unaffected.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from ..errors import UsageError
 from .plan import INRConfig
 
 _ACTS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+OUT_LEAK = 0.01
 
 
 def crop(x: Tensor, width: int, height: int) -> Tensor:
@@ -129,7 +136,17 @@ class INRDecoder(nn.Module):
         if not self.has_head:
             raise UsageError("the head was not loaded (decoder loaded with upto_block)")
         y = self.head(feat_last)
-        return torch.sigmoid(y) if self.config.out_activation == "sigmoid" else y.clamp(0.0, 1.0)
+        out = torch.sigmoid(y) if self.config.out_activation == "sigmoid" else y.clamp(0.0, 1.0)
+        if self.training and y.requires_grad:
+            out = out + OUT_LEAK * (y - y.detach())
+        return out
+
+    @torch.no_grad()
+    def init_output(self, mean_rgb: Tensor) -> None:
+        """Set the head bias so that a zero feature map decodes to `mean_rgb` (3 values in [0, 1])."""
+        m = mean_rgb.to(torch.float32).clamp(0.5 / 255.0, 254.5 / 255.0)
+        bias = torch.logit(m) if self.config.out_activation == "sigmoid" else m
+        self.head.bias.copy_(bias.to(self.head.bias))
 
     def input_for(self, frame_indices: Tensor, embeddings: Tensor | None) -> Tensor:
         """Decoder input for frames: HNeRV `embeddings[frame_indices]`; NeRV positional encodings."""

@@ -17,8 +17,11 @@ embedding grid small (HNeRV-like, 2x4 .. 4x8 for 720p-ish frames).
 Size (`plan_config`): the first block width `channels[0]` is searched so that the total
 parameter count (decoder weights + biases + stored embeddings) is closest to `params`; a `bpp`
 target is converted with 8 bits per decoder parameter and 6 bits per embedding value (before
-entropy coding). With neither, the default is the 0.1 bpp equivalent, but at least
-min(300k, raw RGB values) parameters and at most 3M.
+entropy coding). With neither, the default is the bpp target of `default_bpp`: 0.1 bpp for clips
+of SHORT_CLIP_FRAMES (128) frames or more, sqrt(128 / frames) times that for shorter ones (a
+decoder is shared by fewer frames), at most MAX_DEFAULT_BPP, and never above the source's own bpp
+when it is known; the result is at least min(DEFAULT_MIN_PARAMS, raw RGB values) and at most
+DEFAULT_MAX_PARAMS parameters.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ MAX_EMBED_VALUES = 4_000_000_000
 WEIGHT_BITS_PLAN = 8.0
 EMBED_BITS_PLAN = 6.0
 DEFAULT_BPP = 0.1
-DEFAULT_MIN_PARAMS = 300_000
+SHORT_CLIP_FRAMES = 128
+MAX_DEFAULT_BPP = 0.4
+DEFAULT_MIN_PARAMS = 10_000
 DEFAULT_MAX_PARAMS = 3_000_000
 
 REDUCE = 1.2
@@ -281,21 +286,31 @@ def _build(kind: str, width: int, height: int, frames: int, strides: list[int], 
                      embed_channels=embed_c, embed_height=eh, embed_width=ew, pe_levels=pe_levels, fc_dims=fc)
 
 
-def default_params(width: int, height: int, frames: int) -> float:
-    """Default model size: 0.1 bpp equivalent, at least min(300k, raw RGB values), at most 3M."""
-    by_bpp = DEFAULT_BPP * width * height * frames / WEIGHT_BITS_PLAN
-    floor = min(DEFAULT_MIN_PARAMS, width * height * frames * 3)
-    return float(min(max(by_bpp, floor), DEFAULT_MAX_PARAMS))
+def default_bpp(frames: int, source_bpp: float | None = None) -> float:
+    """The default bpp target for a clip of `frames` frames (see the module docstring)."""
+    bpp = min(DEFAULT_BPP * max(1.0, math.sqrt(SHORT_CLIP_FRAMES / frames)), MAX_DEFAULT_BPP)
+    if source_bpp is not None and math.isfinite(source_bpp) and source_bpp > 0:
+        bpp = min(bpp, source_bpp)
+    return bpp
+
+
+def default_bits(width: int, height: int, frames: int, source_bpp: float | None = None) -> float:
+    """The default model's planned size in bits: `default_bpp` of the clip, clamped to
+    min(DEFAULT_MIN_PARAMS, raw RGB values) .. DEFAULT_MAX_PARAMS parameters at 8 bits each."""
+    floor = min(DEFAULT_MIN_PARAMS, width * height * frames * 3) * WEIGHT_BITS_PLAN
+    bits = default_bpp(frames, source_bpp) * width * height * frames
+    return float(min(max(bits, floor), DEFAULT_MAX_PARAMS * WEIGHT_BITS_PLAN))
 
 
 def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
-                params: float | None = None, bpp: float | None = None) -> INRConfig:
+                params: float | None = None, bpp: float | None = None,
+                source_bpp: float | None = None) -> INRConfig:
     """Plan strides, padding, embedding grid and widths for a clip.
 
     `params`: target total parameter count (decoder + stored embeddings). `bpp`: target bits per
     (original) pixel, converted with 8 bits per weight and 6 per embedding value. At most one of the
-    two; neither gives `default_params`. The closest achievable size is chosen (the smallest plan
-    when the target is below it).
+    two; neither gives `default_bits` (which `source_bpp`, the source's own rate, caps). The closest
+    achievable size is chosen (the smallest plan when the target is below it).
     """
     if kind not in KINDS:
         raise UsageError(f"kind must be one of {', '.join(KINDS)}")
@@ -310,14 +325,14 @@ def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
     if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
         raise UsageError("bpp must be positive")
     strides = plan_strides(width, height)
-    if bpp is not None:
-        budget_bits = bpp * width * height * frames
+    if params is None:
+        target = (bpp * width * height * frames if bpp is not None
+                  else default_bits(width, height, frames, source_bpp))
 
         def cost(c: INRConfig) -> float:
             return c.decoder_params() * WEIGHT_BITS_PLAN + c.embedding_values() * EMBED_BITS_PLAN
-        target = budget_bits
     else:
-        target = default_params(width, height, frames) if params is None else float(params)
+        target = float(params)
 
         def cost(c: INRConfig) -> float:
             return float(c.num_params())

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..container import pack_tensors
+from ..codec.schema import ADAPTER_KINDS, MAX_ADAPTER_CHANNELS
 from ..errors import FormatError, UsageError
 from ..inr.quant import dequantize_tensor, quantize_auto
 from ..progress import ProgressCallback, emit
@@ -37,10 +38,8 @@ from ..progress import ProgressCallback, emit
 __all__ = ["ADAPTER_KINDS", "MicroAdapter", "CompositeLoss", "TaskDistill", "AdapterFit", "fit_adapter",
            "split_frames", "adapter_parameters"]
 
-ADAPTER_KINDS = ("linear", "conv3x3", "dw3x3", "bottleneck", "patch")
 PATCH = 2
 """``patch`` adapters resize to PATCH x the target grid and fold each PATCH x PATCH cell into channels."""
-MAX_ADAPTER_CHANNELS = 8192
 STORED_DTYPE = "float16"
 """Adapter tensors that are not quantized (biases, and every tensor of a ``bits=None`` adapter) are
 stored as float16; fidelity is always measured on the adapter as stored."""
@@ -94,7 +93,8 @@ def adapter_parameters(kind: str, in_channels: int, out_channels: int, hidden: i
     raise UsageError(f"unknown adapter kind {kind!r}; kinds: {', '.join(ADAPTER_KINDS)}")
 
 
-def _expected_shapes(kind: str, ci: int, co: int, h: int) -> dict[str, tuple[int, ...]]:
+def adapter_shapes(kind: str, ci: int, co: int, h: int) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of an adapter of `kind` (`h`: the bottleneck width), keyed like `state_dict`."""
     k = 3 if kind == "conv3x3" else 1
     c = ci * PATCH * PATCH if kind == "patch" else ci
     shapes = {"conv.weight": (co, c, k, k), "conv.bias": (co,)}
@@ -240,7 +240,7 @@ class MicroAdapter(nn.Module):
             ci //= PATCH * PATCH
         fc1 = d.get("fc1.weight")
         h = int(np.asarray(fc1).shape[0]) if kind == "bottleneck" and fc1 is not None and np.asarray(fc1).ndim == 4 else 1
-        expected = _expected_shapes(kind, ci, co, h)
+        expected = adapter_shapes(kind, ci, co, h)
         arrays = {**d, "conv.weight": w, "conv.bias": b}
         if set(arrays) != set(expected):
             raise FormatError(f"{kind} adapter arrays must be {sorted(expected)}, got {sorted(arrays)}")

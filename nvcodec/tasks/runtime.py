@@ -10,7 +10,9 @@ from typing import Any
 import torch
 
 from ..errors import FormatError, UsageError
-from .adapter import ADAPTER_KINDS, MicroAdapter
+from ..codec.meta import read_adapter_meta
+from ..codec.serialize import bundle_size_range
+from .adapter import MicroAdapter, adapter_shapes, default_hidden
 from .clips import ClipAdapter
 from .flops import count_flops
 from .geometry import Geometry, crop_features, preprocess
@@ -119,42 +121,48 @@ def adapter_section_name(task: str, segment: int, segments: int) -> str:
 
 
 def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device) -> dict[int, MicroAdapter]:
-    """The adapters a routing entry names, one per segment, checked against the backbone.
+    """The adapters a validated routing entry (`read_routing`) names, one per segment, checked against the backbone.
 
     The kind comes from each adapter section's metadata (files without one hold ``linear``
-    adapters); `out_size` must equal the injection point's size for this video, so a file cannot
-    make the adapter allocate more than the backbone itself would.
+    adapters); `out_size` must equal the injection point's size for this video and the channels
+    the INR block's and the backbone's, and each section's raw length must fit the tensors such an
+    adapter holds, all before the section is decoded: a file cannot make the adapter allocate more
+    than the backbone itself would.
     """
-    names = entry.get("adapter_sections")
-    if not isinstance(names, list) or len(names) != len(video.segments) or not all(isinstance(n, str) for n in names):
-        raise FormatError("routing lists a different number of adapters than the file has segments", section="routing")
-    point, layer = entry.get("injection_point"), entry.get("inr_layer")
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < video.num_layers:
-        raise FormatError(f"routing names INR block {layer!r}, which does not exist", section="routing")
+    point, layer = entry["injection_point"], entry["inr_layer"]
     if point not in rt.spec.injection_points:
         raise FormatError(f"routing names injection point {point!r}, which {rt.spec.name} does not have", section="routing")
     expected = rt.point_size(point)
     channels = rt.model.point_channels(point)
+    if entry.get("out_channels") not in (None, channels):
+        raise FormatError(f"routing says the adapter gives {entry['out_channels']} channels, {point} has {channels}",
+                          section="routing")
     out = {}
-    for seg, name in enumerate(names):
-        bundle = video.reader.read_tensors(name)
-        meta = bundle.meta if isinstance(bundle.meta, dict) else {}
-        size, kind = meta.get("out_size"), meta.get("kind", "linear")
-        if not (isinstance(size, list) and tuple(size) == tuple(expected)):
-            raise FormatError(f"adapter out_size {size!r} does not match the injection point's {list(expected)}", section=name)
-        if kind not in ADAPTER_KINDS:
-            raise FormatError(f"unknown adapter kind {kind!r}", section=name)
+    for seg, name in enumerate(entry["adapter_sections"]):
+        block_channels = video.config(seg).channels[layer]
+        kind = entry.get("adapter_kind") or "linear"
+        hidden = entry.get("hidden") or default_hidden(channels)
+        if rt.spec.clip is not None:  # one adapter per pathway, tensors named {pathway}/{tensor}
+            shapes = {f"{q}/{k}": v for q, co in zip(rt.model.pathways, rt.model.pathway_channels(point))
+                      for k, v in adapter_shapes(kind, block_channels, co, entry.get("hidden") or default_hidden(co)).items()}
+        else:
+            shapes = adapter_shapes(kind, block_channels, channels, hidden)
+        bundle = video.reader.read_tensors(name, bundle_size_range(shapes)[1])
+        size, kind = read_adapter_meta(bundle.meta, name, entry, seg)
+        if size != tuple(expected):
+            raise FormatError(f"adapter out_size {list(size)} does not match the injection point's {list(expected)}",
+                              section=name)
         try:
             tensors = {n: bundle.dequantized(n) for n in bundle.tensors}
             if rt.spec.clip is not None:
-                adapter = _clip_adapter(tensors, meta, rt, point, tuple(expected), kind)
+                adapter = _clip_adapter(tensors, bundle.meta if isinstance(bundle.meta, dict) else {}, rt, point,
+                                        tuple(expected), kind)
             else:
                 adapter = MicroAdapter.from_arrays(tensors, tuple(expected), kind=kind)
         except (KeyError, ValueError, RuntimeError, UsageError) as exc:
             raise FormatError(f"adapter tensors do not form a {kind} adapter: {exc}", section=name) from None
         if rt.spec.clip is None and adapter.out_channels != channels:
             raise FormatError(f"adapter gives {adapter.out_channels} channels, {point} has {channels}", section=name)
-        block_channels = video.config(seg).channels[layer]
         if adapter.in_channels != block_channels:
             raise FormatError(f"adapter takes {adapter.in_channels} channels, INR block {layer} gives "
                               f"{block_channels}", section=name)

@@ -34,7 +34,7 @@ from ..codec.serialize import inr_sections, load_decoder
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
 from ..errors import NotAttachedError, UsageError
-from ..inr.metrics import psnr as psnr_fn
+from ..inr.metrics import frame_mse, pool_quality, quality_from_mse
 from ..inr.model import crop
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
@@ -52,13 +52,8 @@ def _frames_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _bits(reader: NvpReader) -> tuple[int, int]:
-    settings = read_provenance(reader).get("settings")
-    settings = settings if isinstance(settings, dict) else {}
-    out = []
-    for key, default in (("weight_bits", 8), ("embed_bits", 6)):
-        v = settings.get(key)
-        out.append(v if isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16 else default)
-    return out[0], out[1]
+    settings = read_provenance(reader).get("settings") or {}
+    return settings.get("weight_bits") or 8, settings.get("embed_bits") or 6
 
 
 @torch.no_grad()
@@ -70,9 +65,9 @@ def _decode(dec: torch.nn.Module, inputs_for: Any, n: int, width: int, height: i
     return torch.cat(out)
 
 
-def _psnr(decoded: torch.Tensor, reference: torch.Tensor) -> float:
+def _quality(decoded: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
     q = (decoded * 255.0).round() / 255.0
-    return float(psnr_fn(q, reference, per_frame=True).mean())
+    return quality_from_mse(frame_mse(q, reference))
 
 
 def _adapter_path(rt: TaskRuntime, adapter: MicroAdapter, feat: torch.Tensor, point: str, video: NvpVideo,
@@ -110,10 +105,10 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             raise UsageError(f"tune does not support clip tasks ({task}) yet")
         m = video.metadata
         w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
-        calib = video.frames([int(i) for i in entry.get("sample_frames", [0])][:64], device=dev) \
+        calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev) \
             if entry.get("weights_random") or w in ("random", "random-tiny") else None
         rt = build_runtime(task, w, dev, m.width, m.height, calibration_frames=calib)
-        k, point = int(entry["inr_layer"]), str(entry["injection_point"])
+        k, point = entry["inr_layer"], entry["injection_point"]
         bits = ADAPTER_BITS if entry.get("adapter_bits") == ADAPTER_BITS else None
         adapters = load_adapters(video, entry, rt, dev)
         weight_bits, embed_bits = _bits(video.reader)
@@ -121,6 +116,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
         done = 0
         sections: list[Section] = []
         segments: list[dict[str, Any]] = []
+        qualities: list[tuple[dict, dict]] = []
         feature_loss = CompositeLoss()
         for seg in video.segments:
             n = seg.stop - seg.start
@@ -144,7 +140,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
                                   for s in range(0, n, 4)])
                 raw_before = rt.model.forward_from(adapter(inr_to_geometry(feat, rt.geometry, m.width, m.height, *pad)), point)
             fid_before = float(rt.spec.fidelity(raw_before, teacher))
-            psnr_before = _psnr(before_rgb, reference)
+            q_before = _quality(before_rgb, reference)
 
             dec.train()
             dec.requires_grad_(True)
@@ -204,8 +200,10 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             with torch.no_grad():
                 raw_after = rt.model.forward_from(refined.stored(bits)(feat), point)
             adapters[seg.index] = refined
-            segments.append({"segment": seg.index, "frames": n, "psnr_before": psnr_before,
-                             "psnr_after": _psnr(after_rgb, reference), "fidelity_before": fid_before,
+            q_after = _quality(after_rgb, reference)
+            qualities.append((q_before, q_after))
+            segments.append({"segment": seg.index, "frames": n, "psnr_before": q_before["psnr"],
+                             "psnr_after": q_after["psnr"], "fidelity_before": fid_before,
                              "fidelity_after": float(rt.spec.fidelity(raw_after, teacher)),
                              "epochs": epochs_run, "stopped_by": stopped_by})
         names = entry["adapter_sections"]
@@ -223,8 +221,9 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
     def mean(key: str) -> float:
         return sum(s[key] * s["frames"] for s in segments) / frames_total
 
-    record = {"task": task, "reference": "source" if source else "inr", "psnr_before": mean("psnr_before"),
-              "psnr_after": mean("psnr_after"), "fidelity_before": mean("fidelity_before"),
+    record = {"task": task, "reference": "source" if source else "inr",
+              "psnr_before": pool_quality([q[0] for q in qualities])["psnr"],
+              "psnr_after": pool_quality([q[1] for q in qualities])["psnr"], "fidelity_before": mean("fidelity_before"),
               "fidelity_after": mean("fidelity_after"), "epochs": epochs, "inr_lr": inr_lr, "adapter_lr": adapter_lr,
               "loss_weights": [recon_weight, task_weight, feature_weight],
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

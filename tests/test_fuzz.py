@@ -1,0 +1,41 @@
+"""A short run of the hostile-metadata fuzzer (benchmarks/fuzz.py; the long run's results are committed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(Path(ROOT) / "benchmarks"))
+import fuzz  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    work = tmp_path_factory.mktemp("fuzz")
+    return fuzz.Campaign(work, fuzz.attack.build_good(work))
+
+
+def test_short_fuzz_run_raises_only_nvcodec_errors(campaign):
+    campaign.run(seconds=60, chunk=2, max_cases=2 * len(fuzz.TARGETS))
+    report = campaign.report(1.0)
+    assert report["cases"] >= len(fuzz.TARGETS)
+    assert set(report["cases_by_target"]) == set(fuzz.TARGETS)
+    assert report["failures"] == 0, report["failure_kinds"]
+    assert report["command_runs"]["infer --json"] == report["cases"]
+
+
+def test_the_fuzzer_reports_what_is_not_an_nvcodec_error(campaign, monkeypatch):
+    from nvcodec.codec import info
+
+    def broken(path):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(info, "describe", broken)
+    before = campaign.failure_count
+    campaign._run(["info", "--json", str(campaign.good.attached)], "video")
+    assert campaign.failure_count == before + 1
+    assert any(f["error"] == "ZeroDivisionError: boom" for f in campaign.failures.values())
