@@ -197,7 +197,8 @@ def tasks(as_json: bool) -> None:
 @click.option("--source", type=click.Path(exists=True), help="The original video: its frames become the teacher.")
 @click.option("--epochs", type=int, default=30, show_default=True, help="Adapter epochs (early stopping applies).")
 @click.option("--frames", "sample", type=int, default=None,
-              help="Frames sampled for scoring and training (default: 32 for classification, 12 for detection).")
+              help="Frames sampled for scoring and training (default: 32 for classification, 12 for detection; "
+                   "clip tasks: windows, default 6).")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 1, nothing appended) when the best fidelity is below the floor (0.6) or CKA is 0 for every pair.")
 @click.option("--device", default="auto", show_default=True)
@@ -233,10 +234,15 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
               help="Beam search width for captions (1: greedy); other tasks ignore it.")
 @click.option("--labels", "labels_file", metavar="FILE",
               help="Zero-shot tasks (clip_rn50): classify over these labels, one per line.")
+@click.option("--window", type=click.IntRange(min=1), metavar="N",
+              help="Clip tasks: video frames per window (default: the model's span, e.g. 64 for 8x8).")
+@click.option("--stride", type=click.IntRange(min=1), metavar="N",
+              help="Clip tasks: video frames between window starts (default: --window).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
-          source: str | None, beams: int, labels_file: str | None, device: str, as_json: bool) -> None:
+          source: str | None, beams: int, labels_file: str | None, window: int | None, stride: int | None,
+          device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
     from nvcodec.tasks.infer import infer as do_infer
@@ -245,7 +251,8 @@ def infer(file: str, task: str, frames: str | None, weights: str | None, thresho
     _require_file(file)
     labels = read_labels(labels_file) if labels_file is not None else None
     report = do_infer(file, _split_tasks(task), frames=parse_range(frames), weights=weights, threshold=threshold,
-                      compare_pixels=compare_pixels, source=source, device=device, beams=beams, labels=labels)
+                      compare_pixels=compare_pixels, source=source, device=device, beams=beams, labels=labels,
+                      window=window, stride=stride)
     print_json(report) if as_json else click.echo(render_infer(report))
 
 

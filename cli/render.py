@@ -157,14 +157,17 @@ def render_infer(r: dict) -> str:
         if t.get("weights_random"):
             out.append(f"{name}: {RANDOM_NOTE}")
         out.append(f"{name}: INR block {t['inr_layer']} -> {t['injection_point']} ({t['output_type']})")
-        for fr in t["frames"]:
+        for fr in t.get("frames", []):
             out.append(f"  frame {fr['frame']}: {_fmt_pred(t, fr['predictions'])}")
+        for w in t.get("windows", []):
+            out.append(f"  frames {w['window'][0]}-{w['window'][1] - 1}: {_fmt_pred(t, w['predictions'])}")
+        unit = t.get("unit", "frame")
         tm = t["timing_ms"]
-        out.append("  timing ms/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in tm.items()))
+        out.append(f"  timing ms/{unit}: " + ", ".join(f"{k} {v:.2f}" for k, v in tm.items()))
         g = t["gflops"]
-        out.append("  GFLOPs/frame: " + ", ".join(f"{k} {v:.3f}" for k, v in g.items()))
+        out.append(f"  GFLOPs/{unit}: " + ", ".join(f"{k} {v:.3f}" for k, v in g.items()))
         if t.get("pixel_timing_ms"):
-            out.append("  pixel path ms/frame: " + ", ".join(f"{k} {v:.2f}" for k, v in t["pixel_timing_ms"].items()))
+            out.append(f"  pixel path ms/{unit}: " + ", ".join(f"{k} {v:.2f}" for k, v in t["pixel_timing_ms"].items()))
         for key, what in (("agreement", "vs pixel path"), ("agreement_source", "vs original frames"),
                           ("pixel_agreement_source", "pixel path vs original frames")):
             if t.get(key):

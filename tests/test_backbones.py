@@ -362,6 +362,7 @@ def test_coco_labels():
 def test_registry():
     assert task_names()[:3] == ["efficientnet_lite0", "resnet50", "detr"]
     assert [t.name for t in list_tasks()] == task_names() and "clip_rn50" in task_names()
+    assert {"slowfast_r50", "i3d_r50"} <= set(task_names())
     with pytest.raises(UsageError, match="efficientnet_lite0.*resnet50.*detr"):
         get_task("nope")
     spec = get_task("detr")

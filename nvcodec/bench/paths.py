@@ -5,8 +5,11 @@
 * ``nvcodec``: partial INR decode to block k, micro adapter, backbone tail from the injection point, head.
 * ``nvcodec_shared`` / ``nvcodec_separate``: several tasks through one shared INR prefix, or each alone.
 
-Every path also has a FLOP count per stage (`*_flops`), taken on one frame with
+Every path also has a FLOP count per stage (`*_flops`), taken on one unit with
 `nvcodec.tasks.flops.count_flops` over exactly the modules that stage runs.
+
+A *unit* is the list of frames one task output needs: ``[j]`` for per-frame tasks, a window's
+sampled frames for clip tasks (`task_units`); timings and FLOPs are per unit.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import torch
 from av.video.reformatter import Interpolation
 
 from ..codec.video import NvpVideo, Segment
-from ..errors import InputError, NotAttachedError
+from ..errors import InputError, NotAttachedError, UsageError
 from ..tasks.adapter import MicroAdapter
+from ..tasks.clips import plan_windows, union_frames
 from ..tasks.agreement import caption_agreement, classification_agreement, detection_map
 from ..tasks.flops import count_flops
 from ..codec.meta import read_routing
@@ -112,8 +116,24 @@ def _keep(run: PathRun, key: str, raw: Any, preds: list[list[dict]]) -> None:
     run.preds.setdefault(key, []).extend(preds)
 
 
-def _segments(video: NvpVideo, idx: list[int]) -> list[tuple[Segment, int]]:
-    return [(seg, run[0]) for seg, run in video.batches(idx, 1)]
+def task_units(t: TaskSetup, frame_count: int, idx: list[int]) -> list[list[int]]:
+    """Per-frame tasks: each sampled frame of `idx`; clip tasks: windows of the task's span (at most
+    the clip) laid end to end over the `frame_count` frames."""
+    if t.rt.spec.clip is None:
+        return [[j] for j in idx]
+    return plan_windows(0, frame_count, t.rt.clip_len, t.rt.spec.clip.span(t.rt.tiny))
+
+
+def _segment(video: NvpVideo, unit: list[int]) -> Segment:
+    runs = list(video.batches(unit, len(unit)))
+    if len(runs) != 1:
+        raise UsageError(f"frames {unit[0]}..{unit[-1]} span several .nvp segments; bench runs a window in one")
+    return runs[0][0]
+
+
+def _frames(frames: np.ndarray | torch.Tensor, unit: list[int], device: torch.device) -> torch.Tensor:
+    fr = frames[unit]
+    return (torch.from_numpy(np.ascontiguousarray(fr)) if isinstance(fr, np.ndarray) else fr).to(device)
 
 
 # --- codec decoding -----------------------------------------------------------
@@ -157,11 +177,12 @@ def decode_codec_file(path: str, width: int, height: int, threads: int) -> np.nd
 # --- single-task paths ----------------------------------------------------------
 
 @torch.inference_mode()
-def codec_path(t: TaskSetup, codec_file: str, total_frames: int, idx: list[int], *, repeat: int, warmup: int,
-               device: torch.device, threads: int) -> PathRun:
-    """Sequential PyAV decode of the whole file (amortised per frame), then resize/normalize + backbone per sampled frame."""
+def codec_path(t: TaskSetup, codec_file: str, total_frames: int, units: list[list[int]], *, repeat: int,
+               warmup: int, device: torch.device, threads: int) -> PathRun:
+    """Sequential PyAV decode of the whole file (amortised per frame, or per window for clip tasks),
+    then resize/normalize + backbone per unit."""
     h, w = t.rt.geometry.frame_hw
-    want = set(idx)
+    want = set(union_frames(units))
     run = PathRun(timing=None)  # type: ignore[arg-type]
 
     def one_pass(clock: StageClock, i: int) -> None:
@@ -173,40 +194,42 @@ def codec_path(t: TaskSetup, codec_file: str, total_frames: int, idx: list[int],
                 rgb = clock.run("decode", _next_rgb, frames, w, h)
                 if n in want:
                     kept[n] = rgb
-        for j in idx:
-            x = clock.run("preprocess", lambda: t.rt.pixel_input(torch.from_numpy(kept[j][None]).to(device)))
+        for u in units:
+            x = clock.run("preprocess", lambda: t.rt.pixel_input(torch.from_numpy(np.stack([kept[j] for j in u]))
+                                                                 .to(device)))
             raw = clock.run("backbone", t.rt.model, x)
             preds = clock.run("head", _head, t, raw)
             if i == 0:
                 _keep(run, t.name, raw, preds)
 
-    run.timing = measure_passes(one_pass, frames=len(idx), repeat=repeat, warmup=warmup, device=device,
-                                divisors={"decode": total_frames})
+    per = len(units) if t.rt.spec.clip is not None else total_frames
+    run.timing = measure_passes(one_pass, frames=len(units), repeat=repeat, warmup=warmup, device=device,
+                                divisors={"decode": per})
     return run
 
 
 @torch.inference_mode()
-def inr_pixels_path(t: TaskSetup, video: NvpVideo, idx: list[int], *, repeat: int, warmup: int,
+def inr_pixels_path(t: TaskSetup, video: NvpVideo, units: list[list[int]], *, repeat: int, warmup: int,
                     device: torch.device) -> PathRun:
-    """`video.frames([i])` (full INR decode to uint8), resize/normalize, full backbone, head."""
+    """`video.frames(unit)` (full INR decode to uint8), resize/normalize, full backbone, head."""
     run = PathRun(timing=None)  # type: ignore[arg-type]
 
     def one_pass(clock: StageClock, i: int) -> None:
-        for j in idx:
-            frames = clock.run("decode", video.frames, [j], device=device)
+        for u in units:
+            frames = clock.run("decode", video.frames, u, device=device)
             x = clock.run("preprocess", t.rt.pixel_input, frames)
             raw = clock.run("backbone", t.rt.model, x)
             preds = clock.run("head", _head, t, raw)
             if i == 0:
                 _keep(run, t.name, raw, preds)
 
-    run.timing = measure_passes(one_pass, frames=len(idx), repeat=repeat, warmup=warmup, device=device)
+    run.timing = measure_passes(one_pass, frames=len(units), repeat=repeat, warmup=warmup, device=device)
     return run
 
 
-def _partial_decode(video: NvpVideo, seg: Segment, j: int, k: int, device: torch.device) -> torch.Tensor:
+def _partial_decode(video: NvpVideo, seg: Segment, unit: list[int], k: int, device: torch.device) -> torch.Tensor:
     dec, _ = video.decoder(seg, k, device)
-    return dec.features(video.inputs(seg, [j], device, k), k)
+    return dec.features(video.inputs(seg, unit, device, k), k)
 
 
 def _adapt(t: TaskSetup, video: NvpVideo, seg: Segment, feat: torch.Tensor) -> torch.Tensor:
@@ -216,103 +239,122 @@ def _adapt(t: TaskSetup, video: NvpVideo, seg: Segment, feat: torch.Tensor) -> t
                                                  cfg.pad_width, cfg.pad_height))
 
 
-def _nvcodec_frame(clock: StageClock, t: TaskSetup, video: NvpVideo, seg: Segment, j: int,
-                   device: torch.device) -> tuple[Any, list[list[dict]]]:
-    feat = clock.run("decode", _partial_decode, video, seg, j, t.inr_layer, device)
+def _nvcodec_unit(clock: StageClock, t: TaskSetup, video: NvpVideo, seg: Segment, unit: list[int],
+                  device: torch.device) -> tuple[Any, list[list[dict]]]:
+    feat = clock.run("decode", _partial_decode, video, seg, unit, t.inr_layer, device)
     act = clock.run("adapter", _adapt, t, video, seg, feat)
     raw = clock.run("backbone", t.rt.model.forward_from, act, t.point)
     return raw, clock.run("head", _head, t, raw)
 
 
 @torch.inference_mode()
-def nvcodec_path(t: TaskSetup, video: NvpVideo, idx: list[int], *, repeat: int, warmup: int,
+def nvcodec_path(t: TaskSetup, video: NvpVideo, units: list[list[int]], *, repeat: int, warmup: int,
                  device: torch.device) -> PathRun:
-    """Partial decode to the routed block, adapter, backbone tail, head."""
-    segs = _segments(video, idx)
+    """Partial decode to the routed block (a clip task's window in one batch), adapter, backbone tail, head."""
+    segs = [(_segment(video, u), u) for u in units]
     run = PathRun(timing=None)  # type: ignore[arg-type]
 
     def one_pass(clock: StageClock, i: int) -> None:
-        for seg, j in segs:
-            raw, preds = _nvcodec_frame(clock, t, video, seg, j, device)
+        for seg, u in segs:
+            raw, preds = _nvcodec_unit(clock, t, video, seg, u, device)
             if i == 0:
                 _keep(run, t.name, raw, preds)
 
-    run.timing = measure_passes(one_pass, frames=len(idx), repeat=repeat, warmup=warmup, device=device)
+    run.timing = measure_passes(one_pass, frames=len(units), repeat=repeat, warmup=warmup, device=device)
     return run
 
 
 # --- several tasks at once -------------------------------------------------------
 
 @torch.inference_mode()
-def nvcodec_shared_path(tasks: list[TaskSetup], video: NvpVideo, idx: list[int], *, repeat: int, warmup: int,
-                        device: torch.device) -> PathRun:
-    """All tasks per frame from one INR decode: blocks 0..k1 once, continued to k2, ... (the shared prefix)."""
+def shared_units(units: list[list[list[int]]]) -> list[tuple[list[int], list[list[int]]]]:
+    """Per unit position: every frame the tasks' units there need (decoded once), and each task's rows in it.
+
+    `units[t]` are task t's units; all tasks must have as many.
+    """
+    if len({len(u) for u in units}) != 1:
+        raise UsageError("tasks benchmarked together must have as many units (frames, or windows for clip "
+                         "tasks); bench per-frame and clip tasks in separate runs")
+    out = []
+    for per_task in zip(*units):
+        frames = union_frames(per_task)
+        where = {f: r for r, f in enumerate(frames)}
+        out.append((frames, [[where[f] for f in u] for u in per_task]))
+    return out
+
+
+@torch.inference_mode()
+def nvcodec_shared_path(tasks: list[TaskSetup], video: NvpVideo, units: list[list[list[int]]], *, repeat: int,
+                        warmup: int, device: torch.device) -> PathRun:
+    """All tasks per unit from one INR decode of the frames they need: blocks 0..k1 once, continued to
+    k2, ... (the shared prefix)."""
     layers = sorted({t.inr_layer for t in tasks})
     deepest = layers[-1]
-    segs = _segments(video, idx)
+    plan = [(_segment(video, frames), frames, rows) for frames, rows in shared_units(units)]
     run = PathRun(timing=None)  # type: ignore[arg-type]
 
     def one_pass(clock: StageClock, i: int) -> None:
-        for seg, j in segs:
+        for seg, frames, rows in plan:
             dec, _ = video.decoder(seg, deepest, device)
-            x = clock.run("decode", video.inputs, seg, [j], device, deepest)
+            x = clock.run("decode", video.inputs, seg, frames, device, deepest)
             feat, prev = x, -1
             for k in layers:
                 feat = clock.run("decode", dec.continue_features, feat, prev, k)
                 prev = k
-                for t in tasks:
+                for t, r in zip(tasks, rows):
                     if t.inr_layer != k:
                         continue
-                    act = clock.run("adapter", _adapt, t, video, seg, feat)
+                    act = clock.run("adapter", _adapt, t, video, seg, feat[r])
                     raw = clock.run("backbone", t.rt.model.forward_from, act, t.point)
                     preds = clock.run("head", _head, t, raw)
                     if i == 0:
                         _keep(run, t.name, raw, preds)
 
-    run.timing = measure_passes(one_pass, frames=len(idx), repeat=repeat, warmup=warmup, device=device)
+    run.timing = measure_passes(one_pass, frames=len(plan), repeat=repeat, warmup=warmup, device=device)
     return run
 
 
 @torch.inference_mode()
-def nvcodec_separate_path(tasks: list[TaskSetup], video: NvpVideo, idx: list[int], *, repeat: int, warmup: int,
-                          device: torch.device) -> PathRun:
-    """The same tasks, each with its own partial decode (no sharing), one after the other per frame."""
-    segs = _segments(video, idx)
+def nvcodec_separate_path(tasks: list[TaskSetup], video: NvpVideo, units: list[list[list[int]]], *, repeat: int,
+                          warmup: int, device: torch.device) -> PathRun:
+    """The same tasks, each with its own partial decode (no sharing), one after the other per unit."""
+    plan = [[(_segment(video, u), u) for u in per_task] for per_task in zip(*units)]
+    shared_units(units)
     run = PathRun(timing=None)  # type: ignore[arg-type]
 
     def one_pass(clock: StageClock, i: int) -> None:
-        for seg, j in segs:
-            for t in tasks:
-                raw, preds = _nvcodec_frame(clock, t, video, seg, j, device)
+        for per_task in plan:
+            for t, (seg, u) in zip(tasks, per_task):
+                raw, preds = _nvcodec_unit(clock, t, video, seg, u, device)
                 if i == 0:
                     _keep(run, t.name, raw, preds)
 
-    run.timing = measure_passes(one_pass, frames=len(idx), repeat=repeat, warmup=warmup, device=device)
+    run.timing = measure_passes(one_pass, frames=len(plan), repeat=repeat, warmup=warmup, device=device)
     return run
 
 
 # --- reference and untimed outputs ------------------------------------------------
 
 @torch.inference_mode()
-def pixel_outputs(t: TaskSetup, frames: np.ndarray | torch.Tensor, idx: list[int], device: torch.device) -> tuple[list[Any], list[list[dict]]]:
-    """Full backbone on the given uint8 frames (e.g. the original ones): raw outputs and predictions per frame."""
+def pixel_outputs(t: TaskSetup, frames: np.ndarray | torch.Tensor, units: list[list[int]],
+                  device: torch.device) -> tuple[list[Any], list[list[dict]]]:
+    """Full backbone on the given uint8 frames (e.g. the original ones): raw outputs and predictions per unit."""
     raws, preds = [], []
-    for j in idx:
-        fr = frames[j:j + 1]
-        fr = torch.from_numpy(np.ascontiguousarray(fr)) if isinstance(fr, np.ndarray) else fr
-        raw = t.rt.model(t.rt.pixel_input(fr.to(device)))
+    for u in units:
+        raw = t.rt.model(t.rt.pixel_input(_frames(frames, u, device)))
         raws.append(detach(raw))
         preds.extend(_head(t, raw))
     return raws, preds
 
 
 @torch.inference_mode()
-def nvcodec_outputs(t: TaskSetup, video: NvpVideo, idx: list[int], device: torch.device) -> tuple[list[Any], list[list[dict]]]:
+def nvcodec_outputs(t: TaskSetup, video: NvpVideo, units: list[list[int]],
+                    device: torch.device) -> tuple[list[Any], list[list[dict]]]:
     """The nvcodec path's outputs without timing (for rate-accuracy points)."""
     clock = StageClock(None)
     raws, preds = [], []
-    for seg, j in _segments(video, idx):
-        raw, p = _nvcodec_frame(clock, t, video, seg, j, device)
+    for u in units:
+        raw, p = _nvcodec_unit(clock, t, video, _segment(video, u), u, device)
         raws.append(detach(raw))
         preds.extend(p)
     return raws, preds
@@ -358,9 +400,9 @@ def _total(stages: dict[str, float | None]) -> float:
 
 
 @torch.inference_mode()
-def codec_flops(t: TaskSetup, frame: np.ndarray, device: torch.device) -> dict[str, float | None]:
-    """GFLOPs per frame of the codec path's stages (decode: null)."""
-    fr = torch.from_numpy(np.ascontiguousarray(frame[None])).to(device)
+def codec_flops(t: TaskSetup, frames: np.ndarray, device: torch.device) -> dict[str, float | None]:
+    """GFLOPs per unit (`frames`: its uint8 frames) of the codec path's stages (decode: null)."""
+    fr = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
     x, f_pre = count_flops(t.rt.pixel_input, fr)
     raw, f_bb = count_flops(t.rt.model, x)
     _, f_head = count_flops(_head, t, raw)
@@ -369,13 +411,13 @@ def codec_flops(t: TaskSetup, frame: np.ndarray, device: torch.device) -> dict[s
 
 
 @torch.inference_mode()
-def inr_pixels_flops(t: TaskSetup, video: NvpVideo, j: int, device: torch.device) -> dict[str, float | None]:
-    """GFLOPs per frame of the INR full-decode path: decoder blocks + RGB head, then the full backbone."""
-    seg = _segments(video, [j])[0][0]
+def inr_pixels_flops(t: TaskSetup, video: NvpVideo, unit: list[int], device: torch.device) -> dict[str, float | None]:
+    """GFLOPs per unit of the INR full-decode path: decoder blocks + RGB head, then the full backbone."""
+    seg = _segment(video, unit)
     dec, _ = video.decoder(seg, None, device)
-    x_in = video.inputs(seg, [j], device, None)
+    x_in = video.inputs(seg, unit, device, None)
     _, f_dec = count_flops(dec, x_in)
-    frames = video.frames([j], device=device)
+    frames = video.frames(unit, device=device)
     x, f_pre = count_flops(t.rt.pixel_input, frames)
     raw, f_bb = count_flops(t.rt.model, x)
     _, f_head = count_flops(_head, t, raw)
@@ -384,10 +426,10 @@ def inr_pixels_flops(t: TaskSetup, video: NvpVideo, j: int, device: torch.device
 
 
 @torch.inference_mode()
-def nvcodec_flops(t: TaskSetup, video: NvpVideo, j: int, device: torch.device) -> dict[str, float | None]:
-    """GFLOPs per frame of the nvcodec path: blocks 0..k, adapter 1x1 conv, backbone tail from the point."""
-    seg = _segments(video, [j])[0][0]
-    feat, f_dec = count_flops(_partial_decode, video, seg, j, t.inr_layer, device)
+def nvcodec_flops(t: TaskSetup, video: NvpVideo, unit: list[int], device: torch.device) -> dict[str, float | None]:
+    """GFLOPs per unit of the nvcodec path: blocks 0..k, adapter 1x1 conv, backbone tail from the point."""
+    seg = _segment(video, unit)
+    feat, f_dec = count_flops(_partial_decode, video, seg, unit, t.inr_layer, device)
     act, f_ad = count_flops(_adapt, t, video, seg, feat)
     raw, f_tail = count_flops(t.rt.model.forward_from, act, t.point)
     _, f_head = count_flops(_head, t, raw)
@@ -396,12 +438,15 @@ def nvcodec_flops(t: TaskSetup, video: NvpVideo, j: int, device: torch.device) -
 
 
 @torch.inference_mode()
-def shared_flops(tasks: list[TaskSetup], video: NvpVideo, j: int, device: torch.device) -> dict[str, float | None]:
-    """GFLOPs per frame of the shared-prefix path: INR blocks 0..max(k) once, plus every task's adapter and tail."""
-    seg = _segments(video, [j])[0][0]
+def shared_flops(tasks: list[TaskSetup], video: NvpVideo, units: list[list[int]],
+                 device: torch.device) -> dict[str, float | None]:
+    """GFLOPs per unit of the shared-prefix path: INR blocks 0..max(k) once on the frames the tasks' first
+    units need, plus every task's adapter and tail (`units`: each task's first unit)."""
+    frames = union_frames(units)
+    seg = _segment(video, frames)
     deepest = max(t.inr_layer for t in tasks)
-    _, f_dec = count_flops(_partial_decode, video, seg, j, deepest, device)
-    per_task = [nvcodec_flops(t, video, j, device) for t in tasks]
+    _, f_dec = count_flops(_partial_decode, video, seg, frames, deepest, device)
+    per_task = [nvcodec_flops(t, video, u, device) for t, u in zip(tasks, units)]
     stages = {"decode": _g(f_dec)}
     for key in ("adapter", "backbone", "head"):
         vals = [p[key] for p in per_task if p[key] is not None]

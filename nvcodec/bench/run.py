@@ -89,6 +89,8 @@ class BenchOptions:
             get_task(t)
         if len(set(self.tasks)) != len(self.tasks):
             raise UsageError("--task lists a task twice")
+        if len({get_task(t).clip is None for t in self.tasks}) > 1:
+            raise UsageError("--task mixes per-frame and clip tasks; bench them in separate runs")
         if self.repeat < 1:
             raise UsageError("--repeat must be at least 1")
         if self.warmup < 0:
@@ -211,11 +213,12 @@ def _rate_accuracy(pt: _Point, o: BenchOptions, orig: np.ndarray, idx: list[int]
     with open_nvp(pt.path) as video:
         for name in o.tasks:
             t = P.load_task(video, name, o.weights, dev, o.threshold)
-            ref = P.pixel_outputs(t, orig, idx, dev)
-            row = {"nvcodec": P.agreement(t, *P.nvcodec_outputs(t, video, idx, dev), *ref),
-                   "inr_pixels": P.agreement(t, *P.pixel_outputs(t, pt.inr_frames, idx, dev), *ref)}
+            units = P.task_units(t, orig.shape[0], idx)
+            ref = P.pixel_outputs(t, orig, units, dev)
+            row = {"nvcodec": P.agreement(t, *P.nvcodec_outputs(t, video, units, dev), *ref),
+                   "inr_pixels": P.agreement(t, *P.pixel_outputs(t, pt.inr_frames, units, dev), *ref)}
             if pt.x264_frames is not None:
-                row["x264"] = P.agreement(t, *P.pixel_outputs(t, pt.x264_frames, idx, dev), *ref)
+                row["x264"] = P.agreement(t, *P.pixel_outputs(t, pt.x264_frames, units, dev), *ref)
             out[name] = row
     return out
 
@@ -234,24 +237,27 @@ def _gflops_notes(g: dict) -> dict[str, str]:
 
 
 def _task_timing(video: NvpVideo, pt: _Point, o: BenchOptions, orig: np.ndarray, idx: list[int],
-                 dev: torch.device, threads: int, steps: _Steps) -> tuple[dict, list[P.TaskSetup]]:
+                 dev: torch.device, threads: int, steps: _Steps) -> tuple[dict, list[P.TaskSetup], list[list[list[int]]]]:
     out: dict[str, Any] = {}
     setups = []
+    all_units = []
     F = orig.shape[0]
     for name in o.tasks:
         t = P.load_task(video, name, o.weights, dev, o.threshold)
         setups.append(t)
-        ref_raw, ref_preds = P.pixel_outputs(t, orig, idx, dev)
+        units = P.task_units(t, F, idx)
+        all_units.append(units)
+        ref_raw, ref_preds = P.pixel_outputs(t, orig, units, dev)
         kw = dict(repeat=o.repeat, warmup=o.warmup, device=dev)
         steps.next(f"{name}: time codec path")
-        codec = P.codec_path(t, pt.x264_file, F, idx, threads=threads, **kw)
+        codec = P.codec_path(t, pt.x264_file, F, units, threads=threads, **kw)
         steps.next(f"{name}: time INR pixel path")
-        inr = P.inr_pixels_path(t, video, idx, **kw)
+        inr = P.inr_pixels_path(t, video, units, **kw)
         steps.next(f"{name}: time nvcodec path")
-        nv = P.nvcodec_path(t, video, idx, **kw)
-        g_codec = P.codec_flops(t, orig[idx[0]], dev)
-        g_inr = P.inr_pixels_flops(t, video, idx[0], dev)
-        g_nv = P.nvcodec_flops(t, video, idx[0], dev)
+        nv = P.nvcodec_path(t, video, units, **kw)
+        g_codec = P.codec_flops(t, orig[units[0]], dev)
+        g_inr = P.inr_pixels_flops(t, video, units[0], dev)
+        g_nv = P.nvcodec_flops(t, video, units[0], dev)
         runs = {"codec": (codec, g_codec), "inr_pixels": (inr, g_inr), "nvcodec": (nv, g_nv)}
         paths = {}
         for key, (run, g) in runs.items():
@@ -277,20 +283,24 @@ def _task_timing(video: NvpVideo, pt: _Point, o: BenchOptions, orig: np.ndarray,
             "adapter_bytes": _adapter_bytes(video, entry), "backbone_params": entry.get("backbone_params"),
             "geometry": t.rt.geometry.to_dict(), "paths": paths, "reductions": red,
             "reference": "the same backbone on the original frames of the input (decoded by PyAV)",
+            "unit": "window" if t.rt.spec.clip is not None else "frame",
         }
+        if t.rt.spec.clip is not None:
+            out[name]["window_frames"] = units
+            out[name]["frames_per_window"] = t.rt.clip_len
         if t.rt.random:
             out[name]["note"] = RANDOM_NOTE
-    return out, setups
+    return out, setups, all_units
 
 
-def _multi_task(setups: list[P.TaskSetup], video: NvpVideo, tasks_out: dict, o: BenchOptions, idx: list[int],
-                dev: torch.device, steps: _Steps) -> dict:
+def _multi_task(setups: list[P.TaskSetup], video: NvpVideo, tasks_out: dict, o: BenchOptions,
+                units: list[list[list[int]]], dev: torch.device, steps: _Steps) -> dict:
     kw = dict(repeat=o.repeat, warmup=o.warmup, device=dev)
     steps.next("several tasks: shared INR prefix")
-    shared = P.nvcodec_shared_path(setups, video, idx, **kw)
+    shared = P.nvcodec_shared_path(setups, video, units, **kw)
     steps.next("several tasks: separately")
-    separate = P.nvcodec_separate_path(setups, video, idx, **kw)
-    g_shared = P.shared_flops(setups, video, idx[0], dev)
+    separate = P.nvcodec_separate_path(setups, video, units, **kw)
+    g_shared = P.shared_flops(setups, video, [u[0] for u in units], dev)
     g_sep = float(sum(tasks_out[t.name]["paths"]["nvcodec"]["gflops"]["total"] for t in setups))
 
     def derived(path: str) -> dict:
@@ -490,8 +500,8 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
     multi_out = None
     if o.tasks:
         with open_nvp(main.path) as video:
-            tasks_out, setups = _task_timing(video, main, o, orig, idx, dev, threads, steps)
-            multi_out = _multi_task(setups, video, tasks_out, o, idx, dev, steps) if multi else None
+            tasks_out, setups, units = _task_timing(video, main, o, orig, idx, dev, threads, steps)
+            multi_out = _multi_task(setups, video, tasks_out, o, units, dev, steps) if multi else None
         rate_points[0]["rate_accuracy"] = {
             name: {k: tasks_out[name]["paths"][p]["agreement"] for k, p in
                    (("nvcodec", "nvcodec"), ("inr_pixels", "inr_pixels"), ("x264", "codec"))}

@@ -160,7 +160,19 @@ ROUTING_ENTRY: Schema = {
                           "fidelity_tuned", "refit_after_tune")},
     "tuned": Dict(Str(64), ANY, max_len=64),
 }
-TASK_FIELDS: dict[str, Schema] = {}
+PATHWAY: Schema = {
+    "name": Str(32, required=True),
+    "out_channels": Int(1, MAX_ADAPTER_CHANNELS),
+    "out_size": List(Int(1, MAX_DIM), max_len=2, length=2),
+    "positions": List(Int(0, MAX_FRAMES - 1), max_len=1024),
+}
+CLIP_FIELDS: Schema = {
+    "pathways": List(Map(PATHWAY), max_len=8),
+    "clip": Map({"frames": Int(1, 1024), "windows": List(List(Int(0, MAX_FRAMES), max_len=2, length=2),
+                                                          max_len=MAX_SAMPLE_FRAMES)}),
+}
+"""Routing fields of clip tasks (`nvcodec.tasks.clips`): the backbone's pathways and the attach sample's windows."""
+TASK_FIELDS: dict[str, Schema] = {"slowfast_r50": CLIP_FIELDS, "i3d_r50": CLIP_FIELDS}
 """Routing fields one task adds to its entries (by task name), beside `ROUTING_ENTRY`."""
 ADAPTER_KIND_FIELDS: dict[str, Schema] = {
     "bottleneck": {"hidden": Int(1, MAX_ADAPTER_CHANNELS)},
@@ -179,6 +191,7 @@ ADAPTER_META: Schema = {
     "segment": Int(0, MAX_SEGMENTS - 1),
     "kind": Str(16, choices=ADAPTER_KINDS),
     "bits": Int(8, 16),
+    "pathways": List(Map(PATHWAY), max_len=8),
 }
 
 

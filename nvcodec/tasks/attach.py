@@ -33,6 +33,7 @@ from ..errors import LowFidelityError, UsageError
 from ..progress import ProgressCallback, emit
 from .adapter import ADAPTER_BITS, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
 from .cka import rank_pairs, top_count
+from . import clip_attach
 from .flops import count_flops
 from .registry import get_task
 from .runtime import (
@@ -139,7 +140,7 @@ def _teacher(rt: TaskRuntime, pixels: torch.Tensor, points: tuple[str, ...]) -> 
     """Backbone activations at every point and the raw task output, on preprocessed `pixels`."""
     with torch.no_grad():
         acts, raw = rt.model.forward_all(rt.pixel_input(pixels))
-    return {p: acts[p].float() for p in points}, _detach(raw)
+    return {p: _detach(acts[p]) for p in points}, _detach(raw)
 
 
 def _detach(raw: Any) -> Any:
@@ -147,6 +148,8 @@ def _detach(raw: Any) -> Any:
         return raw.detach().float()
     if isinstance(raw, dict):
         return {k: _detach(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_detach(v) for v in raw]
     return raw
 
 
@@ -345,6 +348,30 @@ def quality_warnings(cands: list[Candidate], fidelity: float, floor: float = FID
     return out
 
 
+def _prepare(video: NvpVideo, task: str, weights: str | None, sample: int | None, device: torch.device,
+             source: str | None, source_stream: int | None, segment: int = 0,
+             rt: TaskRuntime | None = None) -> "AttachData | clip_attach.ClipData":
+    """`prepare`, or for a clip task `clip_attach.prepare_clip` (the sample counts windows)."""
+    if get_task(task).clip is None:
+        return prepare(video, task, weights, sample, device, source, source_stream, segment=segment, rt=rt)
+
+    def teacher(rt_: TaskRuntime, frames: list[int], decoded: torch.Tensor, points: tuple[str, ...]) -> tuple[dict, Any]:
+        pixels = source_frames(video, source, frames, source_stream).to(device) if source else decoded
+        return _teacher(rt_, pixels, points)
+
+    return clip_attach.prepare_clip(video, task, weights, sample, device, _features, teacher, segment=segment, rt=rt)
+
+
+def _train(data: Any, cand: Candidate, kind: str, epochs: int = 30, distill: float = DISTILL_WEIGHT,
+           seed: int = 0) -> dict[str, Any]:
+    """`train_candidate`, or for clip data `clip_attach.train_clip_candidate` (recorded in `cand.trained` too)."""
+    if isinstance(data, clip_attach.ClipData):
+        result = clip_attach.train_clip_candidate(data, cand.inr_layer, cand.injection_point, kind, epochs, seed)
+        cand.trained[kind] = result
+        return result
+    return train_candidate(data, cand, kind, epochs=epochs, distill=distill, seed=seed)
+
+
 def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0.10, epochs: int = 30,
            sample_frames: int | None = None, device: str = "auto", seed: int = 0, search: str = "lstsq",
            kinds: tuple[str, ...] | list[str] = DEFAULT_KINDS, distill: float = DISTILL_WEIGHT,
@@ -370,30 +397,38 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
     with open_nvp(path) as video:
         n_seg = len(video.segments)
         emit(progress, "attach", 0, None, stage_name="targets")
-        data = prepare(video, task, weights, sample_frames, dev, source, source_stream)
+        data = _prepare(video, task, weights, sample_frames, dev, source, source_stream)
         rt = data.rt
-        cands = score_pairs(data)
+        clip = isinstance(data, clip_attach.ClipData)
+        if clip:
+            distill = 0.0
+        cands = clip_attach.score_clip_pairs(data, Candidate) if clip else score_pairs(data)
         cands.sort(key=(lambda c: (-c.cka, c.inr_layer, c.injection_point)) if search == "cka"
                    else (lambda c: (-c.lstsq, c.inr_layer, c.injection_point)))
         within, pixel_gflops = within_cost(data, cands, max_cost)
         pool = within or cands
         top = cands if search == "exhaustive" else pool[: top_count(len(pool), _top_k_value(top_k))]
-        jobs = [(c, kind) for c in top for kind in kinds_within_budget(data, c, kinds, max_adapter_pct)]
+        jobs = [(c, kind) for c in top for kind in (
+            clip_attach.clip_kinds_within_budget(data, c.inr_layer, c.injection_point, kinds, max_adapter_pct)
+            if clip else kinds_within_budget(data, c, kinds, max_adapter_pct))]
         emit(progress, "attach", 0, len(jobs), stage_name="adapters")
         for j, (c, kind) in enumerate(jobs):
-            fit = train_candidate(data, c, kind, epochs=epochs, distill=distill, seed=seed)["fit"]
+            fit = _train(data, c, kind, epochs, distill, seed)["fit"]
             emit(progress, "attach", j + 1, len(jobs), val_loss=fit.val_loss[-1] if fit.val_loss else None)
         chosen, kind, best = choose([c for c in top if c in pool])
         k, p = chosen.key
-        bits, best = storage_bits(data, chosen, best)
+        # Clip adapters are stored float16: the quantization check runs frame tasks' adapters only.
+        bits, best = (None, best) if clip else storage_bits(data, chosen, best)
         adapters = {0: best["adapter"]}
         for seg in range(1, n_seg):
-            seg_data = prepare(video, task, weights, sample_frames, dev, source, source_stream, segment=seg, rt=rt)
+            seg_data = _prepare(video, task, weights, sample_frames, dev, source, source_stream, segment=seg, rt=rt)
             seg_cand = Candidate(k, p, chosen.cka, chosen.lstsq)
-            adapters[seg] = train_candidate(seg_data, seg_cand, kind, epochs=epochs, distill=distill, seed=seed)["adapter"]
+            adapters[seg] = _train(seg_data, seg_cand, kind, epochs, distill, seed)["adapter"]
         candidates = [_candidate_row(c) for c in cands]
-        size = tuple(data.targets[p].shape[-2:])
-        in_ch, out_ch = int(data.inr[k].shape[1]), int(data.targets[p].shape[1])
+        first = data.targets[p][0] if clip else data.targets[p]
+        size = tuple(first.shape[-2:])
+        in_ch, out_ch = int(data.inr[k].shape[1]), int(first.shape[1])
+        pathways = _pathways(rt, p, data) if clip else None
         backbone_params = data.backbone_params
 
     warnings = quality_warnings(cands, best["fidelity"], FIDELITY_FLOOR)
@@ -413,10 +448,15 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         "max_cost": float(max_cost), "pixel_path_gflops": pixel_gflops, "top_k": top_k, "epochs": epochs,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if pathways is not None:
+        entry["pathways"] = pathways
+        entry["clip"] = {"frames": rt.clip_len, "windows": [[w[0], w[-1] + 1] for w in data.windows]}
     sections = []
     for seg, ad in adapters.items():
         meta = {"task": task, "inr_layer": k, "injection_point": p, "out_size": list(size), "segment": seg,
                 "kind": kind}
+        if pathways is not None:
+            meta["pathways"] = pathways
         sections.append(Section(adapter_section_name(task, seg, n_seg), SectionKind.ADAPTER, ad.pack(meta, bits)))
 
     def merged_routing(latest: NvpReader) -> list[Section]:
@@ -442,6 +482,13 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         "appended_bytes": adapter_bytes, "appended_pct": 100.0 * adapter_bytes / before,
         "fidelity_floor": FIDELITY_FLOOR, "warnings": warnings, "seconds": time.monotonic() - t0,
     }
+
+
+def _pathways(rt: TaskRuntime, point: str, data: Any) -> list[dict[str, Any]]:
+    """Routing description of a clip task's pathways at `point`: name, channels, size, clip positions."""
+    m = rt.model
+    return [{"name": n, "out_channels": int(t.shape[1]), "out_size": list(t.shape[-2:]), "positions": pos}
+            for n, t, pos in zip(m.pathways, data.targets[point], m.pathway_positions(point))]
 
 
 def _candidate_row(c: Candidate) -> dict[str, Any]:

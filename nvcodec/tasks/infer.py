@@ -18,6 +18,7 @@ from .flops import count_flops
 from .registry import get_task, task_names
 from ..codec.meta import read_routing
 from .attach import source_frames
+from .clips import clip_rows, plan_windows, union_frames
 from .runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters, pixel_path_flops
 
 RANDOM_NOTE = "random weights: pipeline check only, predictions are meaningless"
@@ -55,6 +56,13 @@ class _Task:
     raw_adapter: list[Any] = field(default_factory=list)
     raw_pixel: list[Any] = field(default_factory=list)
     pixel_preds: list[list] = field(default_factory=list)
+    windows: list[list[int]] = field(default_factory=list)
+    window: int = 0
+    mapped: list[dict[int, torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def clip(self) -> bool:
+        return self.rt.spec.clip is not None
 
 
 def _entry(routing: dict, task: str, path: str) -> dict:
@@ -92,6 +100,60 @@ def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: 
         t.frames.append({"frame": i, "predictions": p})
 
 
+def _collect_clip(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int]) -> None:
+    """A clip task's per-frame step: each pathway's adapter (this segment's) on the frames it needs."""
+    cfg = video.config(seg.index)
+    m = video.metadata
+    adapter = t.adapters[seg.index]
+    positions = t.rt.model.pathway_positions(t.entry["injection_point"])
+
+    def run() -> None:
+        x = inr_to_geometry(feat.float(), t.rt.geometry, m.width, m.height, cfg.pad_width, cfg.pad_height)
+        for q, pos in enumerate(positions):
+            need = {w[j] for w in t.windows for j in pos}
+            rows = [r for r, i in enumerate(idx) if i in need]
+            if rows:
+                out = adapter.pathway_frames(q, x[rows])
+                t.mapped[q].update({idx[r]: out[n] for n, r in enumerate(rows)})
+
+    t.clock.run("adapter", run)
+
+
+def _run_windows(t: _Task, threshold: float, batch_size: int) -> None:
+    """A clip task's windows: stack each pathway's adapted frames, run the backbone tail and the head."""
+    point = t.entry["injection_point"]
+    positions = t.rt.model.pathway_positions(point)
+    geometry = t.rt.geometry
+    for s in range(0, len(t.windows), batch_size):
+        batch = t.windows[s:s + batch_size]
+        act = t.clock.run("adapter", lambda: [torch.stack([torch.stack([t.mapped[q][w[j]] for j in pos], 1)
+                                                            for w in batch]) for q, pos in enumerate(positions)])
+        raw = t.clock.run("backbone", t.rt.model.forward_from, act, point)
+        preds = t.clock.run("head", t.rt.spec.postprocess, raw, geometry, geometry.frame_hw, threshold=threshold)
+        t.raw_adapter.append(_detach(raw))
+        for w, p in zip(batch, preds):
+            t.frames.append({"window": [w[0], w[0] + t.window], "frames": list(w), "predictions": p})
+
+
+def _clip_pixel_path(t: _Task, get_frames: Any, device: torch.device, threshold: float,
+                     batch_size: int) -> tuple[dict[str, float], list[Any], list[list]]:
+    """A clip task's full pixel path on its windows: frames from `get_frames(indices)`, each decoded once."""
+    c = _Clock(device)
+    union = union_frames(t.windows)
+    frames = c.run("decode", get_frames, union)
+    rows = clip_rows(t.windows, union)
+    raws: list[Any] = []
+    preds: list[list] = []
+    for s in range(0, len(t.windows), batch_size):
+        sel = rows[s * t.rt.clip_len:(s + batch_size) * t.rt.clip_len]
+        x = c.run("preprocess", t.rt.pixel_input, frames[sel].to(device))
+        raw = c.run("backbone", t.rt.model, x)
+        preds.extend(c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, t.rt.geometry.frame_hw,
+                           threshold=threshold))
+        raws.append(_detach(raw))
+    return c.ms, raws, preds
+
+
 def _detach(raw: Any) -> Any:
     if isinstance(raw, torch.Tensor):
         return raw.detach().float().cpu()
@@ -115,12 +177,13 @@ def _cat(raws: list[Any]) -> Any:
 
 @torch.inference_mode()
 def _gflops(video: NvpVideo, t: _Task, device: torch.device) -> dict:
+    """GFLOPs per frame (per window for a clip task) of the adapter path and of the pixel path."""
     seg = video.segments[0]
     k, point = t.entry["inr_layer"], t.entry["injection_point"]
     m = video.metadata
     cfg = video.config(0)
     dec_full, _ = video.decoder(seg, None, device)
-    x_in = video.inputs(seg, [seg.start], device, None)
+    x_in = video.inputs(seg, [seg.start] * t.rt.clip_len, device, None)
     feat, f_dec = count_flops(dec_full.features, x_in, k)
     act, f_ad = count_flops(lambda f: t.adapters[0](inr_to_geometry(f.float(), t.rt.geometry, m.width, m.height,
                                                                     cfg.pad_width, cfg.pad_height)), feat)
@@ -191,10 +254,13 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
 def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] | None = None,
           weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
           source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1,
-          labels: Sequence[str] | None = None) -> dict:
+          labels: Sequence[str] | None = None, window: int | None = None, stride: int | None = None) -> dict:
     """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters.
 
     `labels` replaces the label set of the zero-shot tasks among `tasks` (UsageError when there is none).
+    Clip tasks report per window: windows of `window` video frames (default: the task's span,
+    at most the range) every `stride` frames (default: `window`); every frame the windows need
+    is decoded and adapted once, however many windows share it.
 
     `compare_pixels` also runs the pixel path (full decode + preprocessing + full backbone) and
     reports agreement with it; `source` (the original video) reports agreement with the full
@@ -228,15 +294,26 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
             rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib,
                                labels=labels if get_task(name).zero_shot else None)
             rt.model.set_decoding(beams)
-            runs.append(_Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev)))
+            t = _Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev))
+            if t.clip:
+                span = rt.spec.clip.span(rt.tiny)
+                t.windows = plan_windows(start, stop, rt.clip_len, window or span, stride)
+                t.window = min(window or span, stop - start)
+                t.mapped = [{} for _ in rt.model.pathways]
+            runs.append(t)
 
         layers = sorted({t.entry["inr_layer"] for t in runs})
         deepest = layers[-1]
         shared = _Clock(dev)
         decode_at: dict[int, float] = {}
         idx_batches: list[list[int]] = []
+        frame_runs = [t for t in runs if not t.clip]
+        needed = set(range(start, stop)) if frame_runs else set()
+        for t in runs:
+            needed.update(union_frames(t.windows))
+        decode_list = sorted(needed)
         with torch.inference_mode():
-            for seg, idx in video.batches(list(range(start, stop)), batch_size):
+            for seg, idx in video.batches(decode_list, batch_size):
                 idx_batches.append(idx)
                 dec, _ = video.decoder(seg, deepest, dev)
                 x_in = shared.run("decode", video.inputs, seg, idx, dev, deepest)
@@ -244,7 +321,13 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
                     decode_at[k] = decode_at.get(k, 0.0) + ms
                     for t in runs:
                         if t.entry["inr_layer"] == k:
-                            _run_task(t, video, seg, feat, idx, threshold)
+                            if t.clip:
+                                _collect_clip(t, video, seg, feat, idx)
+                            else:
+                                _run_task(t, video, seg, feat, idx, threshold)
+            for t in runs:
+                if t.clip:
+                    _run_windows(t, threshold, batch_size)
             n = stop - start
             cumulative = {k: sum(decode_at[j] for j in layers if j <= k) for k in layers}
             gflops = {t.name: _gflops(video, t, dev) for t in runs}
@@ -262,23 +345,43 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
                            "separate_decode_ms": separate.ms["decode"] / n,
                            "shared_gflops": max(by_layer.values()), "separate_gflops": sum(flops.values()),
                            "prefix_decoded_once": True}
-            pixel_ms = _pixel_path(video, runs, idx_batches, dev, threshold) if compare_pixels else {}
-            on_source = _source_path(video, runs, source, list(range(start, stop)), batch_size, dev, threshold) \
-                if source else {}
+            pixel_ms = _pixel_path(video, frame_runs, idx_batches, dev, threshold) if compare_pixels else {}
+            on_source = _source_path(video, frame_runs, source, list(range(start, stop)), batch_size, dev, threshold) \
+                if source and frame_runs else {}
+            for t in runs:
+                if not t.clip:
+                    continue
+                if compare_pixels:
+                    pixel_ms[t.name], t.raw_pixel, t.pixel_preds = _clip_pixel_path(
+                        t, lambda i: video.frames(i, device=dev), dev, threshold, batch_size)
+                if source:
+                    _, ref_raw, ref_preds = _clip_pixel_path(t, lambda i: source_frames(video, source, i), dev,
+                                                             threshold, batch_size)
+                    on_source[t.name] = (ref_raw, ref_preds)
             report_tasks = {}
             for t in runs:
                 t.clock.ms = {"decode": cumulative[t.entry["inr_layer"]], **t.clock.ms}
+                units = len(t.windows) if t.clip else n
+                if t.clip:
+                    # The shared decode covered every frame any task needed; charge this task its own frames.
+                    t.clock.ms["decode"] *= len(union_frames(t.windows)) / len(decode_list)
                 r = {
                     "task": t.name, "output_type": t.rt.spec.output_type, "inr_layer": t.entry["inr_layer"],
                     "injection_point": t.entry["injection_point"], "weights": t.rt.weights_label,
-                    "weights_random": t.rt.random, "frames": t.frames,
-                    "timing_ms": _per_frame(t.clock.ms, n), "gflops": gflops[t.name],
+                    "weights_random": t.rt.random, ("windows" if t.clip else "frames"): t.frames,
+                    "unit": "window" if t.clip else "frame",
+                    "timing_ms": _per_frame(t.clock.ms, units), "gflops": gflops[t.name],
                 }
+                if t.clip:
+                    r["clip"] = {"frames_per_window": t.rt.clip_len, "window": t.window,
+                                 "stride": stride or t.window, "windows": len(t.windows),
+                                 "window_frames": sum(len(w) for w in t.windows),
+                                 "decoded_frames": len(union_frames(t.windows))}
                 if t.rt.random:
                     r["note"] = RANDOM_NOTE
                 adapter_preds = [f["predictions"] for f in t.frames]
                 if compare_pixels:
-                    r["pixel_timing_ms"] = _per_frame(pixel_ms[t.name], n)
+                    r["pixel_timing_ms"] = _per_frame(pixel_ms[t.name], units)
                     r["agreement"] = _agreement(t, t.raw_adapter, adapter_preds, t.raw_pixel, t.pixel_preds)
                 if source:
                     ref_raw, ref_preds = on_source[t.name]

@@ -32,14 +32,27 @@ COCO_ID2LABEL: dict[int, str] = {
 """COCO category ids as used by DETR's ``id2label`` (91 ids; unused ids are "N/A")."""
 
 
+def _label_file(name: str, count: int) -> tuple[str, ...]:
+    text = resources.files("nvcodec.tasks").joinpath(name).read_text(encoding="utf-8")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(names) != count:
+        raise FormatError(f"{name} holds {len(names)} names, expected {count}")
+    return names
+
+
 @lru_cache(maxsize=1)
 def imagenet_classes() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names in the standard index order (0 = "tench")."""
-    text = resources.files("nvcodec.tasks").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if len(names) != 1000:
-        raise FormatError(f"imagenet_classes.txt holds {len(names)} names, expected 1000")
-    return names
+    return _label_file("imagenet_classes.txt", 1000)
+
+
+@lru_cache(maxsize=1)
+def kinetics400_classes() -> tuple[str, ...]:
+    """The 400 Kinetics-400 action names in the standard index order (sorted; 0 = "abseiling").
+
+    The class list is published with the Kinetics dataset (DeepMind, annotations CC BY 4.0).
+    """
+    return _label_file("kinetics400_classes.txt", 400)
 
 
 def coco_labels() -> tuple[str, ...]:

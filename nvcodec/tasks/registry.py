@@ -3,7 +3,8 @@ normalization, post-processing, output schema and a fidelity score for adapters.
 
 Tasks: ``efficientnet_lite0``, ``resnet50`` and ``vit_b16`` (ImageNet-1k classification), ``detr``
 (COCO detection), ``blip_caption`` (one caption per frame), ``clip_rn50`` (zero-shot classification,
-ImageNet prompts or any label set). Each entry also says where its weights are found (`WeightsLookup`).
+ImageNet prompts or any label set), ``slowfast_r50`` and ``i3d_r50`` (Kinetics-400 action
+classification per clip window). Each entry also says where its weights are found (`WeightsLookup`).
 ``build(..., tiny=True)`` and ``geometry(..., tiny=True)`` give tiny random-sized test
 versions; they never stand in for the real models.
 """
@@ -32,8 +33,9 @@ from nvcodec.tasks.geometry import (
     preprocess,
     whole_frame_geometry,
 )
-from nvcodec.tasks.labels import coco_labels, imagenet_classes, label_name
-from nvcodec.tasks import blip as blip_task, caption, clip, efficientnet, vit as vit_task
+from nvcodec.tasks.labels import coco_labels, imagenet_classes, kinetics400_classes, label_name
+from nvcodec.tasks import blip as blip_task, caption, clip, efficientnet, video_resnet, vit as vit_task
+from nvcodec.tasks.clips import ClipSampling
 from nvcodec.tasks.tokens import TOKEN_POINTS
 from nvcodec.tasks.detr import DETR_WEIGHTS
 from nvcodec.tasks.resnet import RESNET50_WEIGHTS, calibrate_bn
@@ -51,7 +53,7 @@ Builder = Callable[[WeightsSource, "torch.device | str", bool], InjectableBackbo
 class TaskSpec:
     """Everything needed to run one task from pixels or from injected activations.
 
-    `postprocess` returns one list per frame: classification -> top-k
+    `postprocess` returns one list per frame (per window for clip tasks, `clip` set): classification -> top-k
     ``{"label", "index", "score"}``; detection -> ``{"label", "index", "score", "box"}``
     with ``box = [x0, y0, x1, y1]`` in original-frame pixels; caption -> one ``{"caption", "tokens"}``.
     """
@@ -91,6 +93,8 @@ class TaskSpec:
         if not labels:
             raise UsageError("the label set is empty")
         return replace(self, labels=tuple(labels))
+    clip: ClipSampling | None = None
+    """Set for tasks whose unit is a window of frames (see `nvcodec.tasks.clips`); None: one frame."""
 
     def geometry(self, *frame_hw: int | Sequence[int], tiny: bool = False) -> Geometry:
         """Input geometry for frames of size H x W: ``geometry((H, W))`` or ``geometry(H, W)``.
@@ -173,6 +177,7 @@ class TaskSpec:
             "std": list(self.std),
             "output_schema": self.output_schema,
             "fidelity": self.fidelity_doc,
+            **({"clip": self.clip.to_dict()} if self.clip is not None else {}),
         }
 
 
@@ -457,6 +462,40 @@ _TASKS["blip_caption"] = TaskSpec(
     weights=blip_task.BLIP_WEIGHTS,
     distill_context=caption.distill_context,
 )
+
+
+_KINETICS_SCHEMA = {
+    "per_window": "list of the top-k actions, best first (k = top_k, default 5), for each clip window",
+    "fields": {
+        "label": "str: Kinetics-400 action name",
+        "index": "int: class index 0..399",
+        "score": "float: softmax probability",
+    },
+}
+
+
+def _clip_task(name: str, description: str, backbone: str, builder: Builder, weights: WeightsLookup,
+               sampling: ClipSampling) -> TaskSpec:
+    return TaskSpec(
+        name=name, description=description, output_type="classification", backbone=backbone,
+        injection_points=video_resnet.POINTS, mean=video_resnet.KINETICS_MEAN, std=video_resnet.KINETICS_STD,
+        labels=kinetics400_classes(), output_schema=_KINETICS_SCHEMA,
+        fidelity_doc=classification_fidelity.__doc__ or "",
+        _geometry=lambda hw: imagenet_geometry(hw, 256, 256),
+        _tiny_geometry=lambda hw: imagenet_geometry(hw, 72, 64),
+        _builder=builder, _postprocess=_classification_postprocess, _fidelity=classification_fidelity,
+        _distill=classification_distill, weights=weights, default_options={"top_k": DEFAULT_TOP_K}, clip=sampling,
+    )
+
+
+_TASKS["slowfast_r50"] = _clip_task(
+    "slowfast_r50", "Kinetics-400 action recognition with SlowFast R50 8x8 (pytorchvideo weights); "
+    "top-5 per clip window of 32 frames at stride 2 (slow pathway: every 4th)", "slowfast-r50-8x8",
+    video_resnet.build_slowfast, video_resnet.SLOWFAST_WEIGHTS, ClipSampling(32, 2, tiny_frames=8, tiny_rate=1))
+_TASKS["i3d_r50"] = _clip_task(
+    "i3d_r50", "Kinetics-400 action recognition with I3D R50 8x8 (pytorchvideo weights); "
+    "top-5 per clip window of 8 frames at stride 8", "i3d-r50-8x8",
+    video_resnet.build_i3d, video_resnet.I3D_WEIGHTS, ClipSampling(8, 8, tiny_frames=4, tiny_rate=2))
 
 
 def list_tasks() -> list[TaskSpec]:

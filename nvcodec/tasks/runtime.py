@@ -13,6 +13,7 @@ from ..errors import FormatError, UsageError
 from ..codec.meta import read_adapter_meta
 from ..codec.serialize import bundle_size_range
 from .adapter import MicroAdapter, adapter_shapes, default_hidden
+from .clips import ClipAdapter
 from .flops import count_flops
 from .geometry import Geometry, crop_features, preprocess
 from .registry import TaskSpec, get_task
@@ -33,9 +34,23 @@ class TaskRuntime:
     random: bool
     tiny: bool
 
+    @property
+    def clip_len(self) -> int:
+        """Frames per unit of work: the clip length of a clip task, 1 for a per-frame task."""
+        return self.spec.clip.clip_len(self.tiny) if self.spec.clip is not None else 1
+
     def pixel_input(self, frames_uint8: torch.Tensor) -> torch.Tensor:
-        """Preprocess decoded frames (N, H, W, 3) uint8 for the full backbone."""
-        return preprocess(frames_uint8, self.geometry, self.spec.mean, self.spec.std)
+        """Preprocess decoded frames (N, H, W, 3) uint8 for the full backbone.
+
+        Clip tasks take whole clips, N = B x clip_len frames in clip order: (B, 3, T, h, w).
+        """
+        x = preprocess(frames_uint8, self.geometry, self.spec.mean, self.spec.std)
+        if self.spec.clip is None:
+            return x
+        t = self.clip_len
+        if x.shape[0] % t:
+            raise UsageError(f"{self.spec.name} takes clips of {t} frames, got {x.shape[0]} frames")
+        return x.reshape(x.shape[0] // t, t, *x.shape[1:]).transpose(1, 2)
 
     def point_size(self, point: str) -> tuple[int, int]:
         """Spatial size of the backbone activation at `point` for this geometry."""
@@ -63,10 +78,18 @@ def build_runtime(task: str, weights: str | None, device: torch.device, width: i
     rt = TaskRuntime(spec, model, geometry, RANDOM_TINY if tiny else source.label, random, tiny)
     if random and calibration_frames is not None:
         with torch.random.fork_rng(devices=[]):
-            spec.calibrate(model, [rt.pixel_input(calibration_frames.to(device))])
+            spec.calibrate(model, [rt.pixel_input(whole_clips(calibration_frames.to(device), rt.clip_len))])
         model.eval()
     return rt
 
+
+
+def whole_clips(frames: torch.Tensor, clip_len: int) -> torch.Tensor:
+    """`frames` cut (or, when fewer, cycled) to a whole number of clips of `clip_len` frames."""
+    if clip_len <= 1:
+        return frames
+    n = max(clip_len, frames.shape[0] - frames.shape[0] % clip_len)
+    return frames[[i % frames.shape[0] for i in range(n)]]
 
 
 def valid_region(feat: torch.Tensor, width: int, height: int, pad_width: int, pad_height: int) -> torch.Tensor:
@@ -119,18 +142,26 @@ def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device
         block_channels = video.config(seg).channels[layer]
         kind = entry.get("adapter_kind") or "linear"
         hidden = entry.get("hidden") or default_hidden(channels)
-        shapes = adapter_shapes(kind, block_channels, channels, hidden)
+        if rt.spec.clip is not None:  # one adapter per pathway, tensors named {pathway}/{tensor}
+            shapes = {f"{q}/{k}": v for q, co in zip(rt.model.pathways, rt.model.pathway_channels(point))
+                      for k, v in adapter_shapes(kind, block_channels, co, entry.get("hidden") or default_hidden(co)).items()}
+        else:
+            shapes = adapter_shapes(kind, block_channels, channels, hidden)
         bundle = video.reader.read_tensors(name, bundle_size_range(shapes)[1])
         size, kind = read_adapter_meta(bundle.meta, name, entry, seg)
         if size != tuple(expected):
             raise FormatError(f"adapter out_size {list(size)} does not match the injection point's {list(expected)}",
                               section=name)
         try:
-            adapter = MicroAdapter.from_arrays({n: bundle.dequantized(n) for n in bundle.tensors}, tuple(expected),
-                                               kind=kind)
+            tensors = {n: bundle.dequantized(n) for n in bundle.tensors}
+            if rt.spec.clip is not None:
+                adapter = _clip_adapter(tensors, bundle.meta if isinstance(bundle.meta, dict) else {}, rt, point,
+                                        tuple(expected), kind)
+            else:
+                adapter = MicroAdapter.from_arrays(tensors, tuple(expected), kind=kind)
         except (KeyError, ValueError, RuntimeError, UsageError) as exc:
             raise FormatError(f"adapter tensors do not form a {kind} adapter: {exc}", section=name) from None
-        if adapter.out_channels != channels:
+        if rt.spec.clip is None and adapter.out_channels != channels:
             raise FormatError(f"adapter gives {adapter.out_channels} channels, {point} has {channels}", section=name)
         if adapter.in_channels != block_channels:
             raise FormatError(f"adapter takes {adapter.in_channels} channels, INR block {layer} gives "
@@ -139,11 +170,34 @@ def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device
     return out
 
 
+def _clip_adapter(tensors: dict, meta: dict, rt: TaskRuntime, point: str, size: tuple[int, int],
+                  kind: str) -> ClipAdapter:
+    """A clip task's adapter: one per backbone pathway, each checked against that pathway's channels.
+
+    Pathway names come from the backbone (the file's list must equal them); clip positions are
+    the backbone's own, never read from the file.
+    """
+    names = list(rt.model.pathways)
+    listed = meta.get("pathways")
+    if not isinstance(listed, list) or [d.get("name") if isinstance(d, dict) else None for d in listed] != names:
+        raise UsageError(f"adapter pathways must be {names}")
+    adapter = ClipAdapter.from_arrays(tensors, names, [size] * len(names), rt.model.pathway_positions(point),
+                                      rt.clip_len, kind)
+    got = [a.out_channels for a in adapter.pathway_adapters]
+    if got != rt.model.pathway_channels(point):
+        raise UsageError(f"adapter gives {got} channels per pathway, {point} has {rt.model.pathway_channels(point)}")
+    if len({a.in_channels for a in adapter.pathway_adapters}) != 1:
+        raise UsageError("pathway adapters take different channel counts")
+    return adapter
+
+
 @torch.inference_mode()
 def pixel_path_flops(video: Any, rt: TaskRuntime, device: torch.device) -> tuple[int, int]:
-    """FLOPs per frame of the pixel path: (INR full decode, preprocessing + full backbone), on segment 0."""
+    """FLOPs per frame (per clip for clip tasks) of the pixel path: (INR full decode, preprocessing +
+    full backbone), on segment 0."""
     seg = video.segments[0]
+    idx = [seg.start] * rt.clip_len
     dec_full, _ = video.decoder(seg, None, device)
-    _, f_full = count_flops(dec_full, video.inputs(seg, [seg.start], device, None))
-    _, f_backbone = count_flops(rt.model, rt.pixel_input(video.frames([seg.start], device=device)))
+    _, f_full = count_flops(dec_full, video.inputs(seg, idx, device, None))
+    _, f_backbone = count_flops(rt.model, rt.pixel_input(video.frames(idx, device=device)))
     return f_full, f_backbone

@@ -39,7 +39,8 @@ from ..inr.model import crop
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
 from .adapter import ADAPTER_BITS, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
-from .attach import Candidate, _split, _take, _teacher, prepare, source_frames, stored_as, train_candidate
+from .attach import Candidate, _prepare, _split, _take, _teacher, _train, source_frames, stored_as
+from .registry import get_task
 from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, load_adapters
 
 DEFAULT_EPOCHS = 10
@@ -100,6 +101,8 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
         entry = routing["tasks"].get(task)
         if not isinstance(entry, dict):
             raise NotAttachedError(f"{path} has no routing for task {task!r}: run `nvcodec attach {path} --task {task}` first")
+        if get_task(task).clip is not None:
+            raise UsageError(f"tune does not support clip tasks ({task}) yet")
         m = video.metadata
         w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
         calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev) \
@@ -264,15 +267,21 @@ def _refit_others(path: str, sections: list[Section], others: list[str], routing
                     continue
                 w = e.get("weights") if e.get("weights") in ("random", "random-tiny") else None
                 fids = []
+                clip = get_task(name).clip is not None
+                sample = len((e.get("clip") or {}).get("windows") or []) if clip else len(e.get("sample_frames") or [])
                 for seg in video.segments:
-                    data = prepare(video, name, w, len(e.get("sample_frames") or []) or None, dev, segment=seg.index)
+                    data = _prepare(video, name, w, sample or None, dev, None, None, segment=seg.index)
                     cand = Candidate(e["inr_layer"], e["injection_point"], float(e.get("cka") or 0.0), 0.0)
-                    r = train_candidate(data, cand, str(e.get("adapter_kind") or "linear"), seed=seed)
-                    bits = ADAPTER_BITS if e.get("adapter_bits") == ADAPTER_BITS else None
-                    r = stored_as(data, cand, r, bits)
+                    r = _train(data, cand, str(e.get("adapter_kind") or "linear"), seed=seed)
+                    bits = ADAPTER_BITS if not clip and e.get("adapter_bits") == ADAPTER_BITS else None
+                    if not clip:
+                        r = stored_as(data, cand, r, bits)
+                    target = data.targets[cand.injection_point]
                     meta = {"task": name, "inr_layer": cand.inr_layer, "injection_point": cand.injection_point,
-                            "out_size": list(data.targets[cand.injection_point].shape[-2:]), "segment": seg.index,
+                            "out_size": list((target[0] if clip else target).shape[-2:]), "segment": seg.index,
                             "kind": r["adapter"].kind}
+                    if clip:
+                        meta["pathways"] = e.get("pathways")
                     section = adapter_section_name(name, seg.index, len(video.segments))
                     out["_sections"].append(Section(section, SectionKind.ADAPTER, r["adapter"].pack(meta, bits)))
                     fids.append(r["fidelity"])

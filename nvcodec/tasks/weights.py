@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from nvcodec.errors import WeightsError
 from nvcodec.progress import ProgressCallback, emit
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pyth")
 RANDOM = "random"
 
 CONNECT_TIMEOUT_S = 3.0
@@ -384,9 +384,9 @@ def torch_hub_file(task: str, names: Sequence[str], pattern: str, search: Search
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """Read a state dict file (.safetensors, or .pth/.pt/.bin/.ckpt with ``weights_only=True``) onto the CPU.
+    """Read a state dict file (.safetensors, or .pth/.pt/.bin/.ckpt/.pyth with ``weights_only=True``) onto the CPU.
 
-    A checkpoint that wraps the weights under ``state_dict``/``model``/``model_state_dict`` is unwrapped.
+    A checkpoint that wraps the weights under ``state_dict``/``model``/``model_state_dict``/``model_state`` (pytorchvideo) is unwrapped.
     """
     path = Path(path)
     try:
@@ -401,7 +401,7 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     except Exception as exc:  # pickle, zip and safetensors header errors: the file is not a usable state dict
         raise WeightsError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
     if isinstance(obj, Mapping):
-        for key in ("state_dict", "model", "model_state_dict"):
+        for key in ("state_dict", "model", "model_state_dict", "model_state"):
             inner = obj.get(key)
             if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
                 obj = inner
