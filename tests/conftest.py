@@ -63,6 +63,23 @@ def write_clip(path: str, frames: np.ndarray, fps: int = 25, codec: str = "libx2
     return path
 
 
+def encode_tiny(directory, frames: int = 8, epochs: int = 15, params: int = 8000) -> str:
+    """Encode a synthetic 40x64 clip of `frames` frames into `directory`/c.nvp (fixed epochs, seed 0); its path."""
+    from nvcodec.codec.encode import EncodeOptions, encode
+
+    clip = write_clip(str(directory / "c.mp4"), synthetic_frames(frames, 40, 64))
+    out = str(directory / "c.nvp")
+    encode(clip, out, EncodeOptions(psnr=None, epochs=epochs, params=params, device="cpu", seed=0))
+    return out
+
+
+def copy_nvp(src: str, directory, name: str = "t.nvp") -> str:
+    """A private copy of the `.nvp` at `src` in `directory` (tests that append must not share files)."""
+    import shutil
+
+    return shutil.copy(src, str(directory / name))
+
+
 @pytest.fixture
 def tiny_clip(tmp_path):
     """Path of a 6-frame 32x48 H.264 clip made for the test."""

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -16,25 +15,19 @@ from nvcodec.errors import NotAttachedError, UsageError
 from nvcodec.tasks.attach import attach
 from nvcodec.tasks.infer import infer
 
-from conftest import synthetic_frames, write_clip
+from conftest import copy_nvp, encode_tiny, synthetic_frames, write_clip
 
 TINY = "random-tiny"
 
 
 @pytest.fixture(scope="module")
 def base_nvp(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tasks")
-    clip = write_clip(str(d / "c.mp4"), synthetic_frames(8, 40, 64))
-    out = str(d / "c.nvp")
-    encode(clip, out, EncodeOptions(psnr=None, epochs=15, params=8000, device="cpu", seed=0))
-    return out
+    return encode_tiny(tmp_path_factory.mktemp("tasks"))
 
 
 @pytest.fixture
 def nvp(base_nvp, tmp_path):
-    p = str(tmp_path / "t.nvp")
-    shutil.copy(base_nvp, p)
-    return p
+    return copy_nvp(base_nvp, tmp_path)
 
 
 def _inr_bytes(path):

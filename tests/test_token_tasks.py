@@ -2,14 +2,12 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from nvcodec.codec.encode import EncodeOptions, encode
 from nvcodec.errors import UsageError, WeightsError
 from nvcodec.tasks import caption
 from nvcodec.tasks.agreement import caption_agreement, corpus_bleu, token_agreement
@@ -21,7 +19,7 @@ from nvcodec.tasks.tokens import map_to_tokens, tokens_to_map
 from nvcodec.tasks.vit import build_vit
 from nvcodec.tasks.weights import WeightsSource, resolve_weights
 
-from conftest import synthetic_frames, write_clip
+from conftest import copy_nvp, encode_tiny
 
 TINY = "random-tiny"
 
@@ -154,18 +152,12 @@ def test_vit_state_dict_file_round_trip(tmp_path):
 
 @pytest.fixture(scope="module")
 def base_nvp(tmp_path_factory):
-    d = tmp_path_factory.mktemp("token_tasks")
-    clip = write_clip(str(d / "c.mp4"), synthetic_frames(6, 40, 64))
-    out = str(d / "c.nvp")
-    encode(clip, out, EncodeOptions(psnr=None, epochs=8, params=6000, device="cpu", seed=0))
-    return out
+    return encode_tiny(tmp_path_factory.mktemp("token_tasks"), frames=6, epochs=8, params=6000)
 
 
 @pytest.fixture
 def nvp(base_nvp, tmp_path):
-    p = str(tmp_path / "t.nvp")
-    shutil.copy(base_nvp, p)
-    return p
+    return copy_nvp(base_nvp, tmp_path)
 
 
 def test_vit_attach_infer(nvp):

@@ -13,7 +13,6 @@ import torch
 
 import nvcodec.tasks.infer
 
-from nvcodec.codec.encode import EncodeOptions, encode
 from nvcodec.codec.meta import read_routing
 from nvcodec.codec.video import NvpVideo
 from nvcodec.container import NvpReader
@@ -26,7 +25,7 @@ from nvcodec.tasks.registry import get_task, task_names
 from nvcodec.tasks.video_resnet import I3D, SlowFast, i3d_r50, slowfast_r50, tiny_i3d, tiny_slowfast
 from nvcodec.tasks.weights import resolve_weights
 
-from conftest import synthetic_frames, write_clip
+from conftest import encode_tiny, synthetic_frames, write_clip
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TINY = "random-tiny"
@@ -147,11 +146,7 @@ def test_clip_adapter_roundtrip_and_bad_pathways():
 
 @pytest.fixture(scope="module")
 def base_nvp(tmp_path_factory):
-    d = tmp_path_factory.mktemp("clips")
-    clip = write_clip(str(d / "c.mp4"), synthetic_frames(8, 40, 64))
-    out = str(d / "c.nvp")
-    encode(clip, out, EncodeOptions(psnr=None, epochs=15, params=8000, device="cpu", seed=0))
-    return out
+    return encode_tiny(tmp_path_factory.mktemp("clips"))
 
 
 @pytest.fixture(scope="module")
