@@ -6,11 +6,16 @@ adapter bundles' meta and tensor shapes, `provenance`) is replaced by a generate
 checksums recomputed (`attack.craft`), and the file run in-process through `info --json`, `info`,
 `verify`, `view -o out.y4m`, `infer` and (every ATTACH_EVERY-th case) `attach`. A case fails when
 a command raises anything but nvcodec's own errors or click's usage errors, or when `info --json`
-prints something that is not JSON. The process runs under an address-space limit
-(`--memory-mib`), so an allocation beyond it shows up as a failure (MemoryError) too.
+prints something that is not JSON.
 
-    python benchmarks/fuzz.py --seconds 900            # the long run; results/fuzz.json
-    pytest tests/test_fuzz.py                           # a short run (seconds)
+Allocations are checked per case: before each case the process's peak-RSS mark is reset
+(`/proc/self/clear_refs`), after it the rise of the peak above the RSS before the case is that
+case's allocation. The good file itself, run through the same commands, sets the reference; a case
+whose rise exceeds ALLOC_CAP_FACTOR times it plus ALLOC_SLACK_MIB counts as a failure ("allocation
+over the cap"), and so does a MemoryError under the address-space limit (`--memory-mib`).
+
+    python benchmarks/fuzz.py --cases 100000 --workers 2   # the long run; results/fuzz.json
+    pytest tests/test_fuzz.py                               # a short run (seconds)
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import platform
 import re
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +52,9 @@ from nvcodec.errors import NvcodecError  # noqa: E402
 TASK = "resnet50"
 TARGETS = ("video", "model", "segments", "routing", "routing_entry", "adapter_meta", "adapter_tensors", "provenance")
 ATTACH_EVERY = 25
+ALLOC_CAP_FACTOR = 4
+ALLOC_SLACK_MIB = 64
+WORKER_SEED_STRIDE = 1_000_000
 EDGE_INTS = (0, -1, 1, 2, 3, 7, 255, 256, 16384, 16385, 65536, 2**31, 2**32, 2**62, 2**63 - 1, -2**63, 2**64 - 1, 10**9)
 
 scalars = st.one_of(
@@ -60,7 +69,26 @@ values = st.one_of(big_lists, st.recursive(
     max_leaves=16))
 
 
+MAX_PACKED_VALUES = 1 << 20
+"""Generated payloads of more values are skipped: the reader refuses sections far smaller, and packing
+hundreds of millions of repeated values only spends the fuzzer's time and memory."""
+
+
+def _weight(obj: Any, memo: dict[int, int]) -> int:
+    """Values in `obj`, counting repeats of one object each time (memoised by identity)."""
+    if isinstance(obj, (list, dict)):
+        known = memo.get(id(obj))
+        if known is None:
+            items = obj.values() if isinstance(obj, dict) else obj
+            known = memo[id(obj)] = 1 + len(obj) + sum(_weight(v, memo) for v in items
+                                                         if isinstance(v, (list, dict)))
+        return known
+    return 1
+
+
 def _pack(obj: Any) -> bytes | None:
+    if _weight(obj, {}) > MAX_PACKED_VALUES:
+        return None
     try:
         return msgpack.packb(obj, use_bin_type=True)
     except (OverflowError, TypeError, ValueError):
@@ -84,6 +112,9 @@ class Campaign:
         self.failures: dict[str, dict] = {}
         self.failure_count = 0
         self.by_target: Counter[str] = Counter()
+        self.reference_mib: dict[bool, float] = {}
+        self.max_rise: dict[str, Any] = {"mib": 0.0, "target": None, "attach": False}
+        self.over_cap = 0
 
     # ------------------------------------------------------------ generating
     def _mutated(self, base: Any, data: st.DataObject, keys: list[str]) -> Any:
@@ -173,8 +204,40 @@ class Campaign:
                 self.failures[key] = {"command": command, "target": target, "error": problem[:300], "count": 0}
             self.failures[key]["count"] += 1
 
+    def _commands(self, path: str, case: Path, target: str, attach: bool) -> None:
+        self._run(["info", "--json", path], target)
+        self._run(["info", path], target)
+        self._run(["verify", path], target)
+        self._run(["view", path, "-o", str(case / "out.y4m"), "--frames", "0:2", "--device", "cpu"], target)
+        self._run(["infer", path, "--task", TASK, "--weights", "random-tiny", "--frames", "0:1", "--device", "cpu",
+                   "--json"], target)
+        if attach:
+            self._run(["attach", path, "--task", TASK, "--weights", "random-tiny", "--top-k", "1", "--epochs", "1",
+                       "--kinds", "linear", "--frames", "2", "--device", "cpu", "--json"], target)
+
+    def calibrate(self, repeats: int = 3) -> None:
+        """The good file's own allocation through the same commands (with and without attach): the reference."""
+        case = self.work / "good"
+        for attach_too in (False, True):
+            rises = []
+            for i in range(repeats + 1):  # the first run warms up (imports, allocator pools): not counted
+                shutil.rmtree(case, ignore_errors=True)
+                case.mkdir()
+                path = str(attack.craft(case / "h.nvp", self.good.sections))
+                base = _peak_reset()
+                self._commands(path, case, "good", attach_too)
+                if i:
+                    rises.append(_peak_mib() - base)
+            self.reference_mib[attach_too] = max(rises)
+        self.runs.clear()
+        self.exits.clear()
+
+    def cap_mib(self, attach_too: bool) -> float:
+        """The most one case may raise the peak RSS."""
+        return ALLOC_CAP_FACTOR * self.reference_mib.get(attach_too, 0.0) + ALLOC_SLACK_MIB
+
     def run_case(self, target: str, data: st.DataObject) -> None:
-        """Build one hostile file and run every command on it."""
+        """Build one hostile file, run every command on it and check its allocation against the cap."""
         sections = self.sections(target, data)
         if sections is None:
             return
@@ -184,15 +247,19 @@ class Campaign:
         shutil.rmtree(case, ignore_errors=True)
         case.mkdir()
         path = str(attack.craft(case / "h.nvp", sections))
-        self._run(["info", "--json", path], target)
-        self._run(["info", path], target)
-        self._run(["verify", path], target)
-        self._run(["view", path, "-o", str(case / "out.y4m"), "--frames", "0:2", "--device", "cpu"], target)
-        self._run(["infer", path, "--task", TASK, "--weights", "random-tiny", "--frames", "0:1", "--device", "cpu",
-                   "--json"], target)
-        if self.cases % ATTACH_EVERY == 0:
-            self._run(["attach", path, "--task", TASK, "--weights", "random-tiny", "--top-k", "1", "--epochs", "1",
-                       "--kinds", "linear", "--frames", "2", "--device", "cpu", "--json"], target)
+        attach_too = self.cases % ATTACH_EVERY == 0
+        base = _peak_reset()
+        self._commands(path, case, target, attach_too)
+        rise = _peak_mib() - base
+        if rise > self.max_rise["mib"]:
+            self.max_rise = {"mib": round(rise, 1), "target": target, "attach": attach_too}
+        if rise > self.cap_mib(attach_too):
+            self.over_cap += 1
+            self.failure_count += 1
+            key = f"allocation over the cap [{target}]"
+            self.failures.setdefault(key, {"command": "all", "target": target, "error": key, "count": 0})
+            self.failures[key]["count"] += 1
+            self.failures[key]["error"] = f"{key}: peak RSS rose {rise:.0f} MiB (cap {self.cap_mib(attach_too):.0f})"
 
     def run(self, seconds: float, chunk: int = 25, first_seed: int = 0, max_cases: int | None = None) -> None:
         """Hypothesis chunks of `chunk` examples (seeds first_seed, +1, ...; the targets in turn) until time
@@ -224,22 +291,46 @@ class Campaign:
             "distinct_failures": len(self.failures), "failure_kinds": list(self.failures.values()),
             "seconds": round(seconds, 1), "cases_per_second": round(self.cases / seconds, 3) if seconds else None,
             "max_rss_mib": round(peak_kib / 1024, 1),
+            "allocation": {
+                "good_file_rise_mib": {"without attach": round(self.reference_mib.get(False, 0.0), 1),
+                                       "with attach": round(self.reference_mib.get(True, 0.0), 1)},
+                "cap_mib": {"without attach": round(self.cap_mib(False), 1), "with attach": round(self.cap_mib(True), 1)},
+                "max_case_rise": self.max_rise,
+                "cases_over_cap": self.over_cap,
+            },
         }
+
+
+def _status_kib(field: str) -> int:
+    m = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def _peak_reset() -> float:
+    """Reset this process's peak-RSS mark to its current RSS; that RSS in MiB."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return _status_kib("VmRSS") / 1024
+
+
+def _peak_mib() -> float:
+    """Peak RSS since the last `_peak_reset`, in MiB."""
+    return _status_kib("VmHWM") / 1024
 
 
 def _limit_memory(mib: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=900)
-    ap.add_argument("--cases", type=int, help="Stop after this many cases.")
-    ap.add_argument("--seed", type=int, default=0, help="First hypothesis seed.")
-    ap.add_argument("--memory-mib", type=int, default=6144, help="Address-space limit of the fuzzing process.")
-    ap.add_argument("--out", default=str(attack.RESULTS / "fuzz.json"))
-    args = ap.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _one_worker(args: argparse.Namespace, seed_: int, cases: int | None, out: str) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
@@ -248,22 +339,95 @@ def main(argv: list[str] | None = None) -> int:
         good = attack.build_good(work)
         _limit_memory(args.memory_mib)
         campaign = Campaign(work, good)
+        campaign.calibrate()
         t0 = time.monotonic()
-        campaign.run(args.seconds, first_seed=args.seed, max_cases=args.cases)
-        report = {
-            "what": "hostile metadata of every section kind in checksum-valid files, run in-process through "
-                    "info --json, info, verify, view, infer and (every %dth case) attach" % ATTACH_EVERY,
-            "good_file": "6 frames 40x24 HNeRV (6k params) with resnet50 attached (random-tiny backbone)",
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other users' jobs, one fuzzing "
-                       f"process, OMP_NUM_THREADS=1, address space limited to {args.memory_mib} MiB",
-            "command": "python benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            **campaign.report(time.monotonic() - t0),
-        }
+        campaign.run(args.seconds, first_seed=seed_, max_cases=cases)
+        report = campaign.report(time.monotonic() - t0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report["seeds"] = [seed_, seed_ + WORKER_SEED_STRIDE - 1]
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def merge(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """One report from the workers' (counts summed, failures joined, peaks the largest)."""
+    def total(key: str) -> dict:
+        out: Counter = Counter()
+        for r in reports:
+            out.update(r[key])
+        return dict(sorted(out.items()))
+
+    kinds: dict[str, dict] = {}
+    for r in reports:
+        for f in r["failure_kinds"]:
+            k = f"{f['command']} {f['target']} {f['error'][:120]}"
+            kinds.setdefault(k, {**f, "count": 0})["count"] += f["count"]
+    cases = sum(r["cases"] for r in reports)
+    allocs = [r["allocation"] for r in reports]
+    worst = max(allocs, key=lambda a: a["max_case_rise"]["mib"])
+    return {
+        "cases": cases, "cases_by_target": total("cases_by_target"), "command_runs": total("command_runs"),
+        "exit_codes": total("exit_codes"), "failures": sum(r["failures"] for r in reports),
+        "distinct_failures": len(kinds), "failure_kinds": list(kinds.values()), "seconds": round(seconds, 1),
+        "cases_per_second": round(cases / seconds, 3) if seconds else None,
+        "max_rss_mib": max(r["max_rss_mib"] for r in reports),
+        "allocation": {
+            "good_file_rise_mib": {k: max(a["good_file_rise_mib"][k] for a in allocs) for k in allocs[0]["good_file_rise_mib"]},
+            "cap_mib": {k: min(a["cap_mib"][k] for a in allocs) for k in allocs[0]["cap_mib"]},
+            "max_case_rise": worst["max_case_rise"],
+            "cases_over_cap": sum(a["cases_over_cap"] for a in allocs),
+        },
+        "workers": [{k: r[k] for k in ("seeds", "cases", "failures", "seconds", "cases_per_second")} for r in reports],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=900, help="Stop after this long (per worker).")
+    ap.add_argument("--cases", type=int, help="Stop after this many cases (all workers together).")
+    ap.add_argument("--seed", type=int, default=0, help="First hypothesis seed (worker i starts at seed + i x %d)."
+                    % WORKER_SEED_STRIDE)
+    ap.add_argument("--workers", type=int, default=1, help="Fuzzing processes, one core each.")
+    ap.add_argument("--memory-mib", type=int, default=6144, help="Address-space limit of each fuzzing process.")
+    ap.add_argument("--out", default=str(attack.RESULTS / "fuzz.json"))
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    n = max(1, args.workers)
+    share = None if args.cases is None else -(-args.cases // n)
+    if args.worker is not None:
+        _one_worker(args, args.seed + args.worker * WORKER_SEED_STRIDE, share, args.out)
+        return 0
+    load_before = os.getloadavg()
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="nvcodec-fuzz-out-") as tmp:
+        outs = [str(Path(tmp) / f"worker{i}.json") for i in range(n)]
+        base = [sys.executable, str(Path(__file__).resolve()), "--seconds", str(args.seconds), "--seed",
+                str(args.seed), "--workers", str(n), "--memory-mib", str(args.memory_mib)]
+        if args.cases is not None:
+            base += ["--cases", str(args.cases)]
+        procs = [subprocess.Popen(base + ["--worker", str(i), "--out", outs[i]]) for i in range(n)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            print(f"fuzz: a worker exited with {codes}", file=sys.stderr)
+            return 2
+        reports = [json.loads(Path(o).read_text()) for o in outs]
+    seconds = time.monotonic() - t0
+    report = {
+        "what": "hostile metadata of every section kind in checksum-valid files, run in-process through "
+                "info --json, info, verify, view, infer and (every %dth case) attach; per-case peak-RSS rise "
+                "checked against %dx the good file's + %d MiB" % (ATTACH_EVERY, ALLOC_CAP_FACTOR, ALLOC_SLACK_MIB),
+        "good_file": "6 frames 40x24 HNeRV (6k params) with resnet50 attached (random-tiny backbone)",
+        "machine": f"{platform.machine()} {_cpu_model()}, {os.cpu_count()} CPUs, {n} fuzzing process(es) of "
+                   f"OMP_NUM_THREADS=1, address space limited to {args.memory_mib} MiB each; load average "
+                   f"{load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end",
+        "command": "python benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **merge(reports, seconds),
+    }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("cases", "failures", "distinct_failures", "cases_per_second",
-                                             "max_rss_mib")}))
+                                             "max_rss_mib")} | {"allocation": report["allocation"]}))
     return 1 if report["failures"] else 0
 
 

@@ -40,6 +40,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
+    load_before = os.getloadavg()
     py = [sys.executable, "-m", "nvcodec_cli.main"]
     rows = [_time(py + a, args.runs) for a in (["info", GOLDEN], ["info", "--json", GOLDEN], ["verify", GOLDEN],
                                                 ["--help"])]
@@ -47,8 +48,13 @@ def main() -> int:
         for f in (GOLDEN, CLIP):
             rows.append(_time(["ffprobe", "-hide_banner", f], args.runs))
     load = os.getloadavg()
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other users' jobs "
-                         f"(load average {load[0]:.1f} at the end)", "runs": args.runs, "results": rows}
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else ""
+    ffprobe = subprocess.run(["ffprobe", "-version"], capture_output=True, text=True).stdout.split("\n")[0] \
+        if shutil.which("ffprobe") else "ffprobe not installed"
+    report = {"machine": f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+                         f"load average {load_before[0]:.2f} at start and {load[0]:.2f} at the end",
+              "ffprobe": ffprobe, "runs": args.runs, "results": rows}
     (ROOT / "benchmarks" / "results" / "info_speed.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0

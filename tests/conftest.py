@@ -16,6 +16,17 @@ def pytest_addoption(parser):
     parser.addoption("--regen-golden", action="store_true", help="rewrite golden files in fixtures/")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_backbone_cache():
+    """Each test builds its own backbones (infer keeps built ones per process)."""
+    import sys
+
+    runtime = sys.modules.get("nvcodec.tasks.runtime")
+    if runtime is not None:
+        runtime.clear_backbone_cache()
+    yield
+
+
 @pytest.fixture
 def regen_golden(request) -> bool:
     return request.config.getoption("--regen-golden")

@@ -39,3 +39,31 @@ def test_the_fuzzer_reports_what_is_not_an_nvcodec_error(campaign, monkeypatch):
     campaign._run(["info", "--json", str(campaign.good.attached)], "video")
     assert campaign.failure_count == before + 1
     assert any(f["error"] == "ZeroDivisionError: boom" for f in campaign.failures.values())
+
+
+def test_a_case_that_allocates_beyond_the_cap_is_a_failure(campaign, monkeypatch):
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from nvcodec.codec import info
+
+    real = info.describe
+
+    def hungry(path):
+        np.ones(256 << 20, dtype=np.uint8)  # 256 MiB touched, then freed
+        return real(path)
+
+    monkeypatch.setattr(info, "describe", hungry)
+    monkeypatch.setattr(campaign, "reference_mib", {False: 10.0, True: 10.0})
+    before, over = campaign.failure_count, campaign.over_cap
+
+    @settings(max_examples=1, database=None, deadline=None, derandomize=True)
+    @given(data=st.data())
+    def one(data):
+        campaign.run_case("provenance", data)
+
+    one()
+    assert campaign.over_cap == over + 1 and campaign.failure_count == before + 1
+    assert campaign.max_rise["mib"] >= 200
+    assert any("allocation over the cap" in f["error"] for f in campaign.failures.values())

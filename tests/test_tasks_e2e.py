@@ -78,6 +78,35 @@ def test_python_api_parity(nvp):
     assert r["tasks"]["resnet50"]["frames"][0]["frame"] == 1
 
 
+def test_infer_reuses_a_built_backbone_only_for_the_same_weights_and_calibration(nvp, monkeypatch):
+    from nvcodec.tasks import registry, runtime
+
+    attach(nvp, "resnet50", weights=TINY, top_k=0.2, epochs=2)
+    spec = registry.get_task("resnet50")
+    builds = []
+    real = type(spec).build
+
+    def counting(self, *a, **kw):
+        builds.append(self.name)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(type(spec), "build", counting)
+    first = infer(nvp, ["resnet50"], frames=(0, 2))
+    again = infer(nvp, ["resnet50"], frames=(0, 2))
+    assert len(builds) == 1
+    assert first["tasks"]["resnet50"]["frames"] == again["tasks"]["resnet50"]["frames"]
+    calib = torch.zeros(2, 16, 16, 3, dtype=torch.uint8)
+    for frames in (calib, calib + 1):
+        runtime.build_runtime("resnet50", TINY, torch.device("cpu"), 16, 16, calibration_frames=frames, reuse=True)
+    assert len(builds) == 3
+    runtime.build_runtime("resnet50", TINY, torch.device("cpu"), 16, 16, calibration_frames=calib + 1, reuse=True)
+    runtime.build_runtime("resnet50", TINY, torch.device("cpu"), 16, 16, calibration_frames=calib + 1)
+    assert len(builds) == 4
+    runtime.clear_backbone_cache()
+    infer(nvp, ["resnet50"], frames=(0, 2))
+    assert len(builds) == 5
+
+
 def test_detection_boxes_in_frame_coordinates(nvp):
     attach(nvp, "detr", weights=TINY, top_k=0.2, epochs=2, sample_frames=4)
     r = infer(nvp, ["detr"], frames=(0, 2), threshold=0.0, compare_pixels=True)

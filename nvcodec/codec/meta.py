@@ -144,10 +144,11 @@ def max_decode_values(config: INRConfig) -> int:
 
 
 def model_config(reader: NvpReader, prefix: str = "") -> INRConfig:
-    """The INRConfig stored in `{prefix}model` (fields declared by `INRConfig.from_dict`), alone."""
+    """The INRConfig stored in `{prefix}model` (schema.MODEL, then the decoder's own rules), alone."""
     name = f"{prefix}model"
+    raw = check(reader.read_msgpack(name, MODEL_MAX_BYTES), schema.MODEL, name)
     try:
-        return INRConfig.from_dict(reader.read_msgpack(name, MODEL_MAX_BYTES))
+        return INRConfig.from_dict({k: v for k, v in raw.items() if v is not None})
     except FormatError as e:
         if e.section is not None:
             raise

@@ -11,7 +11,8 @@ Unknown keys are kept (forward compatibility) but bounded: at most EXTRA_MAX_VAL
 EXTRA_MAX_BYTES of strings and bytes each. Routing entries are `ROUTING_ENTRY` plus the fields of
 their task (`TASK_FIELDS`) and of their adapter kind (`ADAPTER_KIND_FIELDS`): a new task or adapter
 kind that stores more in its routing entry declares those fields there, nowhere else.
-The `model` section's fields are declared by `INRConfig.from_dict` (nvcodec.inr.plan).
+`MODEL` declares the `model` section's fields; `INRConfig.from_dict` (nvcodec.inr.plan) then adds the
+decoder's own consistency rules (lists of one length per block, padded size = grid x total stride).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..errors import FormatError
-from ..inr.plan import MAX_BLOCKS, MAX_FRAMES, MAX_SIZE as MAX_DIM
+from ..inr.plan import ACTIVATIONS, KINDS, MAX_BLOCKS, MAX_CHANNELS, MAX_FRAMES, OUT_ACTIVATIONS, MAX_SIZE as MAX_DIM
 
 MAX_SEGMENTS = 65536
 MAX_TASKS = 256
@@ -110,6 +111,28 @@ VIDEO: Schema = {
     "source_frames": List(Int(0, MAX_COUNT), max_len=2, length=2),
     "source_bit_rate": Int(1, 1 << 40),
 }
+
+MODEL: Schema = {
+    "kind": Str(16, choices=KINDS, required=True),
+    "width": Int(1, MAX_DIM, required=True),
+    "height": Int(1, MAX_DIM, required=True),
+    "pad_width": Int(1, 2 * MAX_DIM, required=True),
+    "pad_height": Int(1, 2 * MAX_DIM, required=True),
+    "num_frames": Int(1, MAX_FRAMES, required=True),
+    "strides": List(Int(1, 8), max_len=MAX_BLOCKS, required=True),
+    "channels": List(Int(1, MAX_CHANNELS), max_len=MAX_BLOCKS, required=True),
+    "kernel_sizes": List(Int(1, 9), max_len=MAX_BLOCKS, required=True),
+    "embed_channels": Int(1, MAX_CHANNELS, required=True),
+    "embed_height": Int(1, MAX_DIM, required=True),
+    "embed_width": Int(1, MAX_DIM, required=True),
+    "head_kernel": Int(1, 9),
+    "activation": Str(16, choices=ACTIVATIONS),
+    "out_activation": Str(16, choices=OUT_ACTIVATIONS),
+    "pe_levels": Int(0, 128),
+    "pe_base": Num(0, 1e6),
+    "fc_dims": List(Int(1, 8192), max_len=4),
+}
+"""The `model` section (`INRConfig.to_dict`); absent optional fields take `INRConfig.from_dict`'s defaults."""
 
 SEGMENT: Schema = {
     "start": Int(0, MAX_FRAMES, required=True),

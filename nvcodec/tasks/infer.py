@@ -292,7 +292,7 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
             if entry.get("weights_random") or w in ("random", "random-tiny"):
                 calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev)
             rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib,
-                               labels=labels if get_task(name).zero_shot else None)
+                               labels=labels if get_task(name).zero_shot else None, reuse=True)
             rt.model.set_decoding(beams)
             t = _Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev))
             if t.clip:

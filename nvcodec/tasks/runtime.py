@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +24,36 @@ from .weights import resolve_weights
 
 RANDOM_TINY = "random-tiny"
 RANDOM_SEED = 20260101
+BACKBONE_CACHE_SIZE = 4
+"""Built backbones `build_runtime(..., reuse=True)` keeps per process (least recently used dropped)."""
+
+_built: OrderedDict[tuple, Any] = OrderedDict()
+
+
+def clear_backbone_cache() -> None:
+    """Forget the backbones kept for reuse (frees their memory)."""
+    _built.clear()
+
+
+def _source_key(source: Any) -> tuple:
+    """What identifies located weights: kind, label and, for files, size and modification time."""
+    stamp: tuple = ()
+    if source.path is not None:
+        try:
+            st = os.stat(source.path)
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = ("missing",)
+    return (source.kind, source.label, str(source.path), stamp)
+
+
+def _frames_key(frames: torch.Tensor | None) -> str | None:
+    if frames is None:
+        return None
+    data = frames.detach().to("cpu").contiguous()
+    digest = hashlib.blake2b(str((tuple(data.shape), str(data.dtype))).encode(), digest_size=16)
+    digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -59,10 +92,13 @@ class TaskRuntime:
 
 def build_runtime(task: str, weights: str | None, device: torch.device, width: int, height: int,
                   calibration_frames: torch.Tensor | None = None,
-                  labels: Sequence[str] | None = None) -> TaskRuntime:
+                  labels: Sequence[str] | None = None, reuse: bool = False) -> TaskRuntime:
     """Resolve weights and build the task's backbone; random backbones are seeded (and BN-calibrated).
 
-    `labels` replaces the label set of a zero-shot task (`TaskSpec.with_labels`).
+    `labels` replaces the label set of a zero-shot task (`TaskSpec.with_labels`). `reuse` (for
+    callers that only run the backbone, never train it) takes a backbone built earlier in this
+    process from the same weights file, device, labels and calibration frames, and keeps this one
+    for later (BACKBONE_CACHE_SIZE; `clear_backbone_cache`).
     """
     spec = get_task(task)
     if labels is not None:
@@ -70,6 +106,15 @@ def build_runtime(task: str, weights: str | None, device: torch.device, width: i
     tiny = weights == RANDOM_TINY
     source = resolve_weights(spec.name, "random" if tiny else weights)
     random = source.random
+    key = None
+    if reuse:
+        key = (spec.name, tiny, _source_key(source), str(device), tuple(labels) if labels is not None else None,
+               _frames_key(calibration_frames) if random else None)
+        model = _built.get(key)
+        if model is not None:
+            _built.move_to_end(key)
+            return TaskRuntime(spec, model, spec.geometry(height, width), RANDOM_TINY if tiny else source.label,
+                               random, tiny)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
         model = spec.build(source, device, tiny=tiny)
@@ -80,6 +125,10 @@ def build_runtime(task: str, weights: str | None, device: torch.device, width: i
         with torch.random.fork_rng(devices=[]):
             spec.calibrate(model, [rt.pixel_input(whole_clips(calibration_frames.to(device), rt.clip_len))])
         model.eval()
+    if key is not None:
+        _built[key] = model
+        while len(_built) > BACKBONE_CACHE_SIZE:
+            _built.popitem(last=False)
     return rt
 
 
