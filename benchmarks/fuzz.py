@@ -330,6 +330,18 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _commit() -> str:
+    """The checked-out commit (and whether the tree differs from it)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=attack.ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=attack.ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"commit {head}" + (" with uncommitted changes" if dirty else "")
+
+
 def _one_worker(args: argparse.Namespace, seed_: int, cases: int | None, out: str) -> dict[str, Any]:
     import torch
 
@@ -423,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"OMP_NUM_THREADS=1, address space limited to {args.memory_mib} MiB each; load average "
                    f"{load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end",
         "command": "python benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "code": _commit(),
         **merge(reports, seconds),
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
