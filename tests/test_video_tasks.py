@@ -22,7 +22,7 @@ from nvcodec.tasks.attach import attach
 from nvcodec.tasks.clips import ClipAdapter, plan_windows, sample_windows, union_frames, window_frames
 from nvcodec.tasks.infer import infer
 from nvcodec.tasks.registry import get_task, task_names
-from nvcodec.tasks.video_resnet import I3D, SlowFast, i3d_r50, slowfast_r50, tiny_i3d, tiny_slowfast
+from nvcodec.tasks.video_resnet import SlowFast, i3d_r50, slowfast_r50, tiny_i3d, tiny_slowfast
 from nvcodec.tasks.weights import resolve_weights
 
 from conftest import encode_tiny, synthetic_frames, write_clip
