@@ -219,6 +219,25 @@ def test_windows_sharing_frames_decode_each_frame_once(attached, monkeypatch):
     assert sorted(seen) == union_frames(windows)  # every needed frame decoded exactly once
 
 
+@pytest.mark.parametrize("tolerance, bits", [(1.0, 8), (-1.0, 16)])
+def test_clip_adapters_are_stored_8_bit_when_that_costs_no_fidelity(base_nvp, tmp_path, monkeypatch, tolerance,
+                                                                     bits):
+    import nvcodec.tasks.attach as mod
+
+    monkeypatch.setattr(mod, "QUANT_TOLERANCE", tolerance)
+    p = str(tmp_path / "q.nvp")
+    shutil.copy(base_nvp, p)
+    r = attach(p, "slowfast_r50", weights=TINY, top_k=0.2, epochs=1)
+    with NvpReader(p) as rd:
+        entry = read_routing(rd)["tasks"]["slowfast_r50"]
+        bundle = rd.read_tensors(entry["adapter_sections"][0])
+    assert r["chosen"]["adapter_bits"] == entry["adapter_bits"] == bundle.meta["bits"] == bits
+    weights = [n for n in bundle.tensors if n.endswith("conv.weight")]
+    assert len(weights) == 2 and all(bundle.tensors[n].dtype == ("uint8" if bits == 8 else "float16")
+                                     for n in weights)
+    assert infer(p, ["slowfast_r50"], window=8)["tasks"]["slowfast_r50"]["windows"]
+
+
 def test_infer_bad_window_is_a_usage_error(attached):
     with pytest.raises(UsageError):
         infer(attached[0], ["i3d_r50"], window=4, stride=0)
