@@ -141,8 +141,8 @@ class Good:
         return msgpack_of(self.attached, name)
 
 
-def build_good(work: Path) -> Good:
-    """Encode a 6-frame 24x40 synthetic clip and attach resnet50 (tiny random backbone)."""
+def build_good(work: Path, task: str = "resnet50") -> Good:
+    """Encode a 6-frame 24x40 synthetic clip and attach `task` (tiny random backbone)."""
     from nvcodec.codec.encode import EncodeOptions, encode
     from nvcodec.tasks.attach import attach
     from nvcodec.video import write_y4m
@@ -156,7 +156,7 @@ def build_good(work: Path) -> Good:
     encode(str(clip), str(plain), EncodeOptions(psnr=None, epochs=10, params=6000, device="cpu", seed=0))
     attached = work / "good_attached.nvp"
     shutil.copy(plain, attached)
-    attach(str(attached), "resnet50", weights="random-tiny", top_k=0.2, epochs=1, device="cpu")
+    attach(str(attached), task, weights="random-tiny", top_k=0.2, epochs=1, device="cpu")
     return Good(plain, attached, sections_of(attached))
 
 

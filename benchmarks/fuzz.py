@@ -50,6 +50,8 @@ from nvcodec.container import NvpReader, SectionKind, pack_tensors  # noqa: E402
 from nvcodec.errors import NvcodecError  # noqa: E402
 
 TASK = "resnet50"
+"""The default task attached to the good file; `--task slowfast_r50` or `i3d_r50` fuzzes clip tasks' routing
+fields (pathways, windows) and per-pathway adapter bundles."""
 TARGETS = ("video", "model", "segments", "routing", "routing_entry", "adapter_meta", "adapter_tensors", "provenance")
 ATTACH_EVERY = 25
 ALLOC_CAP_FACTOR = 4
@@ -98,13 +100,14 @@ def _pack(obj: Any) -> bytes | None:
 class Campaign:
     """The good file, a work folder, and the running tally of cases and failures."""
 
-    def __init__(self, work: Path, good: attack.Good) -> None:
+    def __init__(self, work: Path, good: attack.Good, task: str = TASK) -> None:
         self.work = work
         self.good = good
+        self.task = task
         self.meta = {n: good.meta(n) for n in ("video", "model", "routing", "provenance")}
         self.meta["segments"] = {"segments": [{"start": 0, "stop": self.meta["video"]["frames"], "prefix": ""}]}
         with NvpReader(good.attached) as r:
-            bundle = r.read_tensors(f"adapter/{TASK}")
+            bundle = r.read_tensors(f"adapter/{self.task}")
         self.adapter = (bundle.tensors, bundle.meta)
         self.cases = 0
         self.runs: Counter[str] = Counter()
@@ -143,11 +146,11 @@ class Campaign:
             raw = _pack(payload)
             return None if raw is None else attack.replaced(self.good.sections, attack.zstd(target, kind, raw))
         routing = json.loads(json.dumps(self.meta["routing"]))
-        entry = routing["tasks"][TASK]
+        entry = routing["tasks"][self.task]
         if target == "routing":
             routing = self._mutated(routing, data, ["version", "tasks"])
         elif target == "routing_entry":
-            routing["tasks"][TASK] = self._mutated(entry, data, list(entry))
+            routing["tasks"][self.task] = self._mutated(entry, data, list(entry))
         new = []
         if target in ("adapter_meta", "adapter_tensors"):
             tensors, meta = self.adapter
@@ -169,7 +172,7 @@ class Campaign:
                 bundle = pack_tensors(tensors, meta=meta if isinstance(meta, dict) else {"bad": 1})
             except NvcodecError:
                 return None
-            new.append(attack.zstd(f"adapter/{TASK}", SectionKind.ADAPTER, bundle))
+            new.append(attack.zstd(f"adapter/{self.task}", SectionKind.ADAPTER, bundle))
         raw = _pack(routing)
         if raw is None:
             return None
@@ -209,10 +212,10 @@ class Campaign:
         self._run(["info", path], target)
         self._run(["verify", path], target)
         self._run(["view", path, "-o", str(case / "out.y4m"), "--frames", "0:2", "--device", "cpu"], target)
-        self._run(["infer", path, "--task", TASK, "--weights", "random-tiny", "--frames", "0:1", "--device", "cpu",
+        self._run(["infer", path, "--task", self.task, "--weights", "random-tiny", "--frames", "0:1", "--device", "cpu",
                    "--json"], target)
         if attach:
-            self._run(["attach", path, "--task", TASK, "--weights", "random-tiny", "--top-k", "1", "--epochs", "1",
+            self._run(["attach", path, "--task", self.task, "--weights", "random-tiny", "--top-k", "1", "--epochs", "1",
                        "--kinds", "linear", "--frames", "2", "--device", "cpu", "--json"], target)
 
     def calibrate(self, repeats: int = 3) -> None:
@@ -348,9 +351,9 @@ def _one_worker(args: argparse.Namespace, seed_: int, cases: int | None, out: st
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="nvcodec-fuzz-"))
     try:
-        good = attack.build_good(work)
+        good = attack.build_good(work, args.task)
         _limit_memory(args.memory_mib)
-        campaign = Campaign(work, good)
+        campaign = Campaign(work, good, args.task)
         campaign.calibrate()
         t0 = time.monotonic()
         campaign.run(args.seconds, first_seed=seed_, max_cases=cases)
@@ -401,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="First hypothesis seed (worker i starts at seed + i x %d)."
                     % WORKER_SEED_STRIDE)
     ap.add_argument("--workers", type=int, default=1, help="Fuzzing processes, one core each.")
+    ap.add_argument("--task", default=TASK, help="Task attached to the good file (default %(default)s).")
     ap.add_argument("--memory-mib", type=int, default=6144, help="Address-space limit of each fuzzing process.")
     ap.add_argument("--out", default=str(attack.RESULTS / "fuzz.json"))
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -416,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="nvcodec-fuzz-out-") as tmp:
         outs = [str(Path(tmp) / f"worker{i}.json") for i in range(n)]
         base = [sys.executable, str(Path(__file__).resolve()), "--seconds", str(args.seconds), "--seed",
-                str(args.seed), "--workers", str(n), "--memory-mib", str(args.memory_mib)]
+                str(args.seed), "--workers", str(n), "--memory-mib", str(args.memory_mib), "--task", args.task]
         if args.cases is not None:
             base += ["--cases", str(args.cases)]
         procs = [subprocess.Popen(base + ["--worker", str(i), "--out", outs[i]]) for i in range(n)]
@@ -430,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "hostile metadata of every section kind in checksum-valid files, run in-process through "
                 "info --json, info, verify, view, infer and (every %dth case) attach; per-case peak-RSS rise "
                 "checked against %dx the good file's + %d MiB" % (ATTACH_EVERY, ALLOC_CAP_FACTOR, ALLOC_SLACK_MIB),
-        "good_file": "6 frames 40x24 HNeRV (6k params) with resnet50 attached (random-tiny backbone)",
+        "good_file": f"6 frames 40x24 HNeRV (6k params) with {args.task} attached (random-tiny backbone)",
         "machine": f"{platform.machine()} {_cpu_model()}, {os.cpu_count()} CPUs, {n} fuzzing process(es) of "
                    f"OMP_NUM_THREADS=1, address space limited to {args.memory_mib} MiB each; load average "
                    f"{load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end",

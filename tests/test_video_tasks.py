@@ -22,7 +22,7 @@ from nvcodec.tasks.attach import attach
 from nvcodec.tasks.clips import ClipAdapter, plan_windows, sample_windows, union_frames, window_frames
 from nvcodec.tasks.infer import infer
 from nvcodec.tasks.registry import get_task, task_names
-from nvcodec.tasks.video_resnet import I3D, SlowFast, i3d_r50, slowfast_r50, tiny_i3d, tiny_slowfast
+from nvcodec.tasks.video_resnet import SlowFast, i3d_r50, slowfast_r50, tiny_i3d, tiny_slowfast
 from nvcodec.tasks.weights import resolve_weights
 
 from conftest import encode_tiny, synthetic_frames, write_clip
@@ -217,6 +217,25 @@ def test_windows_sharing_frames_decode_each_frame_once(attached, monkeypatch):
     windows = [w["frames"] for w in t["windows"]]
     assert len(windows) == 3 and sum(len(w) for w in windows) == 12
     assert sorted(seen) == union_frames(windows)  # every needed frame decoded exactly once
+
+
+@pytest.mark.parametrize("tolerance, bits", [(1.0, 8), (-1.0, 16)])
+def test_clip_adapters_are_stored_8_bit_when_that_costs_no_fidelity(base_nvp, tmp_path, monkeypatch, tolerance,
+                                                                     bits):
+    import nvcodec.tasks.attach as mod
+
+    monkeypatch.setattr(mod, "QUANT_TOLERANCE", tolerance)
+    p = str(tmp_path / "q.nvp")
+    shutil.copy(base_nvp, p)
+    r = attach(p, "slowfast_r50", weights=TINY, top_k=0.2, epochs=1)
+    with NvpReader(p) as rd:
+        entry = read_routing(rd)["tasks"]["slowfast_r50"]
+        bundle = rd.read_tensors(entry["adapter_sections"][0])
+    assert r["chosen"]["adapter_bits"] == entry["adapter_bits"] == bundle.meta["bits"] == bits
+    weights = [n for n in bundle.tensors if n.endswith("conv.weight")]
+    assert len(weights) == 2 and all(bundle.tensors[n].dtype == ("uint8" if bits == 8 else "float16")
+                                     for n in weights)
+    assert infer(p, ["slowfast_r50"], window=8)["tasks"]["slowfast_r50"]["windows"]
 
 
 def test_infer_bad_window_is_a_usage_error(attached):

@@ -417,8 +417,8 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
             emit(progress, "attach", j + 1, len(jobs), val_loss=fit.val_loss[-1] if fit.val_loss else None)
         chosen, kind, best = choose([c for c in top if c in pool])
         k, p = chosen.key
-        # Clip adapters are stored float16: the quantization check runs frame tasks' adapters only.
-        bits, best = (None, best) if clip else storage_bits(data, chosen, best)
+        bits, best = (clip_attach.clip_storage_bits(data, k, p, best, ADAPTER_BITS, QUANT_TOLERANCE) if clip
+                      else storage_bits(data, chosen, best))
         adapters = {0: best["adapter"]}
         for seg in range(1, n_seg):
             seg_data = _prepare(video, task, weights, sample_frames, dev, source, source_stream, segment=seg, rt=rt)

@@ -174,6 +174,16 @@ def clip_kinds_within_budget(data: ClipData, layer: int, point: str, kinds: tupl
             100.0 * sum(adapter_parameters(k, ci, co) for co in outs) / data.backbone_params <= max_adapter_pct]
 
 
+def clip_storage_bits(data: ClipData, layer: int, point: str, best: dict[str, Any], bits: int,
+                      tolerance: float) -> tuple[int | None, dict[str, Any]]:
+    """(`bits`, the result with the quantized adapter's held-out fidelity) when storing every pathway
+    adapter's weights at `bits` costs at most `tolerance` of fidelity, else (None, `best`: float16)."""
+    fidelity = clip_fidelity(data, best["adapter"].stored(bits), layer, point, data.val)
+    if fidelity < best["fidelity"] - tolerance:
+        return None, best
+    return bits, {**best, "bits": bits, "fidelity": fidelity}
+
+
 def train_clip_candidate(data: ClipData, layer: int, point: str, kind: str, epochs: int, seed: int) -> dict[str, Any]:
     """Fit one adapter of `kind` per pathway; the result as `attach.train_candidate` records it."""
     fits = [_fit(data, x, y, point, q, kind, epochs, seed) for q, (x, y) in enumerate(data.pathway_pairs(layer, point))]

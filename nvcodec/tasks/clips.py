@@ -161,9 +161,9 @@ class ClipAdapter(nn.Module):
     def num_parameters(self) -> int:
         return sum(a.num_parameters() for a in self.pathway_adapters)
 
-    def stored(self) -> "ClipAdapter":
-        """The adapter as stored (each pathway adapter rounded to the storage dtype)."""
-        return ClipAdapter([a.stored() for a in self.pathway_adapters], self.positions, self.clip_len, self.names)
+    def stored(self, bits: int | None = None) -> "ClipAdapter":
+        """The adapter as `pack(meta, bits)` stores it (each pathway adapter as `MicroAdapter.stored`)."""
+        return ClipAdapter([a.stored(bits) for a in self.pathway_adapters], self.positions, self.clip_len, self.names)
 
     def pack(self, meta: dict, bits: int | None = None) -> bytes:
         """The adapter section's tensor bundle: every pathway adapter as `MicroAdapter.pack` stores it,
