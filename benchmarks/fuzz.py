@@ -325,14 +325,6 @@ def _limit_memory(mib: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _commit() -> str:
     """The checked-out commit (and whether the tree differs from it)."""
     try:
@@ -415,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker is not None:
         _one_worker(args, args.seed + args.worker * WORKER_SEED_STRIDE, share, args.out)
         return 0
+    from nvcodec.bench.machine import cpu_model  # imports torch: after OMP_NUM_THREADS is set
+
     load_before = os.getloadavg()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nvcodec-fuzz-out-") as tmp:
@@ -435,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                 "info --json, info, verify, view, infer and (every %dth case) attach; per-case peak-RSS rise "
                 "checked against %dx the good file's + %d MiB" % (ATTACH_EVERY, ALLOC_CAP_FACTOR, ALLOC_SLACK_MIB),
         "good_file": f"6 frames 40x24 HNeRV (6k params) with {args.task} attached (random-tiny backbone)",
-        "machine": f"{platform.machine()} {_cpu_model()}, {os.cpu_count()} CPUs, {n} fuzzing process(es) of "
+        "machine": f"{platform.machine()} {cpu_model() or ''}, {os.cpu_count()} CPUs, {n} fuzzing process(es) of "
                    f"OMP_NUM_THREADS=1, address space limited to {args.memory_mib} MiB each; load average "
                    f"{load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end",
         "command": "python benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),

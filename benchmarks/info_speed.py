@@ -48,8 +48,9 @@ def main() -> int:
         for f in (GOLDEN, CLIP):
             rows.append(_time(["ffprobe", "-hide_banner", f], args.runs))
     load = os.getloadavg()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else ""
+    from nvcodec.bench.machine import cpu_model
+
+    cpu = cpu_model() or ""
     ffprobe = subprocess.run(["ffprobe", "-version"], capture_output=True, text=True).stdout.split("\n")[0] \
         if shutil.which("ffprobe") else "ffprobe not installed"
     report = {"machine": f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "

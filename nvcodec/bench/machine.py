@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo), or what `platform` knows, or None."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -63,7 +64,7 @@ def describe_machine(device: torch.device | str | None = None) -> dict[str, Any]
                "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
                "cudnn": torch.backends.cudnn.version()}
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "usable_cores": _usable_cores(),
         "memory_gib": _mem_total_gib(),
