@@ -7,7 +7,8 @@ from typing import Any, Callable
 import click
 
 _OPTIONS = [
-    click.option("--kind", type=click.Choice(["hnerv", "nerv"]), default="hnerv", show_default=True, help="INR family."),
+    click.option("--kind", type=click.Choice(["hnerv", "nerv", "hinerv"]), default="hnerv", show_default=True,
+                 help="INR family."),
     click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k (default: a bpp target for the clip length, "
                       "capped at the source's bpp)."),
     click.option("--bpp", type=float, help="Target bits per pixel instead of --params."),
@@ -25,9 +26,16 @@ _OPTIONS = [
     click.option("--segment-frames", type=int, metavar="N", help="Split long videos into INRs of N frames each."),
     click.option("--weight-bits", type=int, default=8, show_default=True),
     click.option("--embed-bits", type=int, default=6, show_default=True),
+    click.option("--qat", type=float, metavar="FRACTION",
+                 help="Final fraction of training run quantization-aware (0: quantize after training; "
+                      "default: the encoder's, see README)."),
+    click.option("--prune", type=float, default=0.0, show_default=True, metavar="FRACTION",
+                 help="Prune this fraction of each conv weight when QAT starts (needs --qat)."),
+    click.option("--bit-alloc/--no-bit-alloc", default=False, show_default=True,
+                 help="Per-tensor bit depths around --weight-bits, by sensitivity, when QAT starts."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
-          "segment_frames", "weight_bits", "embed_bits")
+          "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc")
 
 
 def encode_options(fn: Callable) -> Callable:
@@ -47,4 +55,4 @@ def build_options(kwargs: dict[str, Any], **extra: Any) -> Any:
                          psnr=v["psnr"], epochs=v["epochs"], time_budget=v["time_budget"], loss=v["loss"], lr=v["lr"],
                          seed=v["seed"], device=v["device"], stream=v["stream"], frames=parse_range(v["frames"]),
                          segment_frames=v["segment_frames"], weight_bits=v["weight_bits"], embed_bits=v["embed_bits"],
-                         **extra)
+                         prune=v["prune"], bit_alloc=v["bit_alloc"], **({"qat": v["qat"]} if v["qat"] is not None else {}), **extra)

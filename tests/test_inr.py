@@ -122,11 +122,12 @@ def _decoder_and_input(kind: str, w: int = 48, h: int = 32, n: int = 3) -> tuple
     torch.manual_seed(0)
     c = plan_config(w, h, n, kind=kind, params=2e4)
     dec = INRDecoder(c).eval()
-    emb = torch.randn(n, c.embed_channels, c.embed_height, c.embed_width) if kind == "hnerv" else None
+    shape = c.embedding_shape()
+    emb = torch.randn(*shape) if shape is not None else None
     return dec, dec.input_for(torch.arange(n), emb)
 
 
-@pytest.mark.parametrize("kind", ["hnerv", "nerv"])
+@pytest.mark.parametrize("kind", ["hnerv", "nerv", "hinerv"])
 def test_features_match_forward_intermediates(kind: str) -> None:
     dec, x = _decoder_and_input(kind)
     captured: dict[int, torch.Tensor] = {}
@@ -195,7 +196,7 @@ def test_lr_schedule_shape() -> None:
     assert lr_factor(1.0) == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("kind,floor", [("hnerv", 28.0), ("nerv", 26.0)])
+@pytest.mark.parametrize("kind,floor", [("hnerv", 28.0), ("nerv", 26.0), ("hinerv", 28.0)])
 def test_fit_beats_psnr_floor(kind: str, floor: float) -> None:
     frames = synth_clip()
     c = plan_config(48, 32, 4, kind=kind, params=2e4)
@@ -210,7 +211,7 @@ def test_fit_beats_psnr_floor(kind: str, floor: float) -> None:
     assert r.params == c.num_params()
     assert (r.embeddings is None) == (kind == "nerv")
     if r.embeddings is not None:
-        assert r.embeddings.shape == (4, c.embed_channels, c.embed_height, c.embed_width)
+        assert tuple(r.embeddings.shape) == c.embedding_shape()
     assert r.dtype in ("bf16", "fp32") and r.device == "cpu"
 
 

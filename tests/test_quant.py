@@ -75,12 +75,13 @@ def test_bad_bits_and_values() -> None:
         quantize_tensor(np.zeros(3, np.float32), 8, mode="log")
 
 
-@pytest.mark.parametrize("kind", ["hnerv", "nerv"])
+@pytest.mark.parametrize("kind", ["hnerv", "nerv", "hinerv"])
 def test_quantize_inr_roundtrip(kind: str) -> None:
     torch.manual_seed(0)
     c = plan_config(48, 32, 5, kind=kind, params=2e4)
     dec = INRDecoder(c).eval()
-    emb = torch.randn(5, c.embed_channels, c.embed_height, c.embed_width) * 3 if kind == "hnerv" else None
+    shape = c.embedding_shape()
+    emb = torch.randn(*shape) * 3 if shape is not None else None
     qinr = quantize_inr(dec, emb, weight_bits=8, embed_bits=6)
     assert len(qinr.blocks) == dec.num_blocks
     for k, qd in enumerate(qinr.blocks):
@@ -94,7 +95,7 @@ def test_quantize_inr_roundtrip(kind: str) -> None:
     for k in range(dec.num_blocks):
         for name, t in other.block_state_dict(k).items():
             assert torch.equal(t, qinr.block_tensors(k)[name])
-    if kind == "hnerv":
+    if emb is not None:
         q, p = qinr.embeddings
         assert p.bits == 6 and int(q.max()) < 64 and p.axis in (None, 1)
         assert emb_deq.shape == emb.shape and _bound_ok(emb.numpy(), q, p)

@@ -36,18 +36,19 @@ def _model(kind: str, n: int = 4):
     torch.manual_seed(1)
     c = plan_config(45, 27, n, kind=kind, params=2e4)
     dec = INRDecoder(c).eval()
-    emb = torch.randn(n, c.embed_channels, c.embed_height, c.embed_width) if kind == "hnerv" else None
+    shape = c.embedding_shape()
+    emb = torch.randn(*shape) if shape is not None else None
     return c, dec, emb, quantize_inr(dec, emb)
 
 
-@pytest.mark.parametrize("kind,prefix", [("hnerv", ""), ("nerv", ""), ("hnerv", "seg1/")])
+@pytest.mark.parametrize("kind,prefix", [("hnerv", ""), ("nerv", ""), ("hnerv", "seg1/"), ("hinerv", "")])
 def test_roundtrip_identical_outputs(tmp_path, kind: str, prefix: str) -> None:
     c, _, _, qinr = _model(kind)
     sections = inr_sections(c, qinr, prefix)
     kinds = {s.name: s.kind for s in sections}
     expected = {f"{prefix}model": SectionKind.MODEL, f"{prefix}head": SectionKind.INR_HEAD}
     expected.update({f"{prefix}block/{k}": SectionKind.INR_BLOCK for k in range(c.num_blocks)})
-    if kind == "hnerv":
+    if kind != "nerv":
         expected[f"{prefix}embeddings"] = SectionKind.EMBEDDINGS
     assert kinds == expected
     path = tmp_path / "m.nvp"
@@ -59,7 +60,7 @@ def test_roundtrip_identical_outputs(tmp_path, kind: str, prefix: str) -> None:
         dec, emb = load_decoder(reader, prefix)
     assert dec.config == c and not dec.training
     idx = torch.arange(c.num_frames)
-    if kind == "hnerv":
+    if kind != "nerv":
         assert torch.equal(emb, ref_emb)
     else:
         assert emb is None

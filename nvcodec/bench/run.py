@@ -340,7 +340,7 @@ def decode_speed(video: NvpVideo, device: torch.device, repeat: int, warmup: int
         r = time_call(lambda k=k: video.features(k, None, device=device), repeat=repeat, warmup=warmup, device=device)
         cfg = video.config(0)
         blocks.append({"block": k, "fps": n / (r["median_ms"] / 1000.0), "ms_per_frame": r["median_ms"] / n,
-                       "channels": cfg.channels[k]})
+                       "channels": cfg.block_out_channels(k)})
     return {"frames": n, "batch_size": 8, "repeat": repeat, "warmup": warmup,
             "full": {"fps": n / (full["median_ms"] / 1000.0), "ms_per_frame": full["median_ms"] / n},
             "blocks": blocks}

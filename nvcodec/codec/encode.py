@@ -15,7 +15,7 @@ import torch
 from .. import __version__
 from ..container import NvpReader, Section, SectionKind, pack_msgpack, write_nvp
 from ..errors import NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
-from ..inr.fit import fit
+from ..inr.fit import DEFAULT_QAT, fit
 from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
 from ..progress import ProgressCallback, emit
@@ -25,7 +25,7 @@ from .meta import VideoMetadata, decode_values, max_decode_values, max_model_par
 from .serialize import inr_sections
 from .video import resolve_device
 
-KINDS = ("hnerv", "nerv")
+KINDS = ("hnerv", "nerv", "hinerv")
 LOSSES = ("l2", "l1+ssim")
 
 
@@ -49,6 +49,9 @@ class EncodeOptions:
     segment_frames: int | None = None
     weight_bits: int = 8
     embed_bits: int = 6
+    qat: float = DEFAULT_QAT
+    prune: float = 0.0
+    bit_alloc: bool = False
     resume: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -74,6 +77,12 @@ class EncodeOptions:
             raise UsageError("--segment-frames must be at least 1")
         if not 2 <= self.weight_bits <= 16 or not 2 <= self.embed_bits <= 16:
             raise UsageError("--weight-bits and --embed-bits must be between 2 and 16")
+        if not 0.0 <= self.qat <= 1.0:
+            raise UsageError("--qat must be a fraction in [0, 1]")
+        if not 0.0 <= self.prune < 0.9 or (self.prune > 0.0 and self.qat == 0.0):
+            raise UsageError("--prune must be in [0, 0.9) and needs --qat above 0")
+        if self.bit_alloc and self.qat == 0.0:
+            raise UsageError("--bit-alloc needs --qat above 0")
         if self.epochs is None and self.time_budget is None and self.psnr is None:
             raise UsageError("nothing would stop the encode: give --psnr, --epochs or --time-budget")
 
@@ -237,6 +246,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     emit(progress, "segment", index, count, frames=(a, b))
     kwargs = dict(epochs=opts.epochs, time_budget=budget, psnr_target=opts.psnr, loss=opts.loss, seed=opts.seed,
                   device=str(device), amp=opts.amp, weight_bits=opts.weight_bits, embed_bits=opts.embed_bits,
+                  qat=opts.qat, prune=opts.prune, bit_alloc=opts.bit_alloc,
                   checkpoint_path=os.path.join(ckpt_dir, f"seg{index}.pt"), resume=opts.resume, progress=seg_progress)
     if opts.lr is not None:
         kwargs["lr"] = opts.lr
@@ -255,7 +265,8 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
 def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig:
     """The INR plan of a segment of `n` frames; UsageError when it is larger than readers accept."""
     config = plan_config(info.width, info.height, n, kind=opts.kind,
-                         params=_segment_params(opts, n, total), bpp=opts.bpp, source_bpp=source_bpp(info))
+                         params=_segment_params(opts, n, total), bpp=opts.bpp, source_bpp=source_bpp(info),
+                         weight_bits=opts.weight_bits, embed_bits=opts.embed_bits)
     limit = max_model_params(info.width, info.height, n)
     if config.num_params(n) > limit:
         raise UsageError(f"a model of {config.num_params(n):,} parameters for {n} frames of {info.width}x{info.height} "

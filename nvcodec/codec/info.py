@@ -23,7 +23,10 @@ def _model_summary(reader: NvpReader, video: VideoMetadata, segments: list[tuple
         "strides": list(first.strides),
         "channels": list(first.channels),
         "padded_size": [first.pad_width, first.pad_height],
-        "embedding": ([first.embed_channels, first.embed_height, first.embed_width] if first.kind == "hnerv" else None),
+        "embedding": ([first.embed_channels, first.embed_height, first.embed_width]
+                      if first.kind in ("hnerv", "hinerv") else None),
+        **({"grid_frames": first.grid_frames, "block_grid_frames": list(first.block_grid_frames)}
+           if first.kind == "hinerv" else {}),
         "params": int(sum(c.num_params(frames=b - a) for c, (a, b, _) in zip(configs, segments))),
         "segments": [{"start": a, "stop": b, "prefix": p} for a, b, p in segments],
         "stored_bytes": stored,

@@ -132,9 +132,9 @@ def decode_values(config: INRConfig) -> int:
     """Values of the largest activation decoding one frame takes (any block's input, conv output or head)."""
     h, w = config.embed_height, config.embed_width
     largest = config.embed_channels * h * w
-    for s, c in zip(config.strides, config.channels):
+    for k, (s, c) in enumerate(zip(config.strides, config.channels)):
         h, w = h * s, w * s
-        largest = max(largest, c * h * w)
+        largest = max(largest, config.block_out_channels(k) * h * w)
     return max(largest, 3 * h * w)
 
 
@@ -207,9 +207,9 @@ def _check_entry(reader: NvpReader, task: str, entry: dict, frames: int, configs
     sample = e.get("sample_frames")
     if sample is not None and not all(i < frames for i in sample):
         raise fail("routing", f"{where}.sample_frames", f"must list frames of the video (0..{frames - 1})")
-    if configs is not None and e.get("in_channels") not in (None, configs[0].channels[layer]):
+    if configs is not None and e.get("in_channels") not in (None, configs[0].block_out_channels(layer)):
         raise fail("routing", f"{where}.in_channels", f"is {e['in_channels']}, INR block {layer} of the first "
-                   f"segment gives {configs[0].channels[layer]}")
+                   f"segment gives {configs[0].block_out_channels(layer)}")
     return e
 
 

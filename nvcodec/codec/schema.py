@@ -131,6 +131,8 @@ MODEL: Schema = {
     "pe_levels": Int(0, 128),
     "pe_base": Num(0, 1e6),
     "fc_dims": List(Int(1, 8192), max_len=4),
+    "grid_frames": Int(0, MAX_FRAMES),
+    "block_grid_frames": List(Int(0, MAX_FRAMES), max_len=MAX_BLOCKS),
 }
 """The `model` section (`INRConfig.to_dict`); absent optional fields take `INRConfig.from_dict`'s defaults."""
 

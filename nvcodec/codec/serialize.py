@@ -42,8 +42,8 @@ def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "") -> lis
     """Sections for one INR: model, embeddings (HNeRV), blocks 0..n-1, head."""
     if len(qinr.blocks) != config.num_blocks:
         raise UsageError(f"quantized model has {len(qinr.blocks)} blocks, config {config.num_blocks}")
-    if (config.kind == "hnerv") != (qinr.embeddings is not None):
-        raise UsageError("HNeRV models need embeddings, NeRV models have none")
+    if (config.embedding_shape() is not None) != (qinr.embeddings is not None):
+        raise UsageError("HNeRV / HiNeRV models need embeddings, NeRV models have none")
     sections = [Section(f"{prefix}model", SectionKind.MODEL, pack_msgpack(config.to_dict()))]
     if qinr.embeddings is not None:
         sections.append(Section(f"{prefix}embeddings", SectionKind.EMBEDDINGS,
@@ -127,8 +127,8 @@ def load_decoder(reader: NvpReader, prefix: str = "", upto_block: int | None = N
     needed = [(f"{prefix}block/{k}", _shapes(decoder.block_state_dict(k))) for k in range(last + 1)]
     if upto_block is None:
         needed.append((f"{prefix}head", _shapes(decoder.head_state_dict())))
-    if config.kind == "hnerv":
-        shape = (config.num_frames, config.embed_channels, config.embed_height, config.embed_width)
+    shape = config.embedding_shape()
+    if shape is not None:
         needed.append((f"{prefix}embeddings", {EMBEDDINGS_TENSOR: shape}))
     _check_model_sections(reader, needed)
     limits = {name: bundle_size_range(shapes)[1] for name, shapes in needed}
@@ -144,7 +144,7 @@ def load_decoder(reader: NvpReader, prefix: str = "", upto_block: int | None = N
         decoder.load_head_state_dict(_values(reader.read_tensors(name, limits[name]), _shapes(decoder.head_state_dict()),
                                              name))
     embeddings = None
-    if config.kind == "hnerv":
+    if shape is not None:
         name = f"{prefix}embeddings"
         embeddings = _values(reader.read_tensors(name, limits[name]), {EMBEDDINGS_TENSOR: shape}, name)[EMBEDDINGS_TENSOR].to(dev)
     decoder.eval()

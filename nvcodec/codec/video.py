@@ -178,7 +178,7 @@ class NvpVideo:
             feat = dec.features(self.inputs(seg, run, dev, layer), layer)
             cfg = self.config(seg.index)
             grid = math.prod(cfg.strides[:layer + 1])
-            _check_shape(feat, (len(run), cfg.channels[layer], cfg.embed_height * grid, cfg.embed_width * grid), seg)
+            _check_shape(feat, (len(run), cfg.block_out_channels(layer), cfg.embed_height * grid, cfg.embed_width * grid), seg)
             yield feat
 
     def features(self, layer: int, frames: FrameSelection = None, *, device: str | torch.device = "cpu", batch_size: int = 8) -> torch.Tensor:

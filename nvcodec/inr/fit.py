@@ -57,6 +57,7 @@ from .metrics import frame_mse, quality_from_mse
 from .metrics import ssim as ssim_fn
 from .model import HNeRVEncoder, INRDecoder, crop, pad_frames
 from .plan import INRConfig
+from .qat import WeightSTE, allocate_bits, fake_quant_ste, make_plan
 from .quant import QuantizedINR, dequantize_into, quantize_inr
 
 DEFAULT_EPOCHS = 300
@@ -68,6 +69,7 @@ CKPT_FORMAT = "nvcodec-fit-checkpoint"
 LOSSES = ("l2", "l1+ssim")
 FLAT_STD = 0.5 / 255.0
 FINAL_EVAL_FACTOR = 2.5
+DEFAULT_QAT = 0.0
 
 
 @dataclass
@@ -272,10 +274,13 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
         psnr_target: float | None = 33.0, loss: str = "l2", lr: float = DEFAULT_LR,
         batch_size: int = DEFAULT_BATCH, seed: int = 0, device: str | torch.device = "cpu",
         amp: bool | None = None, weight_bits: int = 8, embed_bits: int = 6, eval_every: int | None = 10,
-        checkpoint_path: str | None = None, resume: bool = False,
-        progress: ProgressCallback | None = None) -> FitResult:
+        checkpoint_path: str | None = None, resume: bool = False, qat: float = DEFAULT_QAT, prune: float = 0.0,
+        bit_alloc: bool = False, progress: ProgressCallback | None = None) -> FitResult:
     """Fit `config`'s INR to uint8 frames (N, H, W, 3); see the module docstring for the schedule and stops.
 
+    `qat`: the final fraction of training run quantization-aware (`qat.WeightSTE`, 0 = post-training
+    quantization only); `prune`: fraction of each conv weight pruned when QAT starts (needs qat > 0);
+    `bit_alloc`: per-tensor bits around `weight_bits` (`qat.allocate_bits`) when QAT starts.
     `amp=None` picks bf16 autocast where it helps (`auto_amp`). `eval_every`: epochs between
     dequantized-PSNR checks (None: only at the end). Progress events: stage "fit", one per epoch,
     info psnr (last dequantized check or None), loss (epoch mean), eta (seconds or None), lr.
@@ -286,13 +291,17 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     n = frames.shape[0]
     total_epochs = epochs if epochs is not None else (None if time_budget is not None else DEFAULT_EPOCHS)
     source_std = channel_std(frames)
-    hnerv = config.kind == "hnerv"
+    embedded = config.embedding_shape() is not None
+    if embedded and config.embedding_shape()[0] != n:
+        raise UsageError("the fitter learns one embedding per frame: the config's embeddings must have one per frame")
+    if not 0.0 <= qat <= 1.0 or not 0.0 <= prune < 1.0 or (prune > 0.0 and qat == 0.0):
+        raise UsageError("qat must be in [0, 1] and prune in [0, 1) (pruning needs qat > 0)")
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         decoder = INRDecoder(config)
         decoder.init_output(mean_rgb(frames))
-        encoder = HNeRVEncoder(config) if hnerv else None
+        encoder = HNeRVEncoder(config) if embedded else None
     decoder.to(dev, memory_format=torch.channels_last)
     if encoder is not None:
         encoder.to(dev, memory_format=torch.channels_last)
@@ -359,9 +368,16 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     def inputs_for(dec: INRDecoder, emb: Tensor | None):
         return lambda idx: dec.input_for(idx.to(dev), emb)
 
+    qat_state: dict[str, Any] = {"plan": None, "ste": None}
+
+    def start_qat() -> None:
+        bits = allocate_bits(decoder, opt, weight_bits) if bit_alloc else None
+        plan = make_plan(decoder, weight_bits, embed_bits, bits=bits, prune=prune)
+        qat_state["plan"], qat_state["ste"] = plan, WeightSTE(decoder, plan)
+
     def quantize_now() -> tuple[QuantizedINR, Tensor | None, Tensor | None]:
         emb = _embed_all(encoder, frames, config, dev, max(batch_size, 4), use_amp) if encoder is not None else None
-        q = quantize_inr(decoder, emb, weight_bits=weight_bits, embed_bits=embed_bits)
+        q = quantize_inr(decoder, emb, weight_bits=weight_bits, embed_bits=embed_bits, plan=qat_state["plan"])
         emb_deq = dequantize_into(eval_decoder, q)
         return q, emb, emb_deq
 
@@ -380,19 +396,30 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 if out_of_time():
                     break
                 t_step = time.monotonic()
+                frac = progress_frac()
                 for g in opt.param_groups:
-                    g["lr"] = lr * lr_factor(progress_frac())
+                    g["lr"] = lr * lr_factor(frac)
+                if qat > 0.0 and qat_state["ste"] is None and frac >= 1.0 - qat:
+                    start_qat()
+                ste = qat_state["ste"]
                 idx = perm[step * batch_size:(step + 1) * batch_size]
                 target = _batch(frames, idx, dev)
+                if ste is not None:
+                    ste.quantize()
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
                     if encoder is not None:
                         x = encoder(pad_frames(target, config.pad_width, config.pad_height))
+                        if ste is not None:
+                            x = fake_quant_ste(x, embed_bits, 1)
+                        x = decoder.with_time(x, idx.to(dev))
                     else:
                         x = decoder.input_for(idx.to(dev), None)
                     out = decoder(x)
                 value = _loss(crop(out.float(), config.width, config.height), target, loss)
                 opt.zero_grad(set_to_none=True)
                 value.backward()
+                if ste is not None:
+                    ste.restore()
                 opt.step()
                 loss_acc += value.detach()
                 loss_count += 1

@@ -83,6 +83,56 @@ class DecoderBlock(nn.Module):
         return self.act(self.shuffle(self.conv(x)))
 
 
+def frame_time(frame_indices: Tensor, num_frames: int) -> Tensor:
+    """Normalized frame time t = index / (num_frames - 1) in [0, 1] (0 for a single frame), float32."""
+    return frame_indices.to(torch.float32) / max(num_frames - 1, 1)
+
+
+def sample_grid(grid: Tensor, t: Tensor) -> Tensor:
+    """Linear interpolation along dim 0 of a temporal grid (T, ...) at times t (N,) in [0, 1] -> (N, ...)."""
+    size = grid.shape[0]
+    if size == 1:
+        return grid.expand(t.shape[0], *grid.shape[1:])
+    pos = t.to(torch.float32).clamp(0.0, 1.0) * (size - 1)
+    i0 = pos.floor().long().clamp(max=size - 2)
+    w = (pos - i0.to(pos.dtype)).to(grid.dtype).reshape(-1, *([1] * (grid.ndim - 1)))
+    return grid[i0] * (1 - w) + grid[i0 + 1] * w
+
+
+class HiNeRVBlock(nn.Module):
+    """HiNeRV-style block on (features, frame-time channel) maps.
+
+    y = act(PixelShuffle(conv(x)) + bilinear_up(proj(x)) + tile(sample_grid(grid, t))): the conv +
+    PixelShuffle branch as in HNeRV, an interpolation-based upsampling of a 1x1 projection beside it,
+    and a local temporal grid (T_k, C_out, s, s) sampled at the frame time and tiled over the map
+    (one value per position inside each s x s upsampling cell). The last input channel carries the
+    frame time t; it is passed through (upsampled) as the last output channel.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, grid_frames: int,
+                 act: type[nn.Module]) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel, padding=kernel // 2)
+        self.shuffle = nn.PixelShuffle(stride)
+        self.proj = nn.Conv2d(c_in, c_out, 1)
+        self.grid = nn.Parameter(torch.zeros(grid_frames, c_out, stride, stride)) if grid_frames > 0 else None
+        self.act = act()
+
+    def forward(self, x: Tensor) -> Tensor:
+        feat, t = x[:, :-1], x[:, -1:]
+        s = self.stride
+        y = self.shuffle(self.conv(feat))
+        y = y + F.interpolate(self.proj(feat), scale_factor=s, mode="bilinear", align_corners=False)
+        t_frame = t[:, 0, 0, 0].float()
+        if self.grid is not None:
+            g = sample_grid(self.grid, t_frame).to(y.dtype)
+            y = y + g.repeat(1, 1, y.shape[-2] // s, y.shape[-1] // s)
+        y = self.act(y).float()
+        t_map = t_frame.reshape(-1, 1, 1, 1).expand(y.shape[0], 1, y.shape[-2], y.shape[-1])
+        return torch.cat([y, t_map], dim=1)
+
+
 class INRDecoder(nn.Module):
     """HNeRV / NeRV decoder built from an `INRConfig` (see the module docstring).
 
@@ -97,6 +147,10 @@ class INRDecoder(nn.Module):
         act = _ACTS[config.activation]
         blocks = []
         for k in range(self.num_blocks):
+            if config.kind == "hinerv":
+                blocks.append(HiNeRVBlock(config.block_in_channels(k), config.channels[k], config.strides[k],
+                                          config.kernel_sizes[k], config.block_grid(k), act))
+                continue
             stem = _Stem(config, act) if (k == 0 and config.kind == "nerv") else None
             blocks.append(DecoderBlock(config.block_in_channels(k), config.channels[k], config.strides[k],
                                        config.kernel_sizes[k], act, stem))
@@ -135,6 +189,8 @@ class INRDecoder(nn.Module):
         """Last block output -> RGB in [0, 1]."""
         if not self.has_head:
             raise UsageError("the head was not loaded (decoder loaded with upto_block)")
+        if self.config.kind == "hinerv":
+            feat_last = feat_last[:, :-1]
         y = self.head(feat_last)
         out = torch.sigmoid(y) if self.config.out_activation == "sigmoid" else y.clamp(0.0, 1.0)
         if self.training and y.requires_grad:
@@ -155,7 +211,25 @@ class INRDecoder(nn.Module):
             if embeddings is None:
                 raise UsageError("HNeRV decoding needs embeddings")
             return embeddings[frame_indices.to(embeddings.device)].to(device=p.device, dtype=p.dtype)
+        if self.config.kind == "hinerv":
+            if embeddings is None:
+                raise UsageError("HiNeRV decoding needs its base grid (the embeddings)")
+            idx = frame_indices.to(embeddings.device)
+            if embeddings.shape[0] == self.config.num_frames:
+                base = embeddings[idx]
+            else:
+                base = sample_grid(embeddings, frame_time(idx, self.config.num_frames))
+            return self.with_time(base.to(device=p.device, dtype=p.dtype), frame_indices)
+
         return self.embedding_input(frame_indices).to(device=p.device, dtype=p.dtype)
+
+    def with_time(self, embedded: Tensor, frame_indices: Tensor) -> Tensor:
+        """HiNeRV: append the frame-time channel to embeddings (N, C, eh, ew) of frames; others: unchanged."""
+        if self.config.kind != "hinerv":
+            return embedded
+        t = frame_time(frame_indices.to(embedded.device), self.config.num_frames)
+        t_map = t.reshape(-1, 1, 1, 1).expand(embedded.shape[0], 1, embedded.shape[-2], embedded.shape[-1])
+        return torch.cat([embedded.float(), t_map], dim=1)
 
     def embedding_input(self, frame_indices: Tensor) -> Tensor:
         """NeRV positional encoding (N, 2 * pe_levels) of frame indices in 0..num_frames-1."""
@@ -181,8 +255,8 @@ class INRDecoder(nn.Module):
         self.head.load_state_dict(sd, strict=True)
 
     def block_channels(self, k: int) -> int:
-        """Channels of the output of block k."""
-        return self.config.channels[k]
+        """Channels of the output of block k (HiNeRV: the last one is the frame time)."""
+        return self.config.block_out_channels(k)
 
     def block_stride(self, k: int) -> int:
         """Downsampling of block k's output relative to the padded frame."""

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import FormatError, UsageError
 
-KINDS = ("hnerv", "nerv")
+KINDS = ("hnerv", "nerv", "hinerv")
 ACTIVATIONS = ("gelu", "relu", "silu")
 OUT_ACTIVATIONS = ("sigmoid", "clamp")
 
@@ -57,6 +57,7 @@ REDUCE = 1.2
 MIN_CHANNELS = 12
 CELL_COST = 0.003
 STRIDE_CHOICES = (5, 4, 3, 2)
+GRID_FRAME_STEP = 4
 
 
 @dataclass
@@ -67,6 +68,9 @@ class INRConfig:
     `kernel_sizes[k]` describe decoder block k. NeRV fields (`pe_levels`, `pe_base`, `fc_dims`)
     describe the positional encoding and the MLP stem of block 0; for HNeRV they are unused.
     For NeRV, `embed_channels` x `embed_height` x `embed_width` is the shape the MLP stem reshapes to.
+    HiNeRV fields: `grid_frames` (T0) is the temporal size of the learned base grid (stored as the
+    embeddings, (T0, embed_channels, embed_height, embed_width)); `block_grid_frames[k]` (T_k, 0 = none)
+    the temporal size of block k's local grid (T_k, channels[k], strides[k], strides[k]).
     """
 
     kind: str
@@ -87,6 +91,8 @@ class INRConfig:
     pe_levels: int = 0
     pe_base: float = 1.25
     fc_dims: list[int] = field(default_factory=list)
+    grid_frames: int = 0
+    block_grid_frames: list[int] = field(default_factory=list)
 
     @property
     def num_blocks(self) -> int:
@@ -102,10 +108,23 @@ class INRConfig:
         """Input channels of the conv of block k."""
         return self.embed_channels if k == 0 else self.channels[k - 1]
 
+    def block_out_channels(self, k: int) -> int:
+        """Channels of block k's output feature map (HiNeRV adds one frame-time channel)."""
+        return self.channels[k] + (1 if self.kind == "hinerv" else 0)
+
+    def block_grid(self, k: int) -> int:
+        """Temporal size of block k's local grid (HiNeRV; 0 = none)."""
+        if self.kind != "hinerv" or k >= len(self.block_grid_frames):
+            return 0
+        return self.block_grid_frames[k]
+
     def block_params(self, k: int) -> int:
         """Parameters of decoder block k (NeRV block 0 includes the MLP stem)."""
         s, c_out, ks = self.strides[k], self.channels[k], self.kernel_sizes[k]
-        n = self.block_in_channels(k) * c_out * s * s * ks * ks + c_out * s * s
+        c_in = self.block_in_channels(k)
+        n = c_in * c_out * s * s * ks * ks + c_out * s * s
+        if self.kind == "hinerv":
+            n += c_in * c_out + c_out + self.block_grid(k) * c_out * s * s
         if k == 0 and self.kind == "nerv":
             dims = [2 * self.pe_levels, *self.fc_dims, self.embed_channels * self.embed_height * self.embed_width]
             n += sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
@@ -119,8 +138,19 @@ class INRConfig:
         """Decoder parameters (blocks + head), without embeddings."""
         return sum(self.block_params(k) for k in range(self.num_blocks)) + self.head_params()
 
+    def embedding_shape(self) -> tuple[int, int, int, int] | None:
+        """Shape of the stored embeddings: HNeRV (frames, C, eh, ew), HiNeRV's base grid (grid_frames, C, eh,
+        ew); None for NeRV."""
+        if self.kind == "hnerv":
+            return (self.num_frames, self.embed_channels, self.embed_height, self.embed_width)
+        if self.kind == "hinerv":
+            return (self.grid_frames, self.embed_channels, self.embed_height, self.embed_width)
+        return None
+
     def embedding_values(self, frames: int | None = None) -> int:
-        """Stored embedding values (HNeRV only; 0 for NeRV)."""
+        """Stored embedding values (HNeRV: per frame; HiNeRV: the base grid; 0 for NeRV)."""
+        if self.kind == "hinerv":
+            return self.grid_frames * self.embed_channels * self.embed_height * self.embed_width
         if self.kind != "hnerv":
             return 0
         n = self.num_frames if frames is None else frames
@@ -133,9 +163,11 @@ class INRConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain msgpack-friendly dict (str, int, float, lists)."""
         d = asdict(self)
-        for key in ("strides", "channels", "kernel_sizes", "fc_dims"):
+        for key in ("strides", "channels", "kernel_sizes", "fc_dims", "block_grid_frames"):
             d[key] = [int(v) for v in d[key]]
         d["pe_base"] = float(d["pe_base"])
+        if self.kind != "hinerv":
+            del d["grid_frames"], d["block_grid_frames"]
         return d
 
     @classmethod
@@ -147,7 +179,7 @@ class INRConfig:
         if not isinstance(d, dict):
             raise FormatError("INR config is not a map")
         defaults = {"head_kernel": 3, "activation": "gelu", "out_activation": "sigmoid",
-                    "pe_levels": 0, "pe_base": 1.25, "fc_dims": []}
+                    "pe_levels": 0, "pe_base": 1.25, "fc_dims": [], "grid_frames": 0, "block_grid_frames": []}
         kw: dict[str, Any] = {}
         for name in ("kind", "width", "height", "pad_width", "pad_height", "num_frames", "strides", "channels",
                      "kernel_sizes", "embed_channels", "embed_height", "embed_width", *defaults):
@@ -161,9 +193,9 @@ class INRConfig:
             if not isinstance(kw[name], str):
                 raise FormatError(f"INR config {name!r} must be a string")
         for name in ("width", "height", "pad_width", "pad_height", "num_frames", "embed_channels",
-                     "embed_height", "embed_width", "head_kernel", "pe_levels"):
+                     "embed_height", "embed_width", "head_kernel", "pe_levels", "grid_frames"):
             _check_int(kw[name], name)
-        for name in ("strides", "channels", "kernel_sizes", "fc_dims"):
+        for name in ("strides", "channels", "kernel_sizes", "fc_dims", "block_grid_frames"):
             v = kw[name]
             if not isinstance(v, (list, tuple)) or len(v) > MAX_BLOCKS:
                 raise FormatError(f"INR config {name!r} must be a list of at most {MAX_BLOCKS} integers")
@@ -213,6 +245,13 @@ class INRConfig:
             need(1 <= self.pe_levels <= 128, "pe_levels must be in 1..128 for NeRV")
             need(1.0 < self.pe_base <= 4.0, "pe_base must be in (1, 4]")
             need(len(self.fc_dims) <= 4 and all(1 <= c <= 8192 for c in self.fc_dims), "bad fc_dims")
+        if self.kind == "hinerv":
+            need(1 <= self.grid_frames <= self.num_frames, "grid_frames must be in 1..num_frames for HiNeRV")
+            need(len(self.block_grid_frames) == n, "block_grid_frames needs one entry per block")
+            need(all(0 <= t <= self.num_frames for t in self.block_grid_frames),
+                 "block_grid_frames entries must be in 0..num_frames")
+        else:
+            need(self.grid_frames == 0 and not self.block_grid_frames, "grid fields are for HiNeRV only")
         need(self.decoder_params() <= MAX_PARAMS, f"decoder larger than {MAX_PARAMS} parameters")
         need(self.embedding_values() <= MAX_EMBED_VALUES, "embeddings too large")
 
@@ -281,9 +320,20 @@ def _build(kind: str, width: int, height: int, frames: int, strides: list[int], 
         fc = [max(32, min(512, 2 * c1))]
     else:
         embed_c, pe_levels, fc = 16, 0, []
+    grid, block_grids = 0, []
+    if kind == "hinerv":
+        grid = frames
+        block_grids = [grid_frames_for(frames)] * n
     return INRConfig(kind=kind, width=width, height=height, pad_width=ew * s, pad_height=eh * s,
                      num_frames=frames, strides=list(strides), channels=_channels(c1, n), kernel_sizes=ks,
-                     embed_channels=embed_c, embed_height=eh, embed_width=ew, pe_levels=pe_levels, fc_dims=fc)
+                     embed_channels=embed_c, embed_height=eh, embed_width=ew, pe_levels=pe_levels, fc_dims=fc,
+                     grid_frames=grid, block_grid_frames=block_grids)
+
+
+def grid_frames_for(frames: int) -> int:
+    """HiNeRV's local temporal grid size for a clip: one grid point per GRID_FRAME_STEP frames (at least 2
+    for a clip of 2 frames or more)."""
+    return min(frames, max(2, -(-frames // GRID_FRAME_STEP)))
 
 
 def default_bpp(frames: int, source_bpp: float | None = None) -> float:
@@ -304,13 +354,15 @@ def default_bits(width: int, height: int, frames: int, source_bpp: float | None 
 
 def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
                 params: float | None = None, bpp: float | None = None,
-                source_bpp: float | None = None) -> INRConfig:
+                source_bpp: float | None = None, weight_bits: float = WEIGHT_BITS_PLAN,
+                embed_bits: float = EMBED_BITS_PLAN) -> INRConfig:
     """Plan strides, padding, embedding grid and widths for a clip.
 
     `params`: target total parameter count (decoder + stored embeddings). `bpp`: target bits per
-    (original) pixel, converted with 8 bits per weight and 6 per embedding value. At most one of the
-    two; neither gives `default_bits` (which `source_bpp`, the source's own rate, caps). The closest
-    achievable size is chosen (the smallest plan when the target is below it).
+    (original) pixel, converted with `weight_bits` per weight and `embed_bits` per embedding value (the
+    stored bit depths; 8 and 6 by default). At most one of the two; neither gives `default_bits`
+    (which `source_bpp`, the source's own rate, caps). The closest achievable size is chosen (the
+    smallest plan when the target is below it).
     """
     if kind not in KINDS:
         raise UsageError(f"kind must be one of {', '.join(KINDS)}")
@@ -330,7 +382,7 @@ def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
                   else default_bits(width, height, frames, source_bpp))
 
         def cost(c: INRConfig) -> float:
-            return c.decoder_params() * WEIGHT_BITS_PLAN + c.embedding_values() * EMBED_BITS_PLAN
+            return c.decoder_params() * weight_bits + c.embedding_values() * embed_bits
     else:
         target = float(params)
 

@@ -162,19 +162,34 @@ def _dequantized(qd: dict[str, QTensor], floats: dict[str, np.ndarray]) -> dict[
     return out
 
 
-def _quantize_state(sd: dict[str, Tensor], bits: int) -> dict[str, QTensor]:
-    return {name: quantize_auto(t, bits, 0 if t.ndim >= 2 else None) for name, t in sd.items()}
+def _quantize_state(sd: dict[str, Tensor], bits: int, plan=None, part: tuple[str, int] = ("block", 0)
+                    ) -> dict[str, QTensor]:
+    if plan is None:
+        return {name: quantize_auto(t, bits, 0 if t.ndim >= 2 else None) for name, t in sd.items()}
+    out = {}
+    for name, t in sd.items():
+        key = (*part, name)
+        mask = plan.masks.get(key)
+        values = t * mask.to(t.device) if mask is not None else t
+        out[name] = quantize_tensor(values, plan.bits[key], plan.axes[key])
+    return out
 
 
 def quantize_inr(decoder: torch.nn.Module, embeddings: Tensor | None, weight_bits: int = 8,
-                 embed_bits: int = 6) -> QuantizedINR:
-    """Quantize every decoder parameter (`weight_bits`) and the embeddings (`embed_bits`, channel axis 1)."""
+                 embed_bits: int = 6, plan=None) -> QuantizedINR:
+    """Quantize every decoder parameter (`weight_bits`) and the embeddings (`embed_bits`, channel axis 1).
+
+    With a `qat.QuantPlan`, each tensor takes the plan's bits, axis and pruning mask instead (what
+    quantization-aware training trained for), and the embeddings the plan's bits and axis."""
     _check_bits(weight_bits)
     _check_bits(embed_bits)
-    blocks = [_quantize_state(decoder.block_state_dict(k), weight_bits) for k in range(decoder.num_blocks)]
-    head = _quantize_state(decoder.head_state_dict(), weight_bits)
+    blocks = [_quantize_state(decoder.block_state_dict(k), weight_bits, plan, ("block", k))
+              for k in range(decoder.num_blocks)]
+    head = _quantize_state(decoder.head_state_dict(), weight_bits, plan, ("head", 0))
     emb = None
-    if embeddings is not None:
+    if embeddings is not None and plan is not None:
+        emb = quantize_tensor(embeddings, plan.embed_bits, plan.embed_axis)
+    elif embeddings is not None:
         emb = quantize_auto(embeddings, embed_bits, 1 if embeddings.ndim >= 2 else None)
     return QuantizedINR(blocks=blocks, head=head, embeddings=emb, block_floats=[{} for _ in blocks],
                         head_floats={}, weight_bits=weight_bits, embed_bits=embed_bits)

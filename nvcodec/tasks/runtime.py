@@ -188,7 +188,7 @@ def load_adapters(video: Any, entry: dict, rt: TaskRuntime, device: torch.device
                           section="routing")
     out = {}
     for seg, name in enumerate(entry["adapter_sections"]):
-        block_channels = video.config(seg).channels[layer]
+        block_channels = video.config(seg).block_out_channels(layer)
         kind = entry.get("adapter_kind") or "linear"
         hidden = entry.get("hidden") or default_hidden(channels)
         if rt.spec.clip is not None:  # one adapter per pathway, tensors named {pathway}/{tensor}

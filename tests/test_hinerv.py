@@ -1,0 +1,99 @@
+"""The `hinerv` decoder kind end to end: plan, encode, info, partial decoding, old kinds untouched."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import synthetic_frames, write_clip
+from nvcodec.errors import FormatError, UsageError
+from nvcodec.inr import INRConfig, INRDecoder, plan_config
+from nvcodec.inr.model import sample_grid
+from test_cli import assert_clean_error, nv
+
+
+def test_plan_and_config_roundtrip() -> None:
+    c = plan_config(64, 40, 9, kind="hinerv", params=2e4)
+    assert c.grid_frames == 9 and c.block_grid_frames == [3] * c.num_blocks
+    assert INRConfig.from_dict(c.to_dict()) == c
+    assert c.embedding_shape() == (9, c.embed_channels, c.embed_height, c.embed_width)
+    assert sum(p.numel() for p in INRDecoder(c).parameters()) == c.decoder_params()
+    old = plan_config(64, 40, 9, kind="hnerv", params=2e4).to_dict()
+    assert "grid_frames" not in old and "block_grid_frames" not in old
+
+
+@pytest.mark.parametrize("key,value", [("grid_frames", 0), ("grid_frames", 10), ("block_grid_frames", [1]),
+                                       ("block_grid_frames", [11, 0, 0, 0])])
+def test_config_rejects_bad_grids(key: str, value) -> None:
+    d = plan_config(64, 40, 9, kind="hinerv", params=2e4).to_dict()
+    d[key] = value if not isinstance(value, list) or len(value) != 4 else value[:len(d["strides"])]
+    with pytest.raises(FormatError):
+        INRConfig.from_dict(d)
+    h = plan_config(64, 40, 9, kind="hnerv", params=2e4).to_dict()
+    h["grid_frames"] = 3
+    with pytest.raises(FormatError):
+        INRConfig.from_dict(h)
+
+
+def test_sample_grid_interpolates_linearly_in_time() -> None:
+    g = torch.arange(4, dtype=torch.float32).reshape(4, 1) * 10
+    t = torch.tensor([0.0, 1 / 3, 0.5, 1.0])
+    assert torch.allclose(sample_grid(g, t)[:, 0], torch.tensor([0.0, 10.0, 15.0, 30.0]))
+    assert torch.equal(sample_grid(g[:1], t), g[:1].expand(4, 1))
+
+
+def test_features_carry_the_frame_time_and_strides() -> None:
+    torch.manual_seed(0)
+    c = plan_config(64, 40, 5, kind="hinerv", params=2e4)
+    dec = INRDecoder(c).eval()
+    emb = torch.randn(*c.embedding_shape())
+    x = dec.input_for(torch.tensor([0, 2, 4]), emb)
+    assert x.shape[1] == c.embed_channels + 1
+    with torch.no_grad():
+        for k in range(c.num_blocks):
+            f = dec.features(x, k)
+            assert f.shape[1] == dec.block_channels(k) == c.channels[k] + 1
+            assert torch.allclose(f[:, -1, 0, 0], torch.tensor([0.0, 0.5, 1.0]))
+            assert f.shape[-2:] == dec.block_size(k)
+    with pytest.raises(UsageError):
+        dec.input_for(torch.tensor([0]), None)
+
+
+def test_encode_info_view_and_partial_decoding(tmp_path) -> None:
+    import nvcodec
+
+    clip = write_clip(str(tmp_path / "c.mp4"), synthetic_frames(6, 32, 48))
+    out = str(tmp_path / "c.nvp")
+    rc, so, se = nv("encode", clip, out, "--kind", "hinerv", "--params", "8k", "--epochs", "12", "--psnr", "99",
+                    "--qat", "0.5", "--weight-bits", "6", "--embed-bits", "5", "--device", "cpu", "--json")
+    assert rc == 0, se
+    rc, so, se = nv("info", out, "--json")
+    assert rc == 0, se
+    model = json.loads(so)["model"]
+    assert model["kind"] == "hinerv" and model["grid_frames"] == 6 and len(model["block_grid_frames"]) == model["blocks"]
+    v = nvcodec.open(out)
+    frames = v.frames(range(6))
+    assert frames.shape == (6, 32, 48, 3) and frames.dtype == torch.uint8
+    assert torch.equal(nvcodec.open(out).frames(range(6)), frames)
+    last = v.features(layer=1, frames=[1, 3])
+    assert last.shape[1] == model["channels"][1] + 1
+    rc, so, se = nv("view", out, "--layer", "1", "--sheet", str(tmp_path / "l1.png"))
+    assert rc == 0, se
+    rc, _, se = nv("encode", clip, str(tmp_path / "bad.nvp"), "--kind", "hinerv", "--prune", "0.2", "--qat", "0")
+    assert_clean_error(rc, se, 2)
+    assert not (tmp_path / "bad.nvp").exists()
+
+
+@pytest.mark.parametrize("kind", ["hnerv", "nerv"])
+def test_old_files_decode_to_the_same_frames(kind: str) -> None:
+    """Files written before the hinerv kind (fixtures/make_old_kinds.py) decode to the frames they gave then."""
+    import os
+
+    import nvcodec
+    from conftest import ROOT
+
+    path = os.path.join(ROOT, "fixtures", f"old-{kind}.nvp")
+    expected = np.load(os.path.join(ROOT, "fixtures", f"old-{kind}.frames.npy"))
+    v = nvcodec.open(path)
+    np.testing.assert_array_equal(v.frames(range(4)).numpy(), expected)
