@@ -79,16 +79,26 @@ def test_degenerate_encode_writes_nothing_and_exits_7(tmp_path, monkeypatch) -> 
         encode(clip, str(out), EncodeOptions(psnr=None, epochs=20, params=8000, device="cpu"))
     assert e.value.exit_code == 7 and 7 in EXIT_CODES
     assert not out.exists()
+    assert not os.path.exists(str(out) + ".ckpt") and "removed the checkpoint folder" in str(e.value)
+    assert "give more epochs" not in str(e.value)  # 20 epochs were trained: the advice is seed/lr/size
 
 
-def test_check_not_degenerate_rules() -> None:
+def test_check_not_degenerate_rules(real_fit_margin) -> None:
     src = torch.tensor([0.1, 0.1, 0.1])
     constant = -10 * math.log10(0.01)  # 20 dB: the mean colour's MSE is the variance
     with pytest.raises(DegenerateFitError, match="collapsed"):
         fit_mod.check_not_degenerate(30.0, torch.zeros(3), src)
-    with pytest.raises(DegenerateFitError, match="no better than a constant"):
+    with pytest.raises(DegenerateFitError, match="not clearly better than a constant"):
         fit_mod.check_not_degenerate(constant - 0.01, torch.full((3,), 0.05), src)
-    fit_mod.check_not_degenerate(constant + 0.5, torch.full((3,), 0.05), src)
+    # 0.25 dB above the mean colour (the flat 480x270 encode of issue 19) is not a usable fit
+    with pytest.raises(DegenerateFitError, match="at least 3 dB more"):
+        fit_mod.check_not_degenerate(constant + 0.25, torch.full((3,), 0.05), src)
+    with pytest.raises(DegenerateFitError):
+        fit_mod.check_not_degenerate(constant + fit_mod.MIN_GAIN_DB - 0.01, torch.full((3,), 0.05), src)
+    fit_mod.check_not_degenerate(constant + fit_mod.MIN_GAIN_DB, torch.full((3,), 0.05), src)
+    # a low-contrast clip: 45 dB is usable even when the mean colour alone gives 44
+    faint = torch.full((3,), 10 ** (-44 / 20))
+    fit_mod.check_not_degenerate(fit_mod.HIGH_PSNR, torch.full((3,), 0.005), faint)
     fit_mod.check_not_degenerate(99.0, torch.zeros(3), torch.zeros(3))  # a flat source may decode flat
 
 

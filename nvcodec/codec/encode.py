@@ -14,7 +14,8 @@ import torch
 
 from .. import __version__
 from ..container import NvpReader, Section, SectionKind, pack_msgpack, write_nvp
-from ..errors import NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
+from ..errors import DegenerateFitError, NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
+from ..inr.budget import BudgetTooSmallError
 from ..inr.fit import fit
 from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
@@ -192,6 +193,9 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
         }
         sections.append(Section("provenance", SectionKind.PROVENANCE, pack_msgpack(provenance)))
         write_nvp(output_path, sections)
+    except DegenerateFitError as exc:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        raise _without_checkpoint(exc, ckpt_dir) from None
     except (NoSpaceError, OSError) as exc:
         if not isinstance(exc, NoSpaceError) and not is_no_space(exc):
             raise
@@ -226,7 +230,8 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     n = frames.shape[0]
     config = _plan(opts, info, n, total)
     # What is left of the whole encode's budget (reading included), shared by frame count.
-    budget = None if deadline is None else max((deadline - time.monotonic()) * n / frames_left, 1e-3)
+    t_seg = time.monotonic()
+    budget = None if deadline is None else max((deadline - t_seg) * n / frames_left, 1e-3)
 
     def seg_progress(event) -> None:
         if progress is not None:
@@ -240,7 +245,16 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
                   checkpoint_path=os.path.join(ckpt_dir, f"seg{index}.pt"), resume=opts.resume, progress=seg_progress)
     if opts.lr is not None:
         kwargs["lr"] = opts.lr
-    result = fit(frames, config, **kwargs)
+    try:
+        result = fit(frames, config, **kwargs)
+    except BudgetTooSmallError as exc:
+        if deadline is None or opts.time_budget is None or exc.suggested is None:
+            raise
+        # The segment's share of the budget -> the whole encode's: time spent before the segment
+        # plus the suggestion scaled from this segment's frames to the frames left.
+        spent = opts.time_budget - (deadline - t_seg)
+        raise BudgetTooSmallError(exc.reason, max(spent, 0.0) + exc.suggested * frames_left / n, exc.speed,
+                                  option="--time-budget") from None
     del frames, frames_np
     report = {
         "index": index, "start": a, "stop": b, "frames": n, "prefix": prefix,
@@ -250,6 +264,14 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
         "stopped_by": str(result.stopped_by), "device": str(result.device), "dtype": str(result.dtype),
     }
     return inr_sections(config, result.quantized, prefix), report
+
+
+def _without_checkpoint(exc: DegenerateFitError, ckpt_dir: str) -> DegenerateFitError:
+    """`exc` with a note that the checkpoint folder was removed (nothing of the encode is left)."""
+    note = f"; removed the checkpoint folder {ckpt_dir}"
+    if isinstance(exc, BudgetTooSmallError):
+        return BudgetTooSmallError(exc.reason, exc.suggested, exc.speed, option=exc.option, note=note)
+    return DegenerateFitError(f"{exc}{note}")
 
 
 def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig:
