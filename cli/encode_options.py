@@ -25,9 +25,11 @@ _OPTIONS = [
     click.option("--segment-frames", type=int, metavar="N", help="Split long videos into INRs of N frames each."),
     click.option("--weight-bits", type=int, default=8, show_default=True),
     click.option("--embed-bits", type=int, default=6, show_default=True),
+    click.option("--threads", type=int, metavar="N",
+                 help="CPU threads for fitting (default: the CPUs this process may use: affinity and cgroup quota)."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
-          "segment_frames", "weight_bits", "embed_bits")
+          "segment_frames", "weight_bits", "embed_bits", "threads")
 
 
 def encode_options(fn: Callable) -> Callable:
@@ -47,4 +49,4 @@ def build_options(kwargs: dict[str, Any], **extra: Any) -> Any:
                          psnr=v["psnr"], epochs=v["epochs"], time_budget=v["time_budget"], loss=v["loss"], lr=v["lr"],
                          seed=v["seed"], device=v["device"], stream=v["stream"], frames=parse_range(v["frames"]),
                          segment_frames=v["segment_frames"], weight_bits=v["weight_bits"], embed_bits=v["embed_bits"],
-                         **extra)
+                         threads=v["threads"], **extra)

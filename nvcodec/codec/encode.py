@@ -20,6 +20,7 @@ from ..inr.fit import fit
 from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
 from ..progress import ProgressCallback, emit
+from ..threads import MAX_THREADS, use_threads
 from ..video import VideoInfo, probe_video, read_frames
 from .frames import resolve_range
 from .meta import VideoMetadata, decode_values, max_decode_values, max_model_params
@@ -51,6 +52,7 @@ class EncodeOptions:
     weight_bits: int = 8
     embed_bits: int = 6
     resume: bool = False
+    threads: int | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -75,6 +77,8 @@ class EncodeOptions:
             raise UsageError("--segment-frames must be at least 1")
         if not 2 <= self.weight_bits <= 16 or not 2 <= self.embed_bits <= 16:
             raise UsageError("--weight-bits and --embed-bits must be between 2 and 16")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise UsageError(f"--threads must be between 1 and {MAX_THREADS}")
         if self.epochs is None and self.time_budget is None and self.psnr is None:
             raise UsageError("nothing would stop the encode: give --psnr, --epochs or --time-budget")
 
@@ -123,9 +127,19 @@ def _segment_done_path(ckpt_dir: str, index: int) -> str:
 
 def encode(input_path: str, output_path: str, options: EncodeOptions | None = None, *,
            overwrite: bool = False, progress: ProgressCallback | None = None) -> dict:
-    """Fit an INR to `input_path` and write `output_path`; returns the encode summary dict."""
+    """Fit an INR to `input_path` and write `output_path`; returns the encode summary dict.
+
+    Torch uses `opts.threads` CPU threads (default: the usable CPUs, see `nvcodec.threads`)."""
     opts = options or EncodeOptions()
     opts.validate()
+    with use_threads(opts.threads) as threads:
+        summary = _encode(input_path, output_path, opts, overwrite=overwrite, progress=progress)
+    summary["threads"] = threads
+    return summary
+
+
+def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite: bool,
+            progress: ProgressCallback | None) -> dict:
     output_path = os.fspath(output_path)
     check_output_path(output_path, overwrite=overwrite)
     device = resolve_device(opts.device)
@@ -187,7 +201,7 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "host": socket.gethostname()[:64],
             "device": seg_reports[0]["device"], "dtype": seg_reports[0]["dtype"],
-            "settings": {k: v for k, v in asdict(opts).items() if k not in ("resume", "extra", "frames")},
+            "settings": {k: v for k, v in asdict(opts).items() if k not in ("resume", "extra", "frames", "threads")},
             "psnr": psnr, "psnr_frame_mean": psnr_frame_mean, "psnr_min": psnr_min, "ssim": ssim,
             "params": params, "encode_seconds": encode_seconds, "segments": seg_reports,
         }

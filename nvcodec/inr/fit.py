@@ -394,8 +394,8 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
             return False
         if budget.hopeless():
             raise BudgetTooSmallError(
-                f"a time budget of {time_budget:.0f} s cannot train {n} frames of {config.width}x{config.height} "
-                f"on this machine now (after {budget.elapsed():.0f} s)", budget.suggest_budget(),
+                f"a time budget of {time_budget:.3g} s cannot train {n} frames of {config.width}x{config.height} "
+                f"on this machine now (after {budget.elapsed():.3g} s)", budget.suggest_budget(),
                 budget.describe_speed())
         return True
 
