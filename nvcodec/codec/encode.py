@@ -24,6 +24,7 @@ from ..threads import MAX_THREADS, use_threads
 from ..video import VideoInfo, probe_video, read_frames
 from .frames import resolve_range
 from .meta import VideoMetadata, decode_values, max_decode_values, max_model_params
+from .ratecap import capped_config
 from .serialize import inr_sections
 from .video import resolve_device
 
@@ -290,8 +291,16 @@ def _without_checkpoint(exc: DegenerateFitError, ckpt_dir: str) -> DegenerateFit
 
 def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig:
     """The INR plan of a segment of `n` frames; UsageError when it is larger than readers accept."""
-    config = plan_config(info.width, info.height, n, kind=opts.kind,
-                         params=_segment_params(opts, n, total), bpp=opts.bpp, source_bpp=source_bpp(info))
+    src = source_bpp(info)
+
+    def plan(cap: float | None) -> INRConfig:
+        return plan_config(info.width, info.height, n, kind=opts.kind, params=_segment_params(opts, n, total),
+                           bpp=opts.bpp, source_bpp=cap)
+
+    if opts.params is None and opts.bpp is None and src is not None:
+        config = capped_config(plan, src, opts.weight_bits, opts.embed_bits, total)  # the file, not just the model
+    else:
+        config = plan(src)
     limit = max_model_params(info.width, info.height, n)
     if config.num_params(n) > limit:
         raise UsageError(f"a model of {config.num_params(n):,} parameters for {n} frames of {info.width}x{info.height} "
