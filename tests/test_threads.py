@@ -82,3 +82,24 @@ def test_use_threads_sets_and_restores(monkeypatch) -> None:
     assert torch.get_num_threads() == old
     with th.use_threads() as n:  # no request: torch's count stands unless it exceeds the usable CPUs
         assert n == torch.get_num_threads() <= max(old, th.usable_cpus())
+
+
+def test_encode_uses_the_requested_threads_and_restores_them(tiny_clip, tmp_path) -> None:
+    from nvcodec.codec.encode import EncodeOptions, encode
+
+    old = torch.get_num_threads()
+    s = encode(tiny_clip, str(tmp_path / "t.nvp"), EncodeOptions(psnr=None, epochs=2, params=6000, device="cpu",
+                                                                 threads=2))
+    assert s["threads"] == 2 and torch.get_num_threads() == old
+    with pytest.raises(UsageError, match="--threads"):
+        EncodeOptions(threads=0).validate()
+
+
+def test_cli_threads_option_is_checked(tmp_path, tiny_clip) -> None:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "nvcodec_cli.main", "encode", tiny_clip, str(tmp_path / "x.nvp"),
+                        "--threads", "0", "--epochs", "1"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "--threads" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "x.nvp").exists()
