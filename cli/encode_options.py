@@ -33,9 +33,11 @@ _OPTIONS = [
                  help="Prune this fraction of each conv weight when QAT starts (needs --qat)."),
     click.option("--bit-alloc/--no-bit-alloc", default=False, show_default=True,
                  help="Per-tensor bit depths around --weight-bits, by sensitivity, when QAT starts."),
+    click.option("--threads", type=int, metavar="N",
+                 help="CPU threads for fitting (default: the CPUs this process may use: affinity and cgroup quota)."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
-          "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc")
+          "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc", "threads")
 
 
 def encode_options(fn: Callable) -> Callable:
@@ -55,4 +57,4 @@ def build_options(kwargs: dict[str, Any], **extra: Any) -> Any:
                          psnr=v["psnr"], epochs=v["epochs"], time_budget=v["time_budget"], loss=v["loss"], lr=v["lr"],
                          seed=v["seed"], device=v["device"], stream=v["stream"], frames=parse_range(v["frames"]),
                          segment_frames=v["segment_frames"], weight_bits=v["weight_bits"], embed_bits=v["embed_bits"],
-                         prune=v["prune"], bit_alloc=v["bit_alloc"], **({"qat": v["qat"]} if v["qat"] is not None else {}), **extra)
+                         prune=v["prune"], bit_alloc=v["bit_alloc"], **({"qat": v["qat"]} if v["qat"] is not None else {}), threads=v["threads"], **extra)

@@ -22,6 +22,9 @@ from .render import EPILOG, print_json, render_attach, render_infer, render_info
 @click.version_option(package_name="nvcodec", prog_name="nvcodec")
 def app() -> None:
     """Store videos as implicit neural representations (.nvp) and run ML tasks straight from them."""
+    from nvcodec.threads import configure_environment
+
+    configure_environment()  # before torch loads: threads follow the usable CPUs, OpenMP waits passively
 
 
 @app.command(epilog=EPILOG)

@@ -123,6 +123,6 @@ EXIT_CODES: dict[int, str] = {
     4: "input media unreadable or unsupported",
     5: "task weights missing or not matching the backbone",
     6: "task not attached to this .nvp file (run `nvcodec attach`)",
-    7: "degenerate fit: the model decodes to a constant frame or is no better than one (nothing written)",
+    7: "no usable fit: a (near-)constant frame, or a time budget too small for the clip (nothing written)",
     130: "interrupted",
 }

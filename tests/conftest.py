@@ -16,6 +16,19 @@ def pytest_addoption(parser):
     parser.addoption("--regen-golden", action="store_true", help="rewrite golden files in fixtures/")
 
 
+# Plumbing tests fit tiny models for a few epochs (fits a few tenths of a dB above the clip's mean
+# colour): they keep only the bare "better than a constant frame" rule. Tests of the degenerate-fit
+# margin itself delete this with monkeypatch (see `real_fit_margin`). Set here, so that CLI
+# subprocesses inherit it.
+os.environ["NVCODEC_MIN_FIT_GAIN_DB"] = "0"
+
+
+@pytest.fixture
+def real_fit_margin(monkeypatch):
+    """The shipped degenerate-fit margin (MIN_GAIN_DB), not the plumbing tests' relaxed one."""
+    monkeypatch.delenv("NVCODEC_MIN_FIT_GAIN_DB", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_backbone_cache():
     """Each test builds its own backbones (infer keeps built ones per process)."""

@@ -14,14 +14,17 @@ import torch
 
 from .. import __version__
 from ..container import NvpReader, Section, SectionKind, pack_msgpack, write_nvp
-from ..errors import NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
+from ..errors import DegenerateFitError, NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
+from ..inr.budget import BudgetTooSmallError
 from ..inr.fit import DEFAULT_QAT, fit
 from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
 from ..progress import ProgressCallback, emit
+from ..threads import MAX_THREADS, use_threads
 from ..video import VideoInfo, probe_video, read_frames
 from .frames import resolve_range
 from .meta import VideoMetadata, decode_values, max_decode_values, max_model_params
+from .ratecap import capped_config
 from .serialize import inr_sections
 from .video import resolve_device
 
@@ -53,6 +56,7 @@ class EncodeOptions:
     prune: float = 0.0
     bit_alloc: bool = False
     resume: bool = False
+    threads: int | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -83,6 +87,8 @@ class EncodeOptions:
             raise UsageError("--prune must be in [0, 0.9) and needs --qat above 0")
         if self.bit_alloc and self.qat == 0.0:
             raise UsageError("--bit-alloc needs --qat above 0")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise UsageError(f"--threads must be between 1 and {MAX_THREADS}")
         if self.epochs is None and self.time_budget is None and self.psnr is None:
             raise UsageError("nothing would stop the encode: give --psnr, --epochs or --time-budget")
 
@@ -131,9 +137,19 @@ def _segment_done_path(ckpt_dir: str, index: int) -> str:
 
 def encode(input_path: str, output_path: str, options: EncodeOptions | None = None, *,
            overwrite: bool = False, progress: ProgressCallback | None = None) -> dict:
-    """Fit an INR to `input_path` and write `output_path`; returns the encode summary dict."""
+    """Fit an INR to `input_path` and write `output_path`; returns the encode summary dict.
+
+    Torch uses `opts.threads` CPU threads (default: the usable CPUs, see `nvcodec.threads`)."""
     opts = options or EncodeOptions()
     opts.validate()
+    with use_threads(opts.threads) as threads:
+        summary = _encode(input_path, output_path, opts, overwrite=overwrite, progress=progress)
+    summary["threads"] = threads
+    return summary
+
+
+def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite: bool,
+            progress: ProgressCallback | None) -> dict:
     output_path = os.fspath(output_path)
     check_output_path(output_path, overwrite=overwrite)
     device = resolve_device(opts.device)
@@ -195,12 +211,15 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "host": socket.gethostname()[:64],
             "device": seg_reports[0]["device"], "dtype": seg_reports[0]["dtype"],
-            "settings": {k: v for k, v in asdict(opts).items() if k not in ("resume", "extra", "frames")},
+            "settings": {k: v for k, v in asdict(opts).items() if k not in ("resume", "extra", "frames", "threads")},
             "psnr": psnr, "psnr_frame_mean": psnr_frame_mean, "psnr_min": psnr_min, "ssim": ssim,
             "params": params, "encode_seconds": encode_seconds, "segments": seg_reports,
         }
         sections.append(Section("provenance", SectionKind.PROVENANCE, pack_msgpack(provenance)))
         write_nvp(output_path, sections)
+    except DegenerateFitError as exc:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        raise _without_checkpoint(exc, ckpt_dir) from None
     except (NoSpaceError, OSError) as exc:
         if not isinstance(exc, NoSpaceError) and not is_no_space(exc):
             raise
@@ -235,7 +254,8 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     n = frames.shape[0]
     config = _plan(opts, info, n, total)
     # What is left of the whole encode's budget (reading included), shared by frame count.
-    budget = None if deadline is None else max((deadline - time.monotonic()) * n / frames_left, 1e-3)
+    t_seg = time.monotonic()
+    budget = None if deadline is None else max((deadline - t_seg) * n / frames_left, 1e-3)
 
     def seg_progress(event) -> None:
         if progress is not None:
@@ -250,7 +270,16 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
                   checkpoint_path=os.path.join(ckpt_dir, f"seg{index}.pt"), resume=opts.resume, progress=seg_progress)
     if opts.lr is not None:
         kwargs["lr"] = opts.lr
-    result = fit(frames, config, **kwargs)
+    try:
+        result = fit(frames, config, **kwargs)
+    except BudgetTooSmallError as exc:
+        if deadline is None or opts.time_budget is None or exc.suggested is None:
+            raise
+        # The segment's share of the budget -> the whole encode's: time spent before the segment
+        # plus the suggestion scaled from this segment's frames to the frames left.
+        spent = opts.time_budget - (deadline - t_seg)
+        raise BudgetTooSmallError(exc.reason, max(spent, 0.0) + exc.suggested * frames_left / n, exc.speed,
+                                  option="--time-budget") from None
     del frames, frames_np
     report = {
         "index": index, "start": a, "stop": b, "frames": n, "prefix": prefix,
@@ -262,11 +291,27 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     return inr_sections(config, result.quantized, prefix), report
 
 
+def _without_checkpoint(exc: DegenerateFitError, ckpt_dir: str) -> DegenerateFitError:
+    """`exc` with a note that the checkpoint folder was removed (nothing of the encode is left)."""
+    note = f"; removed the checkpoint folder {ckpt_dir}"
+    if isinstance(exc, BudgetTooSmallError):
+        return BudgetTooSmallError(exc.reason, exc.suggested, exc.speed, option=exc.option, note=note)
+    return DegenerateFitError(f"{exc}{note}")
+
+
 def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig:
     """The INR plan of a segment of `n` frames; UsageError when it is larger than readers accept."""
-    config = plan_config(info.width, info.height, n, kind=opts.kind,
-                         params=_segment_params(opts, n, total), bpp=opts.bpp, source_bpp=source_bpp(info),
-                         weight_bits=opts.weight_bits, embed_bits=opts.embed_bits)
+    src = source_bpp(info)
+
+    def plan(cap: float | None) -> INRConfig:
+        return plan_config(info.width, info.height, n, kind=opts.kind, params=_segment_params(opts, n, total),
+                           bpp=opts.bpp, source_bpp=cap, weight_bits=opts.weight_bits,
+                           embed_bits=opts.embed_bits)
+
+    if opts.params is None and opts.bpp is None and src is not None:
+        config = capped_config(plan, src, opts.weight_bits, opts.embed_bits, total)  # the file, not just the model
+    else:
+        config = plan(src)
     limit = max_model_params(info.width, info.height, n)
     if config.num_params(n) > limit:
         raise UsageError(f"a model of {config.num_params(n):,} parameters for {n} frames of {info.width}x{info.height} "

@@ -55,6 +55,7 @@ the task's score of the adapter path against the teacher, 1 when identical (clas
 top-1 agreement, half mean exp(-KL)): below 0.6 the adapter path disagrees with the teacher on
 most frames or spreads its probability very differently."""
 CKA_ZERO = 1e-6
+FEATURE_VARIATION_MIN = 1e-3
 QUANT_TOLERANCE = 0.002
 """The chosen adapter is stored with ADAPTER_BITS-bit weights when that lowers its held-out fidelity by
 at most this much, else as float16."""
@@ -335,10 +336,30 @@ def choose(cands: list[Candidate], tie: float = TIE) -> tuple[Candidate, str, di
     return min(near, key=lambda r: (r[2]["gflops"], -r[2]["fidelity"]))
 
 
-def quality_warnings(cands: list[Candidate], fidelity: float, floor: float = FIDELITY_FLOOR) -> list[str]:
-    """What makes an attach result untrustworthy: a best fidelity below `floor`, or CKA 0 for every
-    pair (the INR's or the backbone's features do not vary over the sampled frames)."""
+def feature_variation(inr: dict[int, torch.Tensor]) -> float:
+    """How much the INR's features change across the sampled frames: the largest, over blocks, share
+    of a block's feature energy that is not common to every frame (0: identical for all frames)."""
+    best = 0.0
+    for t in inr.values():
+        if t.shape[0] < 2:
+            continue
+        x = t.detach().reshape(t.shape[0], -1).double()
+        energy = float(x.pow(2).mean())
+        if energy > 0:
+            best = max(best, float((x - x.mean(0)).pow(2).mean()) / energy)
+    return best
+
+
+def quality_warnings(cands: list[Candidate], fidelity: float, floor: float = FIDELITY_FLOOR,
+                     variation: float | None = None) -> list[str]:
+    """What makes an attach result untrustworthy: a best fidelity below `floor`, CKA 0 for every
+    pair (the INR's or the backbone's features do not vary over the sampled frames), or INR features
+    whose `variation` (`feature_variation`) is below FEATURE_VARIATION_MIN."""
     out = []
+    if variation is not None and variation < FEATURE_VARIATION_MIN:
+        out.append(f"the INR's features barely vary across the sampled frames ({variation:.1e} of their energy): "
+                   "the encode may be a near-constant fit, and a high fidelity then means little; check it with "
+                   "`nvcodec view --compare`")
     if fidelity < floor:
         out.append(f"best held-out fidelity {fidelity:.3f} is below the floor {floor:.2f}: the adapter path "
                    "disagrees with the teacher on many frames, so this task's outputs from the file are unreliable")
@@ -431,7 +452,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
         pathways = _pathways(rt, p, data) if clip else None
         backbone_params = data.backbone_params
 
-    warnings = quality_warnings(cands, best["fidelity"], FIDELITY_FLOOR)
+    warnings = quality_warnings(cands, best["fidelity"], FIDELITY_FLOOR, feature_variation(data.inr))
     if strict and warnings:
         raise LowFidelityError(f"{task} not attached (--strict): {'; '.join(warnings)}")
     adapter_params = int(best["adapter"].num_parameters())

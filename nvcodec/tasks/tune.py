@@ -130,7 +130,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             emb_param = torch.nn.Parameter(emb.clone()) if emb is not None else None
 
             def inputs_for(local: torch.Tensor) -> torch.Tensor:
-                return emb_param[local] if emb_param is not None else dec.input_for(local, None)
+                return dec.input_for(local, emb_param)
 
             adapter = adapters[seg.index]
             pad = (cfg.pad_width, cfg.pad_height)
@@ -184,7 +184,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             sections += inr_sections(cfg, q, seg.prefix)
 
             def deq_inputs(local: torch.Tensor) -> torch.Tensor:
-                return emb_deq[local].to(dev) if emb_deq is not None else dec.input_for(local, None)
+                return dec.input_for(local, emb_deq)
 
             with torch.no_grad():
                 after_rgb = _decode(dec, deq_inputs, n, m.width, m.height, dev)

@@ -1,0 +1,143 @@
+"""How many CPU threads heavy work may use, and setting torch / OpenMP up for it.
+
+`usable_cpus` is the smallest of: the CPUs the process may run on (`os.sched_getaffinity`), the
+cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, rounded up) and
+`os.cpu_count()`. `resolve_threads` puts an explicit request (`--threads`, `NVCODEC_THREADS`) first.
+
+`configure_environment` sets OpenMP defaults before torch is imported (the CLI calls it first
+thing): OMP_NUM_THREADS / MKL_NUM_THREADS to the usable CPUs, and OMP_WAIT_POLICY=PASSIVE so that
+idle OpenMP workers sleep instead of spinning: on a shared machine a spinning worker burns the
+core that the thread it waits for needs. Variables the user set are left alone. `use_threads`
+sets torch's intra-op thread count for a block of work and restores it after.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .errors import UsageError
+
+THREADS_ENV = "NVCODEC_THREADS"
+MAX_THREADS = 1024
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read(4096).strip()
+    except OSError:
+        return None
+
+
+def parse_cpu_max(text: str | None) -> float | None:
+    """CPUs allowed by a cgroup v2 `cpu.max` line ("QUOTA PERIOD" or "max PERIOD"); None: no limit."""
+    if not text:
+        return None
+    parts = text.split()
+    if not parts or parts[0] == "max":
+        return None
+    try:
+        quota = int(parts[0])
+        period = int(parts[1]) if len(parts) > 1 else 100_000
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def parse_cfs(quota: str | None, period: str | None) -> float | None:
+    """CPUs allowed by cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` (-1: no limit)."""
+    try:
+        q, p = int(quota or ""), int(period or "")
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def _own_cgroup_dirs(root: str, proc_cgroup: str) -> list[str]:
+    """Directories of the process's own cgroup (v2 unified and v1 cpu controller), then the root."""
+    dirs = []
+    for line in (_read(proc_cgroup) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            dirs.append(os.path.join(root, path.lstrip("/")))
+        elif "cpu" in controllers.split(","):
+            for name in ("cpu,cpuacct", "cpu", "cpuacct,cpu"):
+                dirs.append(os.path.join(root, name, path.lstrip("/")))
+    dirs.append(root)
+    dirs += [os.path.join(root, "cpu,cpuacct"), os.path.join(root, "cpu")]
+    return dirs
+
+
+def cgroup_cpus(root: str = CGROUP_ROOT, proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """The CPU quota of the process's cgroup in CPUs (the tightest found), None when unlimited."""
+    limits = []
+    for d in _own_cgroup_dirs(root, proc_cgroup):
+        v2 = parse_cpu_max(_read(os.path.join(d, "cpu.max")))
+        v1 = parse_cfs(_read(os.path.join(d, "cpu.cfs_quota_us")), _read(os.path.join(d, "cpu.cfs_period_us")))
+        limits += [x for x in (v2, v1) if x is not None]
+    return min(limits) if limits else None
+
+
+def usable_cpus(root: str = CGROUP_ROOT, proc_cgroup: str = "/proc/self/cgroup") -> int:
+    """CPUs this process may actually use: affinity, cgroup quota (rounded up) and cpu_count, at least 1."""
+    counts = [os.cpu_count() or 1]
+    try:
+        counts.append(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        pass
+    quota = cgroup_cpus(root, proc_cgroup)
+    if quota is not None:
+        counts.append(math.ceil(quota - 1e-9))
+    return max(1, min(counts))
+
+
+def resolve_threads(requested: int | None = None) -> int:
+    """Threads for heavy work: `requested`, else NVCODEC_THREADS, else `usable_cpus()`."""
+    if requested is None:
+        text = os.environ.get(THREADS_ENV)
+        if text:
+            try:
+                requested = int(text)
+            except ValueError:
+                raise UsageError(f"{THREADS_ENV} must be a whole number of threads, not {text!r}") from None
+    if requested is None:
+        return usable_cpus()
+    if not 1 <= requested <= MAX_THREADS:
+        raise UsageError(f"--threads must be between 1 and {MAX_THREADS}")
+    return requested
+
+
+def configure_environment(requested: int | None = None) -> int:
+    """Set OpenMP/MKL defaults for `resolve_threads(requested)` threads and passive waiting; call
+    before torch is imported. Returns the thread count; the user's own variables win."""
+    n = resolve_threads(requested)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, str(n))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return n
+
+
+@contextmanager
+def use_threads(requested: int | None = None) -> Iterator[int]:
+    """Run the block with torch's intra-op threads at `resolve_threads(requested)` when a count was
+    asked for or torch's current one exceeds the usable CPUs; restore the old count after."""
+    import torch
+
+    old = torch.get_num_threads()
+    explicit = requested is not None or bool(os.environ.get(THREADS_ENV))
+    n = resolve_threads(requested)
+    change = explicit or old > n
+    if change:
+        torch.set_num_threads(n)
+    try:
+        yield n if change else old
+    finally:
+        if change:
+            torch.set_num_threads(old)
