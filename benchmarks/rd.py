@@ -47,6 +47,7 @@ from nvcodec.codec.frames import parse_range, resolve_range
 from nvcodec.errors import NvcodecError, UsageError
 from nvcodec.inr.metrics import frame_mse, ms_ssim, quality_from_mse
 from nvcodec.video import probe_video, read_frames
+from nvcodec.video.codecs import X265_MIN_SIDE
 from nvcodec.video.png import write_png
 
 DEFAULT_CLIPS = "/work/shared/clips"
@@ -291,13 +292,20 @@ def run_codecs_curve(store: Store, ckey: str, clip: dict, a: argparse.Namespace,
         c = entry.setdefault(short, {"available": route["via"] is not None, "encoder": route["encoder"],
                                      "via": route["via"], "note": route["note"], "preset": preset, "points": {},
                                      "matches": {}})
+        if c["available"] and route["encoder"] == "libx265" and min(clip["width"], clip["height"]) < X265_MIN_SIDE:
+            c.update(available=False, note=f"skipped: libx265 in this FFmpeg build aborts the process on frames "
+                                           f"smaller than {X265_MIN_SIDE} px on a side")
         if not c["available"]:
             continue
-        for crf in a.crf_lists[short]:
-            key = f"crf={crf:g}"
-            if key in c["points"] and c["points"][key].get("curve"):
-                continue
-            codec_point_at(store, c, clip, route, short, crf, workdir, threads, preset, curve=True)
+        try:
+            for crf in a.crf_lists[short]:
+                key = f"crf={crf:g}"
+                if key in c["points"] and c["points"][key].get("curve"):
+                    continue
+                codec_point_at(store, c, clip, route, short, crf, workdir, threads, preset, curve=True)
+        except NvcodecError as exc:
+            c.update(available=False, note=f"failed on this clip: {exc}")
+            store.save()
 
 
 def codec_point_at(store: Store, c: dict, clip: dict, route: dict, short: str, crf: float, workdir: str,
@@ -343,9 +351,14 @@ def run_codec_matches(store: Store, ckey: str, clip: dict, a: argparse.Namespace
                 return rec["bpp"]
 
             lo, hi = CRF_RANGE[route["encoder"]]
-            m = match_bpp(bpp_at, p["bpp"], lo, hi, integer=route["encoder"] in INTEGER_CRF,
-                          tolerance=a.match_tolerance, known=known)
-            codec_point_at(store, c, clip, route, short, m["crf"], workdir, threads, c["preset"], matched_to=nkey)
+            try:
+                m = match_bpp(bpp_at, p["bpp"], lo, hi, integer=route["encoder"] in INTEGER_CRF,
+                              tolerance=a.match_tolerance, known=known)
+                codec_point_at(store, c, clip, route, short, m["crf"], workdir, threads, c["preset"], matched_to=nkey)
+            except NvcodecError as exc:
+                c["matches"][nkey] = {"target_bpp": p["bpp"], "error": str(exc)}
+                store.save()
+                continue
             c["matches"][nkey] = {"target_bpp": p["bpp"], "crf": m["crf"], "bpp": m["bpp"],
                                   "within_tolerance": m["within_tolerance"], "search_encodes": m["encodes"],
                                   "tries": m["tries"]}
@@ -366,7 +379,7 @@ def report(out: str, name: str, md_name: str, data: dict) -> None:
     analysis = analyse(data)
     data["analysis"] = analysis
     data["out_dir"] = out
-    plots, note = write_plots(data, os.path.join(out, "plots"))
+    plots, note = write_plots(data, os.path.join(out, "plots"), prefix=name)
     md = render_markdown(data, analysis, plots, note)
     with open(os.path.join(out, md_name), "w", encoding="utf-8") as f:
         f.write(md)

@@ -175,3 +175,43 @@ def test_rd_end_to_end_tiny(tmp_path):
     (out / "RD.md").unlink()
     assert rd.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "RD.md").read_text() == md
+
+
+def _synthetic_rd(factor):
+    """One clip: hnerv and a new kind at `factor` x hnerv's rate for the same PSNR, x264 better than both."""
+    def pt(kind, mode, bpp, psnr, trace):
+        return {"kind": kind, "mode": mode, "target_bpp": bpp, "bpp": bpp, "psnr": psnr, "ms_ssim": 1 - 10 ** (-psnr / 20),
+                "epochs": 10, "encode_seconds": 100.0, "trace": trace}
+    nv = {}
+    for mode in ("epochs=300", "time=600s"):
+        for b, q in zip((0.03, 0.05, 0.1), (28.0, 30.5, 33.5)):
+            nv[f"hnerv|{mode}|bpp={b:g}"] = pt("hnerv", mode, b, q, [{"seconds": 50.0, "psnr": q}])
+            nv[f"newkind|{mode}|bpp={b:g}"] = pt("newkind", mode, b * factor, q, [{"seconds": 20.0, "psnr": q}])
+    x264 = {f"crf={c}": {"crf": c, "bpp": b, "psnr": q, "ms_ssim": 1 - 10 ** (-q / 20), "curve": True, "matched_to": []}
+            for c, b, q in ((38, 0.02, 31.0), (32, 0.04, 34.0), (26, 0.08, 37.0), (20, 0.16, 40.0))}
+    x264["crf=32"]["matched_to"] = ["hnerv|epochs=300|bpp=0.05"]
+    clip = {"clip": "c.mp4", "frames": [0, 96], "width": 64, "height": 48, "scale": 1.0, "source": "x",
+            "nvcodec": nv, "codecs": {"x264": {"available": True, "via": "pyav", "preset": "medium", "points": x264}}}
+    return {"schema": "nvcodec-rd/1", "clips": {"c|0:96|scale=1": clip}}
+
+
+def test_rd_analysis_bd_vs_hnerv_gap_speed_losses_and_targets():
+    from nvcodec.bench.rdreport import analyse, render_markdown
+
+    data = _synthetic_rd(0.5)
+    a = analyse(data)
+    m = a["clips"]["c|0:96|scale=1"]["modes"]
+    row = m["epochs=300"]["newkind"]
+    assert row["vs"]["hnerv"]["psnr"]["bd_rate_pct"] == pytest.approx(-50.0, abs=1e-6)
+    assert row["vs"]["x264"]["psnr"]["bd_rate_pct"] > 0  # x264 still better
+    hn_gap = m["epochs=300"]["hnerv"]["gap_x264"]
+    assert hn_gap["gap_db"] == pytest.approx(quality_at_rate([0.02, 0.04, 0.08, 0.16], [31, 34, 37, 40], 0.05) - 30.5)
+    assert row["gap_x264"]["gap_db"] < hn_gap["gap_db"] and row["gap_x264"]["vs_hnerv_gap"] is not None
+    assert row["seconds_to_psnr"]["30"]["fastest_s"] == 20.0 and row["seconds_to_psnr"]["33"]["fastest_s"] == 20.0
+    assert m["epochs=300"]["hnerv"]["seconds_to_psnr"]["33"]["fastest_s"] == 50.0
+    assert any("x264" in x and "30.50" in x for x in a["clips"]["c|0:96|scale=1"]["losses"])
+    t = {(r["mode"], r["kind"]): r for r in a["targets"]}
+    assert t[("epochs=300", "newkind")]["bd_met"] is True and t[("time=600s", "newkind")]["limit_pct"] == -25.0
+    assert _synthetic_rd(0.7) and analyse(_synthetic_rd(0.7))["targets"][0]["bd_met"] is False  # -30% < 40%
+    md = render_markdown(data, a)
+    assert "-50.0%" in md and "newkind" in md

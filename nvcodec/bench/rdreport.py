@@ -135,15 +135,16 @@ def analyse_clip(clip: dict) -> dict[str, Any]:
     return out
 
 
-def losses(clip: dict) -> list[str]:
-    """Every nvcodec point that a codec beats at the bpp matched to it (PSNR and MS-SSIM)."""
+def losses(clip: dict, slack: float = 0.05) -> list[str]:
+    """Every nvcodec point that a codec beats (PSNR or MS-SSIM) at the bpp matched to it, where the codec's
+    bpp is at most `slack` above the point's (a codec point of much more rate proves nothing)."""
     out = []
     for key, p in sorted(clip.get("nvcodec", {}).items()):
         if p.get("psnr") is None:
             continue
         for short, c in clip.get("codecs", {}).items():
             for cp in c.get("points", {}).values():
-                if key not in cp.get("matched_to", []) or cp.get("psnr") is None:
+                if key not in cp.get("matched_to", []) or cp.get("psnr") is None or cp["bpp"] > p["bpp"] * (1 + slack):
                     continue
                 if cp["psnr"] > p["psnr"] or cp["ms_ssim"] > p["ms_ssim"]:
                     out.append(f"{p['kind']} ({p['mode']}, {p['bpp']:.4f} bpp): {short} at {cp['bpp']:.4f} bpp has "
@@ -324,8 +325,8 @@ def render_markdown(data: dict, analysis: dict, plots: list[str] | None = None, 
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_plots(data: dict, directory: str) -> tuple[list[str], str | None]:
-    """rd_<clip>.png per clip (PSNR and MS-SSIM against bpp); ([], note) when matplotlib is missing."""
+def write_plots(data: dict, directory: str, prefix: str = "rd") -> tuple[list[str], str | None]:
+    """<prefix>_<clip>.png per clip (PSNR and MS-SSIM against bpp); ([], note) when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -358,8 +359,7 @@ def write_plots(data: dict, directory: str) -> tuple[list[str], str | None]:
         fig.suptitle(f"{ckey}: {clip['width']}x{clip['height']}, frames {clip['frames'][0]}:{clip['frames'][1]}",
                      fontsize=9)
         fig.tight_layout()
-        stem = ckey.split("|")[0]
-        path = os.path.join(directory, f"rd_{stem}.png")
+        path = os.path.join(directory, f"{prefix}_{ckey.split('|')[0]}.png")
         fig.savefig(path, dpi=100)
         plt.close(fig)
         out.append(path)
