@@ -147,7 +147,7 @@ def losses(clip: dict, slack: float = 0.05) -> list[str]:
                 if key not in cp.get("matched_to", []) or cp.get("psnr") is None or cp["bpp"] > p["bpp"] * (1 + slack):
                     continue
                 if cp["psnr"] > p["psnr"] or cp["ms_ssim"] > p["ms_ssim"]:
-                    out.append(f"{p['kind']} ({p['mode']}, {p['bpp']:.4f} bpp): {short} at {cp['bpp']:.4f} bpp has "
+                    out.append(f"{p['kind']} ({p['mode']}, target {p['target_bpp']:g}, {p['bpp']:.4f} bpp): {short} at {cp['bpp']:.4f} bpp has "
                                f"PSNR {cp['psnr']:.2f} vs {p['psnr']:.2f} dB ({cp['psnr'] - p['psnr']:+.2f}), "
                                f"MS-SSIM {cp['ms_ssim']:.4f} vs {p['ms_ssim']:.4f}")
     return out
