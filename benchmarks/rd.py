@@ -309,14 +309,20 @@ def run_codecs_curve(store: Store, ckey: str, clip: dict, a: argparse.Namespace,
 
 
 def codec_point_at(store: Store, c: dict, clip: dict, route: dict, short: str, crf: float, workdir: str,
-                   threads: int, preset: str, *, curve: bool = False, matched_to: str | None = None) -> dict:
-    """Encode (or reuse) the codec at `crf`, measure quality, record it under c["points"]."""
+                   threads: int, preset: str, *, curve: bool = False, matched_to: str | None = None,
+                   done: tuple[dict, str, list | None] | None = None) -> dict:
+    """Encode (or reuse) the codec at `crf`, measure quality, record it under c["points"].
+
+    `done`: (record, file, load at its start) of an encode at this CRF made already (during a CRF search)."""
     crf = float(int(round(crf))) if route["encoder"] in INTEGER_CRF else round(float(crf), 2)
     key = f"crf={crf:g}"
     p = c["points"].get(key)
     if p is None or p.get("psnr") is None:
-        load_start = _load()
-        rec, path = codec_encode_measure(clip, route, short, crf, workdir, threads, preset, False)
+        if done is not None:
+            rec, path, load_start = done
+        else:
+            load_start = _load()
+            rec, path = codec_encode_measure(clip, route, short, crf, workdir, threads, preset, False)
         h, w = clip["ref"].shape[1:3]
         decoded = decode_codec_file(path, w, h, threads)
         rec.update(measure([decoded[i:i + 8] for i in range(0, decoded.shape[0], 8)], clip["ref"]))
@@ -342,23 +348,28 @@ def run_codec_matches(store: Store, ckey: str, clip: dict, a: argparse.Namespace
             if p.get("bpp") is None or nkey in c["matches"]:
                 continue
             known = {float(q["crf"]): q["bpp"] for q in c["points"].values()}
-            probe_bpp: dict[float, float] = {}
+            probes: dict[float, tuple[dict, str, list | None]] = {}
 
             def bpp_at(crf: float) -> float:
+                load_start = _load()
                 rec, path = codec_encode_measure(clip, route, short, crf, workdir, threads, c["preset"], False)
-                os.remove(path)
-                probe_bpp[crf] = rec["bpp"]
+                probes[crf] = (rec, path, load_start)
                 return rec["bpp"]
 
             lo, hi = CRF_RANGE[route["encoder"]]
             try:
                 m = match_bpp(bpp_at, p["bpp"], lo, hi, integer=route["encoder"] in INTEGER_CRF,
                               tolerance=a.match_tolerance, known=known)
-                codec_point_at(store, c, clip, route, short, m["crf"], workdir, threads, c["preset"], matched_to=nkey)
+                codec_point_at(store, c, clip, route, short, m["crf"], workdir, threads, c["preset"], matched_to=nkey,
+                               done=probes.get(m["crf"]))
             except NvcodecError as exc:
                 c["matches"][nkey] = {"target_bpp": p["bpp"], "error": str(exc)}
                 store.save()
                 continue
+            finally:
+                for _, path, _ in probes.values():
+                    if os.path.exists(path):
+                        os.remove(path)
             c["matches"][nkey] = {"target_bpp": p["bpp"], "crf": m["crf"], "bpp": m["bpp"],
                                   "within_tolerance": m["within_tolerance"], "search_encodes": m["encodes"],
                                   "tries": m["tries"]}
