@@ -24,6 +24,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shlex
 import shutil
 import sys
@@ -205,6 +206,11 @@ def measure(decoded_batches, ref: np.ndarray) -> dict[str, float]:
             "ms_ssim": float(torch.cat(ssims).mean())}
 
 
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _load() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -219,6 +225,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
     path = os.path.join(workdir, "point.nvp")
     trace: list[dict[str, float]] = []
     load_start = _load()
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     last: list[float | None] = [None]
 
@@ -239,6 +246,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
         rec.update(error=f"{type(exc).__name__}: {exc}", load_end=_load())
         return rec
     seconds = time.perf_counter() - t0
+    cpu_seconds = _cpu_seconds() - cpu0
     trace.append({"seconds": seconds, "epoch": int(sum(summary["epochs"])), "psnr": float(summary["psnr"]), "final": True})
     import nvcodec
 
@@ -248,7 +256,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
     size = os.path.getsize(path)
     rec.update(bytes=size, bpp=size * 8 / (w * h * n), **q, ssim_encoder=summary["ssim"],
                psnr_encoder=summary["psnr"], params=summary["params"], epochs=int(sum(summary["epochs"])),
-               stopped_by=summary["stopped_by"], encode_seconds=seconds, device=summary["device"],
+               stopped_by=summary["stopped_by"], encode_seconds=seconds, cpu_seconds=cpu_seconds, device=summary["device"],
                dtype=summary["dtype"], frames=n, width=w, height=h, trace=trace,
                seconds_to_30=seconds_to_reach(trace, 30.0), seconds_to_33=seconds_to_reach(trace, 33.0),
                load_end=_load())
