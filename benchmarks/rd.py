@@ -27,6 +27,7 @@ import os
 import resource
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -495,6 +496,8 @@ def run_bunny(store: Store, clips: list[str], a: argparse.Namespace, workdir: st
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     a.argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # run as a script: SIGTERM unwinds like Ctrl-C, so the scratch folder is removed
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         check_args(a)
         return run(a)
