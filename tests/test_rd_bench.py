@@ -215,3 +215,23 @@ def test_rd_analysis_bd_vs_hnerv_gap_speed_losses_and_targets():
     assert _synthetic_rd(0.7) and analyse(_synthetic_rd(0.7))["targets"][0]["bd_met"] is False  # -30% < 40%
     md = render_markdown(data, a)
     assert "-50.0%" in md and "newkind" in md
+
+
+def test_codec_route_and_the_ffmpeg_program_path(tmp_path):
+    import shutil
+
+    from nvcodec.bench.crf import codec_route, encode_cli, ffmpeg_cli_encoders
+    from nvcodec.bench.paths import decode_codec_file
+    from nvcodec.errors import UsageError
+
+    assert codec_route("x264")["via"] == "pyav"
+    with pytest.raises(UsageError):
+        codec_route("vp8")
+    if shutil.which("ffmpeg") is None or "libx264" not in ffmpeg_cli_encoders():
+        pytest.skip("no ffmpeg program with libx264 here")
+    frames = synthetic_frames(4, 32, 48)
+    size = encode_cli(frames, str(tmp_path / "a.mp4"), 25.0, "libx264", crf=20, preset="medium", threads=1)
+    assert size == os.path.getsize(tmp_path / "a.mp4") > 0
+    assert decode_codec_file(str(tmp_path / "a.mp4"), 48, 32, 1).shape == (4, 32, 48, 3)
+    with pytest.raises(UsageError, match="ffmpeg"):
+        encode_cli(frames, str(tmp_path / "b.mp4"), 25.0, "nosuchencoder", crf=20)
