@@ -418,6 +418,9 @@ def run(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.threads)
     threads = a.threads or torch.get_num_threads()
     clips = find_clips(a.clips)
+    infos = {path: probe_video(path) for path in clips}  # unreadable clips fail here, before anything is written
+    for path in clips:
+        clip_frames(path, infos[path].frames, a.frame_range)
     store = Store(json_path, a.resume)
     d = store.data
     d.setdefault("schema", SCHEMA)
@@ -435,8 +438,7 @@ def run(a: argparse.Namespace) -> int:
     os.makedirs(workdir, exist_ok=True)
     try:
         for path in clips:
-            info = probe_video(path)
-            frames = clip_frames(path, info.frames, a.frame_range)
+            frames = clip_frames(path, infos[path].frames, a.frame_range)
             ckey = clip_key(path, frames, a.scale)
             print(f"{ckey}: preparing", file=sys.stderr)
             clip = prepare_clip(path, frames, a.scale, workdir)

@@ -135,6 +135,11 @@ def test_rd_rejects_bad_arguments_with_exit_code_2(tmp_path, capsys):
         assert rd.main([clip, "--out", str(tmp_path / "o"), *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "Traceback" not in err
+    assert rd.main([clip, "--out", str(tmp_path / "o"), "--epochs", "1", "--frames", "0:99"]) == 2  # past the end
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    assert rd.main([str(bad), "--out", str(tmp_path / "o"), "--epochs", "1"]) == 4
+    assert "Traceback" not in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o" / "rd.json")
 
 
