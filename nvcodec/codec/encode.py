@@ -6,7 +6,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -16,7 +16,7 @@ from .. import __version__
 from ..container import NvpReader, Section, SectionKind, pack_msgpack, write_nvp
 from ..errors import DegenerateFitError, NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
 from ..inr.budget import BudgetTooSmallError
-from ..inr.fit import DEFAULT_QAT, fit
+from ..inr.fit import fit
 from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
 from ..progress import ProgressCallback, emit
@@ -29,6 +29,9 @@ from .serialize import inr_sections
 from .video import resolve_device
 
 KINDS = ("hnerv", "nerv", "hinerv")
+# Per kind: (weight bits, embedding bits, QAT fraction) when not given. The older kinds keep what
+# they always used (post-training 8/6-bit quantization); hinerv trains its last 30% at 6/5 bits.
+KIND_PRESETS = {"hnerv": (8, 6, 0.0), "nerv": (8, 6, 0.0), "hinerv": (6, 5, 0.3)}
 LOSSES = ("l2", "l1+ssim")
 
 
@@ -50,9 +53,9 @@ class EncodeOptions:
     stream: int | None = None
     frames: tuple[int | None, int | None] | None = None
     segment_frames: int | None = None
-    weight_bits: int = 8
-    embed_bits: int = 6
-    qat: float = DEFAULT_QAT
+    weight_bits: int | None = None
+    embed_bits: int | None = None
+    qat: float | None = None
     prune: float = 0.0
     bit_alloc: bool = False
     resume: bool = False
@@ -79,8 +82,23 @@ class EncodeOptions:
             raise UsageError("--psnr must be in (0, 100) dB")
         if self.segment_frames is not None and self.segment_frames < 1:
             raise UsageError("--segment-frames must be at least 1")
-        if not 2 <= self.weight_bits <= 16 or not 2 <= self.embed_bits <= 16:
+        if self.kind not in KINDS:
+            raise UsageError(f"--kind must be one of {', '.join(KINDS)}")
+        r = self.resolved()
+        if not 2 <= r.weight_bits <= 16 or not 2 <= r.embed_bits <= 16:
             raise UsageError("--weight-bits and --embed-bits must be between 2 and 16")
+        r.check_rate_options()
+
+    def resolved(self) -> "EncodeOptions":
+        """A copy with the kind's codec preset (`KIND_PRESETS`) filling weight_bits, embed_bits and qat
+        where they are None."""
+        wb, eb, qat = KIND_PRESETS[self.kind]
+        return replace(self, weight_bits=wb if self.weight_bits is None else self.weight_bits,
+                       embed_bits=eb if self.embed_bits is None else self.embed_bits,
+                       qat=qat if self.qat is None else self.qat)
+
+    def check_rate_options(self) -> None:
+        """UsageError for QAT, pruning and bit-allocation settings that cannot work (resolved options)."""
         if not 0.0 <= self.qat <= 1.0:
             raise UsageError("--qat must be a fraction in [0, 1]")
         if not 0.0 <= self.prune < 0.9 or (self.prune > 0.0 and self.qat == 0.0):
@@ -142,6 +160,7 @@ def encode(input_path: str, output_path: str, options: EncodeOptions | None = No
     Torch uses `opts.threads` CPU threads (default: the usable CPUs, see `nvcodec.threads`)."""
     opts = options or EncodeOptions()
     opts.validate()
+    opts = opts.resolved()
     with use_threads(opts.threads) as threads:
         summary = _encode(input_path, output_path, opts, overwrite=overwrite, progress=progress)
     summary["threads"] = threads
