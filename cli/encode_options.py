@@ -25,9 +25,12 @@ _OPTIONS = [
     click.option("--segment-frames", type=int, metavar="N", help="Split long videos into INRs of N frames each."),
     click.option("--weight-bits", type=int, default=8, show_default=True),
     click.option("--embed-bits", type=int, default=6, show_default=True),
+    click.option("--entropy", type=click.Choice(["rans", "none"]), default="rans", show_default=True,
+                 help="How quantized tensors are stored: rANS-coded (needs a reader with the tensor-rans "
+                      "feature) or raw (any 1.0 reader)."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
-          "segment_frames", "weight_bits", "embed_bits")
+          "segment_frames", "weight_bits", "embed_bits", "entropy")
 
 
 def encode_options(fn: Callable) -> Callable:
@@ -47,4 +50,4 @@ def build_options(kwargs: dict[str, Any], **extra: Any) -> Any:
                          psnr=v["psnr"], epochs=v["epochs"], time_budget=v["time_budget"], loss=v["loss"], lr=v["lr"],
                          seed=v["seed"], device=v["device"], stream=v["stream"], frames=parse_range(v["frames"]),
                          segment_frames=v["segment_frames"], weight_bits=v["weight_bits"], embed_bits=v["embed_bits"],
-                         **extra)
+                         entropy=v["entropy"], **extra)

@@ -49,6 +49,7 @@ class EncodeOptions:
     segment_frames: int | None = None
     weight_bits: int = 8
     embed_bits: int = 6
+    entropy: str = "rans"
     resume: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -74,6 +75,8 @@ class EncodeOptions:
             raise UsageError("--segment-frames must be at least 1")
         if not 2 <= self.weight_bits <= 16 or not 2 <= self.embed_bits <= 16:
             raise UsageError("--weight-bits and --embed-bits must be between 2 and 16")
+        if self.entropy not in ("rans", "none"):
+            raise UsageError("--entropy must be rans or none")
         if self.epochs is None and self.time_budget is None and self.psnr is None:
             raise UsageError("nothing would stop the encode: give --psnr, --epochs or --time-budget")
 
@@ -249,7 +252,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
         "params": int(result.params), "epochs": int(result.epochs), "seconds": float(result.seconds),
         "stopped_by": str(result.stopped_by), "device": str(result.device), "dtype": str(result.dtype),
     }
-    return inr_sections(config, result.quantized, prefix), report
+    return inr_sections(config, result.quantized, prefix, entropy=opts.entropy), report
 
 
 def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig:

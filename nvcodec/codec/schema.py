@@ -145,7 +145,7 @@ SETTINGS: Schema = {
     "kind": Str(16), "params": Num(0, 1e12), "bpp": Num(0, 1e6), "psnr": Num(0, 1000), "epochs": Int(0, 1 << 31),
     "time_budget": Num(0, 1e12), "loss": Str(16), "lr": Num(0, 1e6), "seed": Int(-(1 << 63), 1 << 64),
     "device": Str(64), "amp": Bool(), "stream": Int(0, 65535), "segment_frames": Int(1, MAX_FRAMES),
-    "weight_bits": Int(2, 16), "embed_bits": Int(2, 16),
+    "weight_bits": Int(2, 16), "embed_bits": Int(2, 16), "entropy": Str(16),
 }
 PROVENANCE: Schema = {
     **{k: Str() for k in ("tool", "tool_version", "torch_version", "created", "host", "device", "dtype")},
