@@ -245,14 +245,21 @@ def _nan_provenance(good: Good, path: Path) -> Path:
 
 
 def coded_section(good: Good) -> tuple[str, int, bytes]:
-    """(name, kind, payload) of the good file's first tensor section holding an entropy-coded tensor."""
+    """(name, kind, payload) of the good file's first section holding an entropy-coded tensor, or, where
+    the writer kept every section raw (zstd won), its embeddings re-packed rANS-coded (same values)."""
+    from nvcodec.container import unpack_tensors
+
     with NvpReader(good.plain) as r:
         for s in r.sections:
             if s.kind in (SectionKind.INR_BLOCK, SectionKind.INR_HEAD, SectionKind.EMBEDDINGS):
                 payload = r.read(s.name)
                 if any("coding" in e for e in split_bundle(payload)[0]["tensors"]):
                     return s.name, s.kind, payload
-    raise RuntimeError("the good file has no entropy-coded tensor")
+        bundle = unpack_tensors(r.read("embeddings"))
+    payload = pack_tensors(bundle.tensors, bundle.quant, bundle.meta, entropy="rans")
+    if not any("coding" in e for e in split_bundle(payload)[0]["tensors"]):
+        raise RuntimeError("the good file's embeddings do not entropy-code")
+    return "embeddings", SectionKind.EMBEDDINGS, payload
 
 
 def split_bundle(payload: bytes) -> tuple[dict, bytes]:

@@ -5,7 +5,9 @@ Sections (all zstd): `{prefix}model` (MODEL, msgpack of `INRConfig.to_dict()`), 
 parameters of decoder block k, names as in `INRDecoder.block_state_dict(k)`) and `{prefix}head`
 (INR_HEAD). Quantized tensors are stored as uint8/uint16 with their `QuantParams`, rANS-coded by
 default (entropy="rans": each tensor under its smallest parametric model, raw when coding does not
-pay; sections that use it require the `tensor-rans` feature); unquantized ones as float16.
+pay; a section keeps its raw bundle when that compresses smaller with zstd, as for repetitive
+values an order-0 model cannot see; sections that use coding require the `tensor-rans` feature);
+unquantized ones as float16.
 Bundle meta: {"block": k} / {"head": True} / {"embeddings": True}.
 """
 
@@ -16,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..container import NvpReader, QuantParams, Section, SectionKind, TensorBundle, pack_msgpack, pack_tensors
+from ..container.compression import zstd_size
 from ..container.layout import RANS_FEATURE
 from ..container.tensors import ENTROPY_MODES, coded_tensor_names
 from ..errors import FormatError, UsageError
@@ -40,9 +43,12 @@ def _bundle(name: str, kind: SectionKind, qd: dict[str, QTensor], floats: dict[s
         quant[tname] = p
     for tname, a in floats.items():
         tensors[tname] = np.ascontiguousarray(a, dtype=np.float16)
-    payload = pack_tensors(tensors, quant, meta, entropy=entropy)
-    features = (RANS_FEATURE,) if entropy == "rans" and coded_tensor_names(payload) else ()
-    return Section(name, kind, payload, features=features)
+    raw = pack_tensors(tensors, quant, meta)
+    if entropy == "rans":
+        coded = pack_tensors(tensors, quant, meta, entropy="rans")
+        if coded_tensor_names(coded) and zstd_size(coded) < zstd_size(raw):
+            return Section(name, kind, coded, features=(RANS_FEATURE,))
+    return Section(name, kind, raw)
 
 
 def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "", entropy: str = "rans") -> list[Section]:

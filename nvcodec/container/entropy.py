@@ -175,17 +175,19 @@ def _encode(sym: np.ndarray, tables: list[np.ndarray]) -> np.ndarray:
     return np.asarray(coder.get_compressed(), dtype=np.uint32)
 
 
-def encode_tensor(q: np.ndarray, bits: int, axes: list[int | None], table_room: int) -> tuple[Coding, bytes] | None:
+def encode_tensor(q: np.ndarray, bits: int, axes: list[int | None], table_room: int,
+                  beat: int | None = None) -> tuple[Coding, bytes] | None:
     """Smallest rANS coding of `q` over the candidate model axes (None: one model), or None when
-    no candidate codes smaller than the raw values. `table_room` bounds the tables used; per-channel
-    models are tried only when their tables are no larger than the tensor."""
+    no candidate codes (words + 8 bytes of parameters per model) smaller than `beat` bytes (default:
+    the raw values). `table_room` bounds the tables used; per-channel models are tried only when
+    their tables are no larger than the tensor."""
     if not 1 <= bits <= MAX_CODED_BITS or q.size == 0 or q.dtype not in (np.uint8, np.uint16):
         return None
     n = 1 << bits
     if int(q.max()) >= n:
         raise FormatError(f"tensor values exceed {bits} bits")
     best: tuple[int, Coding, bytes] | None = None
-    raw = q.nbytes
+    raw = q.nbytes if beat is None else min(beat, q.nbytes)
     for axis in axes:
         sym = _channels(q, axis)
         channels = sym.shape[0]
