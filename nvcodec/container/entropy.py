@@ -213,10 +213,12 @@ def decode_tensor(data: bytes, shape: tuple[int, ...], bits: int, dtype: np.dtyp
     count = math.prod(shape)
     channels = 1 if c.axis is None else shape[c.axis]
     per = count // channels
-    tables = _tables(c.family, bits, c.loc, c.scale)
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        rows = [np.asarray(coder.decode(_model(tables[k]), per)) for k in range(channels)]
+        rows = []
+        for k in range(channels):  # one table at a time: memory stays O(2^bits)
+            table = weights(c.family, bits, c.loc[k:k + 1], c.scale[k:k + 1])[0]
+            rows.append(np.asarray(coder.decode(_model(table), per)))
         ended = coder.is_empty()
     except (ValueError, RuntimeError, OverflowError) as exc:
         raise FormatError(f"entropy-coded data is damaged ({exc})") from None
