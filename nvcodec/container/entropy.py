@@ -146,24 +146,31 @@ def _cross_bits(hist: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _fit(family: int, bits: int, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Moment estimates of loc/scale per channel, scale refined on the ideal code length."""
+    """loc/scale per channel: loc the mean, median or mode of its values, scale their spread (mean
+    absolute deviation or standard deviation about loc) times _REFINE, whichever pair gives the
+    shortest ideal code length."""
     n = 1 << bits
     k = np.arange(n, dtype=np.float64)
     count = np.maximum(hist.sum(axis=1), 1.0)
     mean = (hist * k).sum(axis=1) / count
-    if family == LAPLACE:
-        spread = (hist * np.abs(k[None, :] - mean[:, None])).sum(axis=1) / count
-    else:
-        spread = np.sqrt((hist * (k[None, :] - mean[:, None]) ** 2).sum(axis=1) / count)
-    loc = np.clip(mean, 0.0, n - 1.0).astype(np.float32)
+    median = np.argmax(np.cumsum(hist, axis=1) >= count[:, None] / 2, axis=1).astype(np.float64)
+    mode = np.argmax(hist, axis=1).astype(np.float64)
+    best_loc = np.zeros(hist.shape[0], dtype=np.float32)
     best_scale = np.zeros(hist.shape[0], dtype=np.float32)
     best_bits = np.full(hist.shape[0], np.inf)
-    for f in _REFINE:
-        scale = np.clip(spread * f, MIN_SCALE, float(n)).astype(np.float32)
-        cost = _cross_bits(hist, np.stack(_tables(family, bits, loc, scale)))
-        better = cost < best_bits
-        best_scale[better], best_bits[better] = scale[better], cost[better]
-    return loc, best_scale
+    for center in (mean, median, mode):
+        loc = np.clip(center, 0.0, n - 1.0).astype(np.float32)
+        d = k[None, :] - loc.astype(np.float64)[:, None]
+        if family == LAPLACE:
+            spread = (hist * np.abs(d)).sum(axis=1) / count
+        else:
+            spread = np.sqrt((hist * d * d).sum(axis=1) / count)
+        for f in _REFINE:
+            scale = np.clip(spread * f, MIN_SCALE, float(n)).astype(np.float32)
+            cost = _cross_bits(hist, np.stack(_tables(family, bits, loc, scale)))
+            better = cost < best_bits
+            best_loc[better], best_scale[better], best_bits[better] = loc[better], scale[better], cost[better]
+    return best_loc, best_scale
 
 
 def _encode(sym: np.ndarray, tables: list[np.ndarray]) -> np.ndarray:
