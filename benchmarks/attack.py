@@ -38,7 +38,9 @@ import zstandard
 
 from nvcodec.container import Codec, NvpReader, SectionKind, pack_msgpack, pack_tensors
 from nvcodec.container.index import encode_index, encode_trailer
-from nvcodec.container.layout import MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, SectionInfo, align_up
+from nvcodec.container.layout import (
+    MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT, TENSOR_PREFIX, SectionInfo, align_up,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -97,8 +99,10 @@ def zstd_zeros(name: str, kind: int, size: int, random_prefix: int = 0) -> Store
     return Stored(name, int(kind), Codec.ZSTD, _FRAMES[key], size)
 
 
-def craft(path: Path, sections: list[Stored]) -> Path:
-    """Write `sections` as a generation-1 `.nvp` with correct CRCs (nothing else is checked)."""
+def craft(path: Path, sections: list[Stored], features: tuple[str, ...] = (RANS_FEATURE,)) -> Path:
+    """Write `sections` as a generation-1 `.nvp` with correct CRCs (nothing else is checked).
+
+    The index lists `features` (by default `tensor-rans`, which the good file's coded bundles need)."""
     buf = bytearray(PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0))
     infos = []
     for s in sections:
@@ -106,7 +110,7 @@ def craft(path: Path, sections: list[Stored]) -> Path:
         infos.append(SectionInfo(s.name, s.kind, s.codec, len(buf), len(s.data), s.raw_length, zlib.crc32(s.data)))
         buf += s.data
     buf += bytes(align_up(len(buf)) - len(buf))
-    index = encode_index(1, 0, zlib.crc32(buf), infos, [])
+    index = encode_index(1, 0, zlib.crc32(buf), infos, list(features))
     path.write_bytes(bytes(buf) + index + encode_trailer(len(buf), index, 1))
     return path
 
@@ -240,6 +244,73 @@ def _nan_provenance(good: Good, path: Path) -> Path:
                                 zstd("routing", SectionKind.ROUTING, msgpack.packb(routing))))
 
 
+def coded_section(good: Good) -> tuple[str, int, bytes]:
+    """(name, kind, payload) of the good file's first section holding an entropy-coded tensor, or, where
+    the writer kept every section raw (zstd won), its embeddings re-packed rANS-coded (same values)."""
+    from nvcodec.container import unpack_tensors
+
+    with NvpReader(good.plain) as r:
+        for s in r.sections:
+            if s.kind in (SectionKind.INR_BLOCK, SectionKind.INR_HEAD, SectionKind.EMBEDDINGS):
+                payload = r.read(s.name)
+                if any("coding" in e for e in split_bundle(payload)[0]["tensors"]):
+                    return s.name, s.kind, payload
+        bundle = unpack_tensors(r.read("embeddings"))
+    payload = pack_tensors(bundle.tensors, bundle.quant, bundle.meta, entropy="rans")
+    if not any("coding" in e for e in split_bundle(payload)[0]["tensors"]):
+        raise RuntimeError("the good file's embeddings do not entropy-code")
+    return "embeddings", SectionKind.EMBEDDINGS, payload
+
+
+def split_bundle(payload: bytes) -> tuple[dict, bytes]:
+    """(msgpack header, data region) of a tensor bundle."""
+    _, n = TENSOR_PREFIX.unpack_from(payload, 0)
+    header = msgpack.unpackb(payload[8:8 + n], raw=False)
+    return header, payload[align_up(8 + n, TENSOR_ALIGNMENT):]
+
+
+def join_bundle(header: dict, data: bytes) -> bytes:
+    """A tensor bundle from a (possibly hostile) header and data region, as-is."""
+    raw_header = msgpack.packb(header, use_bin_type=True)
+    head = TENSOR_PREFIX.pack(b"NVPT", len(raw_header)) + raw_header
+    return head + bytes(align_up(len(head), TENSOR_ALIGNMENT) - len(head)) + data
+
+
+def _coded_case(change: Callable[[dict, bytes], tuple[dict, bytes]],
+                features: tuple[str, ...] = (RANS_FEATURE,)) -> Callable[[Good, Path], Path]:
+    """The good file with its first coded tensor section's header and data changed by `change`."""
+    def build(good: Good, path: Path) -> Path:
+        name, kind, payload = coded_section(good)
+        header, data = change(*split_bundle(payload))
+        return craft(path, replaced(good.sections, zstd(name, kind, join_bundle(header, data))), features)
+    return build
+
+
+def _first_coded(header: dict) -> dict:
+    return next(e for e in header["tensors"] if "coding" in e)
+
+
+def _huge_coded_shape(header: dict, data: bytes) -> tuple[dict, bytes]:
+    _first_coded(header)["shape"] = [1 << 16, 1 << 15]
+    return header, data
+
+
+def _garbled_words(header: dict, data: bytes) -> tuple[dict, bytes]:
+    e = _first_coded(header)
+    start, end = e["offset"], e["offset"] + e["length"]
+    rng = np.random.default_rng(1)
+    return header, data[:start] + rng.integers(1, 256, end - start, dtype=np.uint8).tobytes() + data[end:]
+
+
+def _huge_tables(header: dict, data: bytes) -> tuple[dict, bytes]:
+    e = _first_coded(header)
+    n = 1 << 16
+    e["dtype"], e["shape"] = "u8", [n]
+    e["quant"] = {"bits": 8, "axis": None, "scale": np.ones(1, "<f4").tobytes(), "zero_point": np.zeros(1, "<f4").tobytes()}
+    e["coding"] = {"model": 1, "axis": 0, "loc": np.zeros(n, "<f4").tobytes(), "scale": np.ones(n, "<f4").tobytes()}
+    return header, data
+
+
 def _sections_case(*new: Callable[[Good], Stored]) -> Callable[[Good, Path], Path]:
     def build(good: Good, path: Path) -> Path:
         return craft(path, replaced(good.sections, *(make(good) for make in new)))
@@ -324,6 +395,15 @@ CASES = [
          ("infer",)),
     Case("provenance_nan", "metadata", "provenance psnr NaN, ssim inf, routing cka NaN: info --json stays JSON",
          _nan_provenance, ("info",), (0,)),
+    # entropy-coded tensors
+    Case("coded_huge_shape", "entropy", "a coded tensor declaring 2^31 values in a few words",
+         _coded_case(_huge_coded_shape), ("verify", "view"), expect_by={"verify": (0, 3)}),
+    Case("coded_garbled_words", "entropy", "a coded tensor's words replaced by random bytes",
+         _coded_case(_garbled_words), ("verify", "view"), expect_by={"verify": (0,)}),
+    Case("coded_huge_tables", "entropy", "a coded tensor with 65,536 per-channel 8-bit models (2^24 table entries)",
+         _coded_case(_huge_tables), ("verify", "view")),
+    Case("coded_without_feature", "entropy", "coded tensors in a file that does not declare tensor-rans",
+         _coded_case(lambda h, d: (h, d), features=()), ("verify", "view")),
     # truncations
     Case("truncated_half", "truncation", "attached file cut at 50%", _truncated(lambda n: n // 2), ALL, (0, 3)),
     Case("truncated_last_byte", "truncation", "attached file minus its last byte (the attach is lost)",

@@ -18,6 +18,13 @@ per-tensor vs per-channel, biases quantized vs float16) as decoded PSNR of the d
 
 Run: `nice python benchmarks/entropy_coding.py [--seconds 75 --small-seconds 50]`;
 writes benchmarks/results/entropy_coding.json.
+
+`--study rans` measures the file's own rANS coding (`nvcodec/container/entropy.py`, spec 11.1): one
+HNeRV fit for a fixed number of epochs, then post-training quantization of that same fit at several
+bit depths (weights/embeddings); for each, every section's bytes as raw tensor bundles, raw + zstd
+(what format 1.0 files store), rANS-coded bundles, and rANS + zstd (what `--entropy rans` files store),
+the written files' sizes and bpp, and the PSNR decoded from the rANS file (checked equal to the raw
+file's output). Writes benchmarks/results/entropy_rans.json and .md.
 """
 
 from __future__ import annotations
@@ -35,10 +42,11 @@ import numpy as np
 import torch
 import zstandard
 
-from nvcodec.codec.serialize import inr_sections
-from nvcodec.container import SectionKind, unpack_tensors
+from nvcodec.codec.serialize import inr_sections, load_decoder
+from nvcodec.container import NvpReader, SectionKind, pack_tensors, unpack_tensors, write_nvp
+from nvcodec.container.compression import ZSTD_LEVEL
 from nvcodec.inr import INRDecoder, crop, fit, plan_config, psnr
-from nvcodec.inr.quant import QuantizedINR, dequantize_into, quantize_auto, quantize_tensor
+from nvcodec.inr.quant import QuantizedINR, dequantize_into, quantize_auto, quantize_inr, quantize_tensor
 
 CLIP = "/work/shared/clips/torchcodec_dog_eating_854132.mp4"
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "entropy_coding.json")
@@ -244,14 +252,131 @@ def run_case(frames: torch.Tensor, params: float | None, seconds: float) -> dict
             "quantization": quant_study}
 
 
+@torch.no_grad()
+def file_output(path: str, frames: int) -> tuple[torch.Tensor, INRDecoder]:
+    """All frames decoded from a written file (fp32, before rounding) and its decoder."""
+    with NvpReader(path) as reader:
+        decoder, emb = load_decoder(reader)
+    return decoder(decoder.input_for(torch.arange(frames), emb)), decoder
+
+
+def rans_case(frames: torch.Tensor, params: float, epochs: int, depths: list[tuple[int, int]], work: str) -> dict:
+    """One fit, then each (weight_bits, embed_bits): bytes per section and file, bpp and PSNR."""
+    n, height, width = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
+    config = plan_config(width, height, n, params=params)
+    t0 = time.time()
+    result = fit(frames, config, epochs=epochs, psnr_target=None, eval_every=None, seed=0)
+    fit_info = {"seconds": round(time.time() - t0, 1), "epochs": result.epochs, "psnr_float": round(result.psnr_float, 2),
+                "params": config.num_params(), "strides": config.strides, "channels": config.channels,
+                "embedding": [config.embed_channels, config.embed_height, config.embed_width]}
+    print(f"fit {width}x{height}x{n}:", fit_info, flush=True)
+    pixels = width * height * n
+    zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    rows = []
+    for wbits, ebits in depths:
+        qinr = quantize_inr(result.decoder, result.embeddings, weight_bits=wbits, embed_bits=ebits)
+        raw = {s.name: s.payload for s in inr_sections(config, qinr, entropy="none") if s.kind != SectionKind.MODEL}
+        coded = {s.name: s for s in inr_sections(config, qinr, entropy="rans") if s.kind != SectionKind.MODEL}
+        sections = {}
+        for name, payload in raw.items():
+            c = coded[name].payload
+            b = unpack_tensors(payload)
+            every = pack_tensors(b.tensors, b.quant, b.meta, entropy="rans")
+            sections[name] = {"raw": len(payload), "zstd": min(len(payload), len(zc.compress(payload))),
+                              "rans_all": len(every), "rans_all_zstd": min(len(every), len(zc.compress(every))),
+                              "rans": len(c), "rans_zstd": min(len(c), len(zc.compress(c))),
+                              "coded_tensors": sorted(unpack_tensors(c).coding)}
+        totals = {k: sum(v[k] for v in sections.values())
+                  for k in ("raw", "zstd", "rans_all", "rans_all_zstd", "rans", "rans_zstd")}
+        files, outs = {}, {}
+        for entropy in ("none", "rans"):
+            path = os.path.join(work, f"{wbits}-{ebits}-{entropy}.nvp")
+            write_nvp(path, inr_sections(config, qinr, entropy=entropy))
+            files[entropy] = os.path.getsize(path)
+            outs[entropy], decoder = file_output(path, n)
+        assert torch.equal(outs["none"], outs["rans"]), "rANS file decodes differently from the raw file"
+        quality = decoded_psnr(decoder, qinr, frames)
+        row = {"weight_bits": wbits, "embed_bits": ebits, "psnr": round(quality, 3), "sections": sections,
+               "totals": totals, "bpp": {k: round(v * 8 / pixels, 4) for k, v in totals.items()},
+               "file_bytes": files, "file_bpp": {k: round(v * 8 / pixels, 4) for k, v in files.items()},
+               "rans_zstd_vs_zstd": round(totals["rans_zstd"] / totals["zstd"], 4)}
+        print(f"w{wbits}/e{ebits}: psnr {row['psnr']} dB", totals, "files", files, flush=True)
+        rows.append(row)
+    return {"frames": n, "resolution": [width, height], "fit": fit_info, "depths": rows}
+
+
+def render_rans(report: dict) -> str:
+    """Markdown summary of a `--study rans` report."""
+    m = report["machine"]
+    lines = ["# rANS entropy coding of quantized INR sections", "",
+             f"Command: `{report['command']}`. Clip `{report['clip']}`. Machine: {m['cpu']}, {m['cores']} cores "
+             f"(load average {report['load_average']} at start, shared), torch {m['torch']}, constriction "
+             f"{m['constriction']}. Post-training quantization of one fit at each bit depth; bytes exclude the "
+             "`model` section; bpp = bytes x 8 / (width x height x frames). `raw`: tensor bundles as stored "
+             f"uncompressed; `zstd`: raw bundles + zstd (level {ZSTD_LEVEL}, what `--entropy none` and format 1.0 "
+             "files store); `rANS all`: every quantized tensor rANS-coded where that beats its raw bytes "
+             "(`pack_tensors(entropy=\"rans\")`), then + zstd; `rANS+zstd`: what `--entropy rans` files store "
+             "(a section stays raw where zstd of the raw bundle is smaller). PSNR is decoded from the "
+             "`--entropy rans` file and checked equal to the `none` file's output.", ""]
+    for key, case in report["cases"].items():
+        f = case["fit"]
+        lines += [f"## {key}, {case['frames']} frames: {f['params']} parameters, {f['epochs']} epochs "
+                  f"({f['seconds']} s), float PSNR {f['psnr_float']} dB", "",
+                  "| weight/embed bits | PSNR dB | raw B | zstd B | rANS all B | rANS all+zstd B | rANS+zstd B | "
+                  "rANS+zstd / zstd | file bpp (none -> rans) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in case["depths"]:
+            t = r["totals"]
+            lines.append(f"| {r['weight_bits']}/{r['embed_bits']} | {r['psnr']} | {t['raw']} | {t['zstd']} | "
+                         f"{t['rans_all']} | {t['rans_all_zstd']} | {t['rans_zstd']} | {r['rans_zstd_vs_zstd']:.3f} | "
+                         f"{r['file_bpp']['none']} -> {r['file_bpp']['rans']} |")
+        last = case["depths"][-1]
+        lines += ["", f"Per section at {last['weight_bits']}/{last['embed_bits']} bits (bytes):", "",
+                  "| section | raw | zstd | rANS all | rANS all+zstd | rANS+zstd | coded tensors |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for name, sec in last["sections"].items():
+            lines.append(f"| {name} | {sec['raw']} | {sec['zstd']} | {sec['rans_all']} | {sec['rans_all_zstd']} | "
+                         f"{sec['rans_zstd']} | {', '.join(sec['coded_tensors']) or '-'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def rans_main(args: argparse.Namespace) -> None:
+    import sys
+    import tempfile
+
+    load = os.getloadavg()[0]
+    frames = load_frames(args.clip, args.frames, args.width, args.height)
+    depths = [(8, 6), (8, 8), (6, 6), (5, 5)]
+    with tempfile.TemporaryDirectory() as work:
+        case = rans_case(frames, args.params, args.epochs, depths, work)
+    report = {"machine": machine(), "load_average": round(load, 2), "clip": os.path.basename(args.clip),
+              "command": "python benchmarks/entropy_coding.py " + " ".join(sys.argv[1:]),
+              "cases": {f"{args.width}x{args.height}": case}}
+    out = args.out if args.out != OUT else os.path.join(os.path.dirname(OUT), "entropy_rans.json")
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+    with open(out[:-5] + ".md", "w") as f:
+        f.write(render_rans(report))
+    print("wrote", out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", choices=["quant", "rans"], default="quant")
     ap.add_argument("--clip", default=CLIP)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=75.0, help="fit time for the 640x360 model")
     ap.add_argument("--small-seconds", type=float, default=50.0, help="fit time for the 160x90 model (0: skip)")
+    ap.add_argument("--width", type=int, default=320, help="--study rans: frame width")
+    ap.add_argument("--height", type=int, default=180, help="--study rans: frame height")
+    ap.add_argument("--params", type=float, default=1e5, help="--study rans: model size")
+    ap.add_argument("--epochs", type=int, default=100, help="--study rans: fixed epoch count")
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
+    if args.study == "rans":
+        rans_main(args)
+        return
 
     cases = {"640x360": run_case(load_frames(args.clip, args.frames, 640, 360), None, args.seconds)}
     if args.small_seconds > 0:

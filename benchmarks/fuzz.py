@@ -1,7 +1,8 @@
 """Hostile-metadata fuzzing: hypothesis-generated metadata in otherwise valid `.nvp` files.
 
 Every metadata section kind (`video`, `model`, `segments`, `routing` and its task entries,
-adapter bundles' meta and tensor shapes, `provenance`) is replaced by a generated hostile value
+adapter bundles' meta and tensor shapes, `provenance`, and the entries, model parameters and words
+of an entropy-coded tensor) is replaced by a generated hostile value
 (wrong types, negative and huge numbers, huge lists and strings, bytes, NaN, unknown keys), the
 checksums recomputed (`attack.craft`), and the file run in-process through `info --json`, `info`,
 `verify`, `view -o out.y4m`, `infer` and (every ATTACH_EVERY-th case) `attach`. A case fails when
@@ -52,7 +53,8 @@ from nvcodec.errors import NvcodecError  # noqa: E402
 TASK = "resnet50"
 """The default task attached to the good file; `--task slowfast_r50` or `i3d_r50` fuzzes clip tasks' routing
 fields (pathways, windows) and per-pathway adapter bundles."""
-TARGETS = ("video", "model", "segments", "routing", "routing_entry", "adapter_meta", "adapter_tensors", "provenance")
+TARGETS = ("video", "model", "segments", "routing", "routing_entry", "adapter_meta", "adapter_tensors", "provenance",
+           "coded_tensors")
 ATTACH_EVERY = 25
 ALLOC_CAP_FACTOR = 4
 ALLOC_SLACK_MIB = 64
@@ -109,6 +111,7 @@ class Campaign:
         with NvpReader(good.attached) as r:
             bundle = r.read_tensors(f"adapter/{self.task}")
         self.adapter = (bundle.tensors, bundle.meta)
+        self.coded = attack.coded_section(good)
         self.cases = 0
         self.runs: Counter[str] = Counter()
         self.exits: Counter[str] = Counter()
@@ -131,8 +134,48 @@ class Campaign:
             out[key] = value
         return out
 
+    def coded_sections(self, data: st.DataObject) -> list[attack.Stored] | None:
+        """The good file with one entropy-coded tensor's header fields, model parameters or words made hostile."""
+        name, kind, payload = self.coded
+        header, region = attack.split_bundle(payload)
+        entry = data.draw(st.sampled_from([e for e in header["tensors"] if "coding" in e]))
+        how = data.draw(st.sampled_from(["coding", "params", "entry", "words"]))
+        if how == "coding":
+            entry["coding"] = self._mutated(entry["coding"], data, ["model", "axis", "loc", "scale"])
+        elif how == "params":
+            key = data.draw(st.sampled_from(["loc", "scale"]))
+            count = len(entry["coding"][key]) // 4 + data.draw(st.sampled_from([0, 0, 0, -1, 1, 1000]))
+            fill = data.draw(st.sampled_from([0.0, 0.125, 1.0, 63.0, 255.0, 65535.0, 1e-30, 1e30, -1.0,
+                                              float("nan"), float("inf")]))
+            entry["coding"][key] = np.full(max(count, 0), fill, "<f4").tobytes()
+            entry["coding"]["model"] = data.draw(st.sampled_from([entry["coding"]["model"], 1, 2, 0, 3]))
+        elif how == "entry":
+            changed = self._mutated({k: entry[k] for k in ("shape", "length", "offset", "dtype")}, data,
+                                    ["shape", "length", "offset", "dtype"])
+            if isinstance(changed, dict):
+                entry.update(changed)
+            else:
+                entry["shape"] = changed
+            if isinstance(entry.get("quant"), dict) and data.draw(st.booleans()):
+                entry["quant"]["bits"] = data.draw(st.sampled_from(EDGE_INTS))
+        else:
+            start, end = entry["offset"], entry["offset"] + entry["length"]
+            words = bytearray(region[start:end])
+            for i in data.draw(st.lists(st.integers(0, max(len(words) - 1, 0)), max_size=6)):
+                if i < len(words):
+                    words[i] ^= data.draw(st.integers(1, 255))
+            cut = data.draw(st.sampled_from([0, 0, 4, 8, len(words)]))
+            words = words[:len(words) - cut] + bytes(cut) if data.draw(st.booleans()) else words
+            region = region[:start] + bytes(words) + region[end:]
+        raw = _pack(header)
+        if raw is None:
+            return None
+        return attack.replaced(self.good.sections, attack.zstd(name, kind, attack.join_bundle(header, region)))
+
     def sections(self, target: str, data: st.DataObject) -> list[attack.Stored] | None:
         """The good file's sections with `target` replaced by a hostile payload (None: unpackable)."""
+        if target == "coded_tensors":
+            return self.coded_sections(data)
         if target in ("video", "model", "segments", "provenance"):
             base = self.meta[target]
             keys = list(base) + ["width", "frames", "strides", "segments", "settings", "source_frames"]

@@ -210,3 +210,23 @@ def test_view_compare_uses_the_stream_and_range_recorded_at_encode(tmp_path):
     assert rc == 0, se
     report = json.loads(so)["compare"]
     assert report["frames"] == [0, 2] and report["psnr"] > 10
+
+
+def test_encode_entropy_none_writes_a_format_1_0_file(small_nvp, tmp_path):
+    """`--entropy none` stores raw bundles (no required feature) that decode to the same frames."""
+    clip, out, _ = small_nvp
+    raw = str(tmp_path / "raw.nvp")
+    rc, _, se = nv("encode", clip, raw, *ENCODE_FAST, "--entropy", "none", "--json")
+    assert rc == 0, se
+    from nvcodec.container import NvpReader
+    import nvcodec
+
+    with NvpReader(raw) as r:
+        assert r.required_features == []
+        assert r.read_msgpack("provenance")["settings"]["entropy"] == "none"
+    with NvpReader(out) as r:
+        assert r.read_msgpack("provenance")["settings"]["entropy"] == "rans"
+    with nvcodec.open(raw) as a, nvcodec.open(out) as b:
+        assert (a.frames([0, 3]) == b.frames([0, 3])).all()
+    rc, _, se = nv("encode", clip, str(tmp_path / "x.nvp"), *ENCODE_FAST, "--entropy", "zstd")
+    assert_clean_error(rc, se, 2)

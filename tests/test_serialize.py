@@ -127,3 +127,29 @@ def test_sections_reject_mismatched_quantized_model() -> None:
     nerv = plan_config(45, 27, 4, kind="nerv", params=2e4)
     with pytest.raises(UsageError):
         inr_sections(nerv, qinr)
+
+
+def test_entropy_coded_and_raw_files_decode_identically(tmp_path) -> None:
+    """rANS coding is lossless: a coded file and a raw (format 1.0) file load the same decoder."""
+    from nvcodec.container.layout import RANS_FEATURE
+
+    c, dec, emb, qinr = _model("hnerv")
+    with torch.no_grad():
+        for p in dec.parameters():  # peaked weights, as after training: most values near zero
+            p.mul_(torch.rand_like(p) ** 4)
+    qinr = quantize_inr(dec, emb, weight_bits=6, embed_bits=5)
+    outs, sizes = {}, {}
+    for entropy in ("rans", "none"):
+        path = tmp_path / f"{entropy}.nvp"
+        sections = inr_sections(c, qinr, entropy=entropy)
+        write_nvp(path, sections)
+        sizes[entropy] = sum(len(s.payload) for s in sections)
+        with NvpReader(path) as reader:
+            assert reader.required_features == ([RANS_FEATURE] if entropy == "rans" else [])
+            d, e = load_decoder(reader)
+        with torch.no_grad():
+            outs[entropy] = d(d.input_for(torch.arange(c.num_frames), e))
+    assert torch.equal(outs["rans"], outs["none"])
+    assert sizes["rans"] < 0.9 * sizes["none"]
+    with pytest.raises(UsageError, match="entropy"):
+        inr_sections(c, qinr, entropy="zstd")

@@ -166,9 +166,9 @@ for argv in (['info', '--json', {str(GOLDEN)!r}], ['verify', {str(GOLDEN)!r}], [
         main(argv)
     except SystemExit as e:
         assert e.code == 0, e.code
-print('cli', 'torch' in sys.modules)
+print('cli', 'torch' in sys.modules, 'constriction' in sys.modules)
 """)
-    assert "info False False" in out and "cli False" in out
+    assert "info False False" in out and "cli False False" in out
 
 
 def _sparse_nvp(path: Path, hole: int) -> Path:

@@ -58,6 +58,7 @@ class EncodeOptions:
     qat: float | None = None
     prune: float = 0.0
     bit_alloc: bool = False
+    entropy: str = "rans"
     resume: bool = False
     threads: int | None = None
     extra: dict = field(default_factory=dict)
@@ -107,6 +108,8 @@ class EncodeOptions:
             raise UsageError("--bit-alloc needs --qat above 0")
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise UsageError(f"--threads must be between 1 and {MAX_THREADS}")
+        if self.entropy not in ("rans", "none"):
+            raise UsageError("--entropy must be rans or none")
         if self.epochs is None and self.time_budget is None and self.psnr is None:
             raise UsageError("nothing would stop the encode: give --psnr, --epochs or --time-budget")
 
@@ -307,7 +310,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
         "params": int(result.params), "epochs": int(result.epochs), "seconds": float(result.seconds),
         "stopped_by": str(result.stopped_by), "device": str(result.device), "dtype": str(result.dtype),
     }
-    return inr_sections(config, result.quantized, prefix), report
+    return inr_sections(config, result.quantized, prefix, entropy=opts.entropy), report
 
 
 def _without_checkpoint(exc: DegenerateFitError, ckpt_dir: str) -> DegenerateFitError:

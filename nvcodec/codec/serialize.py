@@ -3,8 +3,12 @@
 Sections (all zstd): `{prefix}model` (MODEL, msgpack of `INRConfig.to_dict()`), `{prefix}embeddings`
 (EMBEDDINGS, HNeRV only; tensor "embeddings" (N, C, eh, ew)), `{prefix}block/{k}` (INR_BLOCK, the
 parameters of decoder block k, names as in `INRDecoder.block_state_dict(k)`) and `{prefix}head`
-(INR_HEAD). Quantized tensors are stored as uint8/uint16 with their `QuantParams`; unquantized ones
-as float16. Bundle meta: {"block": k} / {"head": True} / {"embeddings": True}.
+(INR_HEAD). Quantized tensors are stored as uint8/uint16 with their `QuantParams`, rANS-coded by
+default (entropy="rans": each tensor under its smallest parametric model, raw when coding does not
+pay; a section keeps its raw bundle when that compresses smaller with zstd, as for repetitive
+values an order-0 model cannot see; sections that use coding require the `tensor-rans` feature);
+unquantized ones as float16.
+Bundle meta: {"block": k} / {"head": True} / {"embeddings": True}.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import torch
 from torch import Tensor
 
 from ..container import NvpReader, QuantParams, Section, SectionKind, TensorBundle, pack_msgpack, pack_tensors
+from ..container.compression import zstd_size
+from ..container.layout import RANS_FEATURE
+from ..container.tensors import ENTROPY_MODES, coded_tensor_names
 from ..errors import FormatError, UsageError
 from ..inr.model import INRDecoder
 from ..inr.plan import INRConfig
@@ -27,32 +34,43 @@ TENSOR_OVERHEAD = 1024
 BUNDLE_OVERHEAD = 64 * 1024
 
 
-def _bundle(qd: dict[str, QTensor], floats: dict[str, np.ndarray], meta: dict) -> bytes:
+def _bundle(name: str, kind: SectionKind, qd: dict[str, QTensor], floats: dict[str, np.ndarray], meta: dict,
+            entropy: str) -> Section:
     tensors: dict[str, np.ndarray] = {}
     quant: dict[str, QuantParams] = {}
-    for name, (q, p) in qd.items():
-        tensors[name] = np.ascontiguousarray(q)
-        quant[name] = p
-    for name, a in floats.items():
-        tensors[name] = np.ascontiguousarray(a, dtype=np.float16)
-    return pack_tensors(tensors, quant, meta)
+    for tname, (q, p) in qd.items():
+        tensors[tname] = np.ascontiguousarray(q)
+        quant[tname] = p
+    for tname, a in floats.items():
+        tensors[tname] = np.ascontiguousarray(a, dtype=np.float16)
+    raw = pack_tensors(tensors, quant, meta)
+    if entropy == "rans":
+        coded = pack_tensors(tensors, quant, meta, entropy="rans")
+        if coded_tensor_names(coded) and zstd_size(coded) < zstd_size(raw):
+            return Section(name, kind, coded, features=(RANS_FEATURE,))
+    return Section(name, kind, raw)
 
 
-def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "") -> list[Section]:
-    """Sections for one INR: model, embeddings (HNeRV), blocks 0..n-1, head."""
+def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "", entropy: str = "rans") -> list[Section]:
+    """Sections for one INR: model, embeddings (HNeRV), blocks 0..n-1, head.
+
+    entropy="rans" (default) rANS-codes the quantized tensors; "none" stores them raw (format 1.0 readers).
+    """
+    if entropy not in ENTROPY_MODES:
+        raise UsageError(f"entropy must be one of {', '.join(ENTROPY_MODES)}, got {entropy!r}")
     if len(qinr.blocks) != config.num_blocks:
         raise UsageError(f"quantized model has {len(qinr.blocks)} blocks, config {config.num_blocks}")
     if (config.embedding_shape() is not None) != (qinr.embeddings is not None):
         raise UsageError("HNeRV / HiNeRV models need embeddings, NeRV models have none")
     sections = [Section(f"{prefix}model", SectionKind.MODEL, pack_msgpack(config.to_dict()))]
     if qinr.embeddings is not None:
-        sections.append(Section(f"{prefix}embeddings", SectionKind.EMBEDDINGS,
-                                _bundle({EMBEDDINGS_TENSOR: qinr.embeddings}, {}, {"embeddings": True})))
+        sections.append(_bundle(f"{prefix}embeddings", SectionKind.EMBEDDINGS, {EMBEDDINGS_TENSOR: qinr.embeddings},
+                                {}, {"embeddings": True}, entropy))
     for k, qd in enumerate(qinr.blocks):
         floats = qinr.block_floats[k] if k < len(qinr.block_floats) else {}
-        sections.append(Section(f"{prefix}block/{k}", SectionKind.INR_BLOCK, _bundle(qd, floats, {"block": k})))
-    head = _bundle(qinr.head, qinr.head_floats, {"head": True})
-    sections.append(Section(f"{prefix}head", SectionKind.INR_HEAD, head))
+        sections.append(_bundle(f"{prefix}block/{k}", SectionKind.INR_BLOCK, qd, floats, {"block": k}, entropy))
+    sections.append(_bundle(f"{prefix}head", SectionKind.INR_HEAD, qinr.head, qinr.head_floats, {"head": True},
+                            entropy))
     return sections
 
 
@@ -84,19 +102,26 @@ def _shapes(sd: dict[str, Tensor]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in sd.items()}
 
 
-def bundle_size_range(shapes: dict[str, tuple[int, ...]]) -> tuple[int, int]:
-    """(fewest, most) payload bytes a tensor bundle holding tensors of these shapes can take."""
+def bundle_size_range(shapes: dict[str, tuple[int, ...]], coded: bool = False) -> tuple[int, int]:
+    """(fewest, most) payload bytes a tensor bundle holding tensors of these shapes can take.
+
+    With `coded` (the file declares `tensor-rans`) rANS-coded tensors may take almost no bytes, so
+    the fewest is only the bundle prefix; the most still holds (writers never code a tensor larger
+    than its raw values).
+    """
     values = [int(np.prod(shape, dtype=np.int64)) for shape in shapes.values()]
     widest = [max(shape, default=1) for shape in shapes.values()]
-    return sum(values), BUNDLE_OVERHEAD + sum(8 * v + 8 * w + TENSOR_OVERHEAD for v, w in zip(values, widest))
+    least = 8 if coded else sum(values)
+    return least, BUNDLE_OVERHEAD + sum(8 * v + 8 * w + TENSOR_OVERHEAD for v, w in zip(values, widest))
 
 
 def _check_model_sections(reader: NvpReader, needed: list[tuple[str, dict[str, tuple[int, ...]]]]) -> None:
     """Before anything is allocated: every section a decoder needs exists, has a raw length that fits
     the shapes it must hold, and together they stay within what the reader decodes at once."""
     total = 0
+    coded = RANS_FEATURE in reader.required_features
     for name, shapes in needed:
-        least, most = bundle_size_range(shapes)
+        least, most = bundle_size_range(shapes, coded)
         info = reader.check_size(name, most)
         if info.raw_length < least:
             raise FormatError(f"section holds {info.raw_length} bytes, too few for the model's {least} values",

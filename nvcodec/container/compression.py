@@ -31,6 +31,11 @@ def encode_payload(payload: bytes | bytearray | memoryview, codec: int) -> bytes
     raise FormatError(f"unknown codec {codec!r}")
 
 
+def zstd_size(payload: bytes | bytearray | memoryview | object) -> int:
+    """Bytes `payload` (any buffer) takes compressed the way ZSTD sections are written."""
+    return len(encode_payload(memoryview(payload).cast("B"), Codec.ZSTD))
+
+
 def too_expansive(raw_length: int, stored_length: int) -> bool:
     """Whether a ZSTD section of these lengths would break the expansion limit (store it RAW then)."""
     return raw_length > max_zstd_raw_length(stored_length)

@@ -88,7 +88,9 @@ MSGPACK_KINDS = frozenset({SectionKind.VIDEO, SectionKind.MODEL, SectionKind.SEG
 TENSOR_KINDS = frozenset({SectionKind.INR_BLOCK, SectionKind.INR_HEAD, SectionKind.EMBEDDINGS, SectionKind.ADAPTER})
 
 # Features this reader implements. A file listing a required feature not in here is refused.
-SUPPORTED_FEATURES: frozenset[str] = frozenset()
+# "tensor-rans": tensor bundles may hold rANS-coded tensors (spec section 11.1).
+RANS_FEATURE = "tensor-rans"
+SUPPORTED_FEATURES: frozenset[str] = frozenset({RANS_FEATURE})
 
 
 @dataclass(frozen=True)

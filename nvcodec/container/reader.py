@@ -11,7 +11,7 @@ from nvcodec.container.compression import decode_payload, iter_payload
 from nvcodec.container.index import (
     IndexState, check_features, find_last_generation, read_exact, read_preamble,
 )
-from nvcodec.container.layout import MAX_MSGPACK_BYTES, SectionInfo
+from nvcodec.container.layout import MAX_MSGPACK_BYTES, RANS_FEATURE, SectionInfo
 from nvcodec.container.msgpack_io import ValueBudget, unpack_msgpack
 from nvcodec.errors import FormatError
 
@@ -119,10 +119,16 @@ class NvpReader:
         return self._msgpack[name]
 
     def read_tensors(self, name: str, max_bytes: int | None = None) -> TensorBundle:
-        """Payload of a section decoded as a tensor bundle (raw length checked against `max_bytes` first)."""
+        """Payload of a section decoded as a tensor bundle.
+
+        Its raw length, and the bytes its entropy-coded tensors decode to, are checked against
+        `max_bytes` (and the reader's cap) before decoding.
+        """
         from nvcodec.container.tensors import unpack_tensors  # numpy loads only when tensors are read
 
-        return unpack_tensors(self.read(name, max_bytes), section=name, budget=self.value_budget)
+        limit = self.max_read_bytes if max_bytes is None else min(max_bytes, self.max_read_bytes)
+        return unpack_tensors(self.read(name, max_bytes), section=name, budget=self.value_budget,
+                              max_decoded=limit, allow_coded=RANS_FEATURE in self.required_features)
 
     def fileno(self) -> int:
         """The open file descriptor (FormatError once closed)."""

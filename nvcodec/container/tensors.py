@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from nvcodec.container.entropy import Coding, check_coding, decode_tensor, encode_tensor, table_budget, table_cost
 from nvcodec.container.layout import (
     MAX_MSGPACK_BYTES, MAX_NDIM, MAX_RAW_LENGTH, MAX_TENSOR_HEADER, MAX_TENSORS, TENSOR_ALIGNMENT, TENSOR_MAGIC,
     TENSOR_PREFIX, align_up,
@@ -26,8 +27,14 @@ INT_DTYPES = frozenset({"u8", "i8", "u16", "i16", "i32", "i64"})
 FLOAT_DTYPES = frozenset({"f32", "f16", "bf16"})
 MAX_QUANT_BITS = 32
 MAX_ELEMENTS = MAX_RAW_LENGTH
-_ENTRY_KEYS = frozenset({"name", "dtype", "shape", "offset", "length", "quant"})
+_ENTRY_KEYS = frozenset({"name", "dtype", "shape", "offset", "length", "quant", "coding"})
+_OPTIONAL_KEYS = frozenset({"quant", "coding"})
 _QUANT_KEYS = frozenset({"bits", "axis", "scale", "zero_point"})
+_CODING_KEYS = frozenset({"model", "axis", "loc", "scale"})
+ENTROPY_MODES = ("rans", "none")
+# Decoded bytes `unpack_tensors` allows when the caller gives no bound: max(floor, ratio x payload).
+DECODED_FLOOR = 16 * 1024 * 1024
+DECODED_RATIO = 16
 
 
 @dataclass(eq=False)
@@ -52,6 +59,7 @@ class TensorBundle:
     quant: dict[str, QuantParams] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     dtypes: dict[str, str] = field(default_factory=dict)
+    coding: dict[str, Coding] = field(default_factory=dict)
 
     def dequantized(self, name: str) -> np.ndarray:
         """Return tensor `name` as float32, applying its quantization parameters if any."""
@@ -119,8 +127,14 @@ def _check_quant(name: str, code: str, shape: tuple[int, ...], q: QuantParams, *
 
 
 def pack_tensors(tensors: dict[str, np.ndarray], quant: dict[str, QuantParams] | None = None,
-                 meta: dict | None = None, *, bf16: Iterable[str] = ()) -> bytes:
-    """Serialize a tensor bundle. `bf16` names uint16 tensors that hold bfloat16 bit patterns."""
+                 meta: dict | None = None, *, bf16: Iterable[str] = (), entropy: str = "none") -> bytes:
+    """Serialize a tensor bundle. `bf16` names uint16 tensors that hold bfloat16 bit patterns.
+
+    entropy="rans" stores each quantized u8/u16 tensor rANS-coded (section 11.1 of the spec) under the
+    model that codes it smallest, or raw when no model beats the raw values.
+    """
+    if entropy not in ENTROPY_MODES:
+        raise FormatError(f"entropy must be one of {', '.join(ENTROPY_MODES)}, got {entropy!r}")
     quant = dict(quant or {})
     bf16_names = set(bf16)
     unknown = (set(quant) | bf16_names) - set(tensors)
@@ -133,6 +147,7 @@ def pack_tensors(tensors: dict[str, np.ndarray], quant: dict[str, QuantParams] |
     entries: list[dict[str, Any]] = []
     blobs: list[tuple[int, np.ndarray]] = []
     pos = 0
+    symbols = tables = 0
     for name, value in tensors.items():
         encode_name(name, "tensor name")
         arr = np.asarray(value)
@@ -154,6 +169,19 @@ def pack_tensors(tensors: dict[str, np.ndarray], quant: dict[str, QuantParams] |
             _check_quant(name, code, arr.shape, q)
             entry["quant"] = {"bits": q.bits, "axis": q.axis, "scale": q.scale.astype("<f4").tobytes(),
                               "zero_point": q.zero_point.astype("<f4").tobytes()}
+            if entropy == "rans" and code in ("u8", "u16"):
+                axes = [None] if q.axis is None or arr.ndim < 2 else [None, q.axis]
+                room = table_budget(symbols + data.size) - tables
+                coded = encode_tensor(data.reshape(arr.shape), q.bits, axes, room)
+                if coded is not None:
+                    coding, words = coded
+                    symbols += data.size
+                    tables += table_cost(q.bits, coding.loc.size)
+                    entry["coding"] = {"model": coding.family, "axis": coding.axis,
+                                       "loc": coding.loc.astype("<f4").tobytes(),
+                                       "scale": coding.scale.astype("<f4").tobytes()}
+                    entry["length"] = len(words)
+                    data = np.frombuffer(words, dtype=np.uint8)
         entries.append(entry)
         blobs.append((pos, data))
         pos += data.nbytes
@@ -183,7 +211,7 @@ def _int(entry: dict, key: str, name: str) -> int:
 
 def _f32_array(value: Any, name: str, key: str) -> np.ndarray:
     if not isinstance(value, bytes) or len(value) % 4:
-        raise FormatError(f"tensor {name!r}: quant {key} must be bin of little-endian float32")
+        raise FormatError(f"tensor {name!r}: {key} must be bin of little-endian float32")
     return np.frombuffer(value, dtype="<f4").astype(np.float32)
 
 
@@ -195,16 +223,23 @@ def _parse_quant(raw: Any, name: str, code: str, shape: tuple[int, ...]) -> Quan
         raise FormatError(f"tensor {name!r}: quant bits must be an integer")
     if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
         raise FormatError(f"tensor {name!r}: quant axis must be an integer or nil")
-    q = QuantParams(bits, axis, _f32_array(raw["scale"], name, "scale"),
-                    _f32_array(raw["zero_point"], name, "zero_point"))
+    q = QuantParams(bits, axis, _f32_array(raw["scale"], name, "quant scale"),
+                    _f32_array(raw["zero_point"], name, "quant zero_point"))
     _check_quant(name, code, shape, q)
     return q
 
 
-def unpack_tensors(payload: bytes, *, section: str | None = None, budget: ValueBudget | None = None) -> TensorBundle:
-    """Decode and strictly validate a tensor bundle; returned arrays are writable copies."""
+def unpack_tensors(payload: bytes, *, section: str | None = None, budget: ValueBudget | None = None,
+                   max_decoded: int | None = None, allow_coded: bool = True) -> TensorBundle:
+    """Decode and strictly validate a tensor bundle; returned arrays are writable copies.
+
+    The decoded arrays together may hold at most `max_decoded` bytes (default max(16 MiB, 16 x payload)),
+    checked before anything is decoded. `allow_coded=False` refuses entropy-coded tensors (for files
+    that do not declare the `tensor-rans` feature).
+    """
+    limit = max(DECODED_FLOOR, DECODED_RATIO * len(payload)) if max_decoded is None else max_decoded
     try:
-        return _unpack(payload, budget)
+        return _unpack(payload, budget, limit, allow_coded)
     except FormatError as exc:
         if section is None or exc.section is not None:
             raise
@@ -212,13 +247,13 @@ def unpack_tensors(payload: bytes, *, section: str | None = None, budget: ValueB
 
 
 def check_tensors(head: bytes, total_length: int, *, section: str | None = None,
-                  budget: ValueBudget | None = None) -> int:
+                  budget: ValueBudget | None = None, allow_coded: bool = True) -> int:
     """Validate a bundle of `total_length` bytes from its first bytes alone (prefix and header).
 
     `head` must hold at least `tensor_head_length(head, total_length)` bytes. Returns the number of tensors.
     """
     try:
-        return len(_parse(head, total_length, budget)[1])
+        return len(_parse(head, total_length, budget, allow_coded=allow_coded)[1])
     except FormatError as exc:
         if section is None or exc.section is not None:
             raise
@@ -236,8 +271,14 @@ def tensor_head_length(first: bytes, total_length: int) -> int:
 _Entry = tuple[str, str, tuple[int, ...], int, int]
 
 
-def _parse(payload: bytes, total: int, budget: ValueBudget | None) -> tuple[int, list[_Entry], dict, dict]:
-    """Prefix and header checks for a bundle of `total` bytes: (data_start, entries, quant, meta)."""
+def coded_tensor_names(payload: bytes) -> list[str]:
+    """Names of the entropy-coded tensors of a bundle (header only)."""
+    return sorted(_parse(payload, len(payload), None)[3])
+
+
+def _parse(payload: bytes, total: int, budget: ValueBudget | None, max_decoded: int | None = None,
+           allow_coded: bool = True) -> tuple[int, list[_Entry], dict, dict[str, Coding], dict]:
+    """Prefix and header checks for a bundle of `total` bytes: (data_start, entries, quant, coding, meta)."""
     if total < TENSOR_PREFIX.size:
         raise FormatError("tensor bundle shorter than its prefix", offset=0)
     magic, header_len = TENSOR_PREFIX.unpack_from(payload, 0)
@@ -260,7 +301,9 @@ def _parse(payload: bytes, total: int, budget: ValueBudget | None) -> tuple[int,
     data_len = total - data_start
     parsed: list[_Entry] = []
     quant: dict[str, QuantParams] = {}
+    coding: dict[str, Coding] = {}
     names: set[str] = set()
+    decoded = symbols = tables = 0
     for entry in entries:
         name, code, shape, off, length = _parse_entry(entry, data_len)
         if name in names:
@@ -268,6 +311,20 @@ def _parse(payload: bytes, total: int, budget: ValueBudget | None) -> tuple[int,
         names.add(name)
         if "quant" in entry:
             quant[name] = _parse_quant(entry["quant"], name, code, shape)
+        count = math.prod(shape)
+        decoded += count * DTYPES[code].itemsize
+        if "coding" in entry:
+            if not allow_coded:
+                raise FormatError(f"tensor {name!r} is entropy-coded but the file does not declare the "
+                                  "'tensor-rans' feature")
+            coding[name] = _parse_coding(entry["coding"], name, code, shape, quant.get(name))
+            symbols += count
+            tables += table_cost(quant[name].bits, coding[name].loc.size)
+            if tables > table_budget(symbols):
+                raise FormatError(f"tensor {name!r}: entropy models need {tables} table entries, more than "
+                                  f"{table_budget(symbols)} for {symbols} coded values")
+        if max_decoded is not None and decoded > max_decoded:
+            raise FormatError(f"tensors decode to more than the {max_decoded} bytes allowed for this bundle")
         parsed.append((name, code, shape, off, length))
     spans = sorted((off, length, name) for name, _, _, off, length in parsed)
     for (a_off, a_len, a_name), (b_off, _, b_name) in zip(spans, spans[1:]):
@@ -277,25 +334,49 @@ def _parse(payload: bytes, total: int, budget: ValueBudget | None) -> tuple[int,
     if end != data_len:
         raise FormatError(f"tensor data ends at {end} but the bundle holds {data_len} data bytes",
                           offset=data_start + end)
-    return data_start, parsed, quant, meta
+    return data_start, parsed, quant, coding, meta
 
 
-def _unpack(payload: bytes, budget: ValueBudget | None = None) -> TensorBundle:
-    data_start, entries, quant, meta = _parse(payload, len(payload), budget)
-    bundle = TensorBundle({}, quant, meta, {})
+def _unpack(payload: bytes, budget: ValueBudget | None, max_decoded: int, allow_coded: bool) -> TensorBundle:
+    data_start, entries, quant, coding, meta = _parse(payload, len(payload), budget, max_decoded, allow_coded)
+    bundle = TensorBundle({}, quant, meta, {}, coding)
     for name, code, shape, off, length in entries:
         dt = DTYPES[code]
-        arr = np.frombuffer(payload, dtype=dt, count=length // dt.itemsize, offset=data_start + off)
-        bundle.tensors[name] = arr.reshape(shape).astype(dt.newbyteorder("="), copy=True)
+        if name in coding:
+            data = bytes(payload[data_start + off:data_start + off + length])
+            try:
+                arr = decode_tensor(data, shape, quant[name].bits, dt.newbyteorder("="), coding[name])
+            except FormatError as exc:
+                raise FormatError(f"tensor {name!r}: {exc}", offset=data_start + off) from None
+            bundle.tensors[name] = arr
+        else:
+            arr = np.frombuffer(payload, dtype=dt, count=length // dt.itemsize, offset=data_start + off)
+            bundle.tensors[name] = arr.reshape(shape).astype(dt.newbyteorder("="), copy=True)
         bundle.dtypes[name] = code
     return bundle
+
+
+def _parse_coding(raw: Any, name: str, code: str, shape: tuple[int, ...], q: QuantParams | None) -> Coding:
+    if not isinstance(raw, dict) or set(raw) != _CODING_KEYS:
+        raise FormatError(f"tensor {name!r}: coding must be a map with keys {sorted(_CODING_KEYS)}")
+    if q is None or code not in ("u8", "u16"):
+        raise FormatError(f"tensor {name!r}: only quantized u8/u16 tensors may be entropy-coded")
+    family, axis = raw["model"], raw["axis"]
+    if isinstance(family, bool) or not isinstance(family, int):
+        raise FormatError(f"tensor {name!r}: coding model must be an integer")
+    if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
+        raise FormatError(f"tensor {name!r}: coding axis must be an integer or nil")
+    c = Coding(family, axis, _f32_array(raw["loc"], name, "coding loc"),
+               _f32_array(raw["scale"], name, "coding scale"))
+    check_coding(c, q.bits, shape, name)
+    return c
 
 
 def _parse_entry(entry: Any, data_len: int) -> tuple[str, str, tuple[int, ...], int, int]:
     if not isinstance(entry, dict):
         raise FormatError("tensor entry must be a map")
     extra = set(entry) - _ENTRY_KEYS
-    missing = _ENTRY_KEYS - {"quant"} - set(entry)
+    missing = _ENTRY_KEYS - _OPTIONAL_KEYS - set(entry)
     if extra or missing:
         raise FormatError(f"tensor entry has unknown keys {sorted(extra)} / lacks {sorted(missing)}")
     name = entry["name"]
@@ -322,7 +403,10 @@ def _parse_entry(entry: Any, data_len: int) -> tuple[str, str, tuple[int, ...], 
             raise FormatError(f"tensor {name!r}: shape {shape} has more than {MAX_ELEMENTS} elements")
     off = _int(entry, "offset", name)
     length = _int(entry, "length", name)
-    if count * DTYPES[code].itemsize != length:
+    if "coding" in entry:
+        if length % 4:
+            raise FormatError(f"tensor {name!r}: entropy-coded length {length} is not a whole number of 32-bit words")
+    elif count * DTYPES[code].itemsize != length:
         raise FormatError(f"tensor {name!r}: shape {shape} x {DTYPES[code].itemsize} bytes != length {length}")
     if off % TENSOR_ALIGNMENT or off > data_len or length > data_len - off:
         raise FormatError(f"tensor {name!r}: [{off}, {off + length}) outside data of {data_len} bytes or unaligned")

@@ -12,7 +12,9 @@ import zlib
 from typing import Any
 
 from nvcodec.container.index import IndexState, prev_generation, read_exact
-from nvcodec.container.layout import MAX_MSGPACK_BYTES, MSGPACK_KINDS, TENSOR_KINDS, SectionInfo, SectionKind
+from nvcodec.container.layout import (
+    MAX_MSGPACK_BYTES, MSGPACK_KINDS, RANS_FEATURE, TENSOR_KINDS, SectionInfo, SectionKind,
+)
 from nvcodec.container.msgpack_io import unpack_msgpack
 from nvcodec.container.reader import NvpReader
 from nvcodec.container.tensors import check_tensors, tensor_head_length
@@ -166,7 +168,8 @@ def _check_tensor_section(reader: NvpReader, info: SectionInfo) -> None:
             head += piece[:take]
             piece = piece[take:]
             need = tensor_head_length(bytes(head[:8]), info.raw_length)
-    check_tensors(bytes(head), info.raw_length, section=info.name, budget=reader.value_budget)
+    check_tensors(bytes(head), info.raw_length, section=info.name, budget=reader.value_budget,
+                  allow_coded=RANS_FEATURE in reader.required_features)
 
 
 def _chain(fd: int, state: IndexState) -> tuple[list[IndexState], dict[str, Any] | None]:

@@ -26,12 +26,16 @@ _LOCK_RETRIES = 100
 
 @dataclass
 class Section:
-    """A section to write: name, kind (`SectionKind` or any other non-zero u16), payload and codec."""
+    """A section to write: name, kind (`SectionKind` or any other non-zero u16), payload and codec.
+
+    `features` names required features its payload uses; the writer lists them in the index.
+    """
 
     name: str
     kind: int
     payload: bytes
     codec: int = Codec.ZSTD
+    features: tuple[str, ...] = ()
 
 
 def _validate(sections: list[Section]) -> None:
@@ -49,6 +53,10 @@ def _validate(sections: list[Section]) -> None:
             raise FormatError(f"unknown codec {s.codec!r}", section=s.name)
         if not isinstance(s.payload, (bytes, bytearray, memoryview)) or not memoryview(s.payload).c_contiguous:
             raise FormatError(f"payload must be contiguous bytes, got {type(s.payload).__name__}", section=s.name)
+
+
+def _section_features(sections: list[Section]) -> list[str]:
+    return [f for s in sections for f in s.features]
 
 
 def _features(existing: Iterable[str], added: Iterable[str]) -> list[str]:
@@ -111,7 +119,7 @@ def write_nvp(path: str | os.PathLike[str], sections: list[Section], required_fe
     _validate(sections)
     if len(sections) > MAX_SECTIONS:
         raise FormatError(f"too many sections: {len(sections)} > {MAX_SECTIONS}")
-    features = _features((), required_features)
+    features = _features((), [*required_features, *_section_features(sections)])
     directory = os.path.dirname(os.path.abspath(path))
     tmp = _write_temp(path, sections, features)
     try:
@@ -243,7 +251,7 @@ def append_nvp(path: str | os.PathLike[str], sections: list[Section], remove: It
         kept = [s for s in state.sections if s.name not in remove_set and s.name not in new_names]
         if len(kept) + len(sections) > MAX_SECTIONS:
             raise FormatError(f"too many sections: {len(kept) + len(sections)} > {MAX_SECTIONS}")
-        features = _features(state.features, required_features)
+        features = _features(state.features, [*required_features, *_section_features(sections)])
         if file_size > state.end:
             os.ftruncate(fd, state.end)
             os.fsync(fd)
