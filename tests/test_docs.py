@@ -4,6 +4,7 @@ import inspect
 import os
 import re
 
+import click
 import pytest
 
 from conftest import ROOT
@@ -33,8 +34,11 @@ def test_attach_cli_defaults_equal_the_library_defaults():
 
 def test_encode_cli_defaults_equal_the_library_defaults():
     lib, cli = _defaults(EncodeOptions), _cli_defaults("encode")
-    for name in ("kind", "psnr", "loss", "seed", "weight_bits", "embed_bits"):
+    for name in ("kind", "psnr", "loss", "seed"):
         assert cli[name] == lib[name], name
+    unset = (None, getattr(click.core, "UNSET", None))
+    for name in ("weight_bits", "embed_bits", "qat"):  # None: the kind's preset (encode.KIND_PRESETS)
+        assert lib[name] is None and cli[name] in unset, name
 
 
 def test_attach_help_numbers_match_the_code():
