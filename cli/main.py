@@ -79,10 +79,9 @@ def encode(input: str, output: str, resume: bool, tasks_: str | None, weights: s
     device, stream = kwargs["device"], kwargs["stream"]
     task_names = _split_tasks(tasks_) if tasks_ else []
     if task_names:
-        from nvcodec.tasks.registry import get_task
+        from nvcodec.models.registry import get_task
 
-        for t in task_names:
-            get_task(t)
+        specs = [get_task(t) for t in task_names]
     opts = build_options(kwargs, resume=resume)
     bar = ProgressBar()
     try:
@@ -90,13 +89,13 @@ def encode(input: str, output: str, resume: bool, tasks_: str | None, weights: s
     finally:
         bar.close()
     if task_names:
-        from nvcodec.tasks.attach import attach
+        from nvcodec.adapt.attach import attach
 
         summary["tasks"] = []
-        for t in task_names:
+        for spec in specs:
             bar = ProgressBar()
             try:
-                summary["tasks"].append(attach(output, t, weights=weights, device=device, source=input,
+                summary["tasks"].append(attach(output, spec, weights=weights, device=device, source=input,
                                                source_stream=stream, progress=bar))
             finally:
                 bar.close()
@@ -174,7 +173,7 @@ def view(file: str, output: str | None, frames: str | None, sheet: str | None, c
 @click.option("--json", "as_json", is_flag=True)
 def tasks(as_json: bool) -> None:
     """List the tasks nvcodec can serve from an .nvp file."""
-    from nvcodec.tasks.registry import list_tasks
+    from nvcodec.models.registry import list_tasks
 
     rows = [t.describe() for t in list_tasks()]
     print_json(rows) if as_json else click.echo(render_tasks(rows))
@@ -207,7 +206,7 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
            max_cost: float, source: str | None, epochs: int, sample: int | None, strict: bool, device: str,
            as_json: bool) -> None:
     """Attach a task: score INR-block/injection-point pairs, train adapters for the best, append the winner."""
-    from nvcodec.tasks.attach import attach as do_attach
+    from nvcodec.adapt.attach import attach as do_attach
 
     _require_file(file)
     bar = ProgressBar()
@@ -245,8 +244,8 @@ def infer(file: str, task: str, frames: str | None, weights: str | None, thresho
           device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
-    from nvcodec.tasks.infer import infer as do_infer
-    from nvcodec.tasks.labels import read_labels
+    from nvcodec.route.infer import infer as do_infer
+    from nvcodec.models.labels import read_labels
 
     _require_file(file)
     labels = read_labels(labels_file) if labels_file is not None else None
@@ -272,7 +271,7 @@ def infer(file: str, task: str, frames: str | None, weights: str | None, thresho
 def tune(file: str, task: str, source: str | None, epochs: int, inr_lr: float, adapter_lr: float, loss_weights: str,
          time_budget: float | None, weights: str | None, device: str, as_json: bool) -> None:
     """Fine-tune the INR together with a task's adapter; appends a new generation at the same bitrate."""
-    from nvcodec.tasks.tune import tune as do_tune
+    from nvcodec.adapt.tune import tune as do_tune
 
     _require_file(file)
     try:
