@@ -121,8 +121,8 @@ class TaskSpec:
         return (self._tiny_geometry if tiny else self._geometry)(hw)  # type: ignore[arg-type]
 
     def resolve_weights(self, weights: str | None, **kwargs: Any) -> WeightsSource:
-        """`nvcodec.models.weights.resolve_weights` for this task."""
-        return resolve_weights(self.name, weights, **kwargs)
+        """Locate weights for this task (`nvcodec.models.weights.locate_weights` with its lookup; no name lookup)."""
+        return locate_weights(self.name, self.weights, weights, **kwargs)
 
     def build(
         self, weights_source: WeightsSource, device: torch.device | str = "cpu", tiny: bool = False
