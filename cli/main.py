@@ -18,6 +18,22 @@ from .render import EPILOG, print_json, render_attach, render_infer, render_info
 
 
 
+class TaskHelpOption(click.Option):
+    """An option whose help names the declared tasks: ``{tasks}`` and ``{zero_shot}`` are filled in from
+    the task registry when help is shown (so `--help` follows the declarations, and startup stays light)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        text = self.help
+        if text and "{" in text:
+            from nvcodec.models.registry import task_names, zero_shot_names
+
+            self.help = text.format(tasks=", ".join(task_names()), zero_shot=", ".join(zero_shot_names()))
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = text
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
 @click.version_option(package_name="nvcodec", prog_name="nvcodec")
 def app() -> None:
@@ -67,7 +83,8 @@ def verify(file: str, as_json: bool) -> None:
 @click.argument("output", type=click.Path(dir_okay=False))
 @encode_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from its checkpoint (OUTPUT.ckpt).")
-@click.option("--tasks", "tasks_", metavar="T1,T2", help="Attach these tasks right after encoding.")
+@click.option("--tasks", "tasks_", metavar="T1,T2", cls=TaskHelpOption,
+              help="Attach these tasks right after encoding ({tasks}).")
 @click.option("--weights", help="Weights for --tasks (PATH, ID or 'random').")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -181,7 +198,7 @@ def tasks(as_json: bool) -> None:
 
 @app.command(epilog=EPILOG)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--task", "task", required=True, help="Task name (see `nvcodec tasks`).")
+@click.option("--task", "task", required=True, cls=TaskHelpOption, help="Task name: {tasks} (see `nvcodec tasks`).")
 @click.option("--weights", help="PATH, ID, or 'random' (pipeline check only; every output says so).")
 @click.option("--search", type=click.Choice(["lstsq", "cka", "exhaustive"]), default="lstsq", show_default=True,
               help="Rank pairs by least-squares adapter fidelity, by CKA, or train every pair.")
@@ -222,7 +239,8 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
 
 @app.command(epilog=EPILOG)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--task", "task", required=True, help="Task name(s), comma separated: resnet50,detr.")
+@click.option("--task", "task", required=True, cls=TaskHelpOption,
+              help="Task name(s), comma separated: resnet50,detr. Tasks: {tasks}.")
 @click.option("--frames", metavar="A:B", help="Frames A..B-1 only (half-open).")
 @click.option("--weights", help="PATH, ID, or 'random' (defaults to what attach recorded).")
 @click.option("--threshold", type=float, default=0.7, show_default=True, help="Detection score threshold.")
@@ -231,8 +249,8 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
               help="Also report agreement with the full backbone on the original video's frames.")
 @click.option("--beams", type=int, default=1, show_default=True,
               help="Beam search width for captions (1: greedy); other tasks ignore it.")
-@click.option("--labels", "labels_file", metavar="FILE",
-              help="Zero-shot tasks (clip_rn50): classify over these labels, one per line.")
+@click.option("--labels", "labels_file", metavar="FILE", cls=TaskHelpOption,
+              help="Zero-shot tasks ({zero_shot}): classify over these labels, one per line.")
 @click.option("--window", type=click.IntRange(min=1), metavar="N",
               help="Clip tasks: video frames per window (default: the model's span, e.g. 64 for 8x8).")
 @click.option("--stride", type=click.IntRange(min=1), metavar="N",

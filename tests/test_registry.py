@@ -178,3 +178,15 @@ def test_old_import_paths_are_the_moved_modules():
     assert nvcodec.tasks.backbone is nvcodec.models.base
     assert nvcodec.adapt.attach.__spec__.name == "nvcodec.adapt.attach"
     assert resolve_weights is registry.resolve_weights and WeightsSource.__module__ == "nvcodec.models.weights"
+
+
+def test_help_names_the_declared_tasks():
+    from click.testing import CliRunner
+
+    from nvcodec_cli.main import app
+
+    for command in ("attach", "infer"):
+        out = " ".join(CliRunner().invoke(app, [command, "--help"]).output.split())
+        assert all(name in out for name in registry.task_names()), command
+    out = " ".join(CliRunner().invoke(app, ["infer", "--help"]).output.split())
+    assert f"Zero-shot tasks ({', '.join(registry.zero_shot_names())})" in out
