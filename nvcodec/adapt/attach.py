@@ -33,7 +33,7 @@ from ..errors import LowFidelityError, UsageError
 from ..progress import ProgressCallback, emit
 from ..route.adapter import ADAPTER_BITS, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
 from .cka import rank_pairs, top_count
-from .holdout import DISTILL_LR, FEATURE_LR, HOLDOUT_FRACTION, split as _split
+from .holdout import DISTILL_LR, FEATURE_LR, HOLDOUT_FRACTION, split as _split  # noqa: F401 - HOLDOUT_FRACTION re-exported
 from . import clip_attach
 from ..models.registry import TaskSpec, resolve_task
 from ..route.flops import count_flops

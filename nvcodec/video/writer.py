@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import uuid
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 import av
 import numpy as np
