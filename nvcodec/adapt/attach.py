@@ -189,11 +189,15 @@ class AttachData:
         return int(self.rt.model.num_parameters())
 
 
-def prepare(video: NvpVideo, spec: TaskSpec, weights: str | None, sample_frames: int | None, device: torch.device,
-            source: str | None = None, source_stream: int | None = None, segment: int = 0,
+def prepare(video: NvpVideo, spec: TaskSpec | str, weights: str | None, sample_frames: int | None,
+            device: torch.device, source: str | None = None, source_stream: int | None = None, segment: int = 0,
             rt: TaskRuntime | None = None) -> AttachData:
     """Sample a segment's frames; build the backbone (unless `rt` is given); compute INR features at
-    every block, backbone activations at every point and the teacher's raw outputs."""
+    every block, backbone activations at every point and the teacher's raw outputs.
+
+    `spec`: the task's `TaskSpec` (attach passes it), or its name for callers outside attach.
+    """
+    spec = resolve_task(spec)
     count = sample_frames or DEFAULT_SAMPLE.get(spec.output_type, 16)
     if count < 2:
         raise UsageError("--frames (the attach sample) must be at least 2")
