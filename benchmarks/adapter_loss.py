@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nvcodec.tasks.adapter import CompositeLoss, fit_adapter
+from nvcodec.route.adapter import CompositeLoss, fit_adapter
 
 DEFAULT_CLIP = "/work/shared/clips/torchcodec_dog_eating_854132.mp4"
 GAP_CLOSED = (0.25, 0.5, 0.75, 0.9)

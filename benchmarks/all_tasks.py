@@ -19,9 +19,9 @@ import time
 from nvcodec.bench.machine import compute_probe, describe_machine
 from nvcodec.codec.encode import EncodeOptions, encode
 from nvcodec.codec.frames import parse_range
-from nvcodec.tasks.attach import attach
-from nvcodec.tasks.infer import infer
-from nvcodec.tasks.registry import task_names
+from nvcodec.adapt.attach import attach
+from nvcodec.route.infer import infer
+from nvcodec.models.registry import task_names
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

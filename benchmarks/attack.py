@@ -148,7 +148,7 @@ class Good:
 def build_good(work: Path, task: str = "resnet50") -> Good:
     """Encode a 6-frame 24x40 synthetic clip and attach `task` (tiny random backbone)."""
     from nvcodec.codec.encode import EncodeOptions, encode
-    from nvcodec.tasks.attach import attach
+    from nvcodec.adapt.attach import attach
     from nvcodec.video import write_y4m
 
     yy, xx = np.mgrid[0:24, 0:40]

@@ -44,9 +44,9 @@ import nvcodec
 from nvcodec.bench.machine import compute_probe, describe_machine
 from nvcodec.bench.timing import time_call
 from nvcodec.codec.encode import EncodeOptions, encode
-from nvcodec.tasks.adapter import ADAPTER_KINDS
-from nvcodec.tasks.agreement import classification_agreement
-from nvcodec.tasks.attach import (
+from nvcodec.route.adapter import ADAPTER_KINDS
+from nvcodec.models.agreement import classification_agreement
+from nvcodec.adapt.attach import (
     _features,
     attach,
     kinds_within_budget,
@@ -55,9 +55,9 @@ from nvcodec.tasks.attach import (
     source_frames,
     train_candidate,
 )
-from nvcodec.tasks.flops import count_flops
-from nvcodec.tasks.infer import infer
-from nvcodec.tasks.runtime import inr_to_geometry
+from nvcodec.route.flops import count_flops
+from nvcodec.route.infer import infer
+from nvcodec.route.runtime import inr_to_geometry
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TASK = "efficientnet_lite0"
@@ -175,7 +175,7 @@ def _product_path(nvp: str, clip: str, n: int, work: str, source: bool) -> dict[
 
 def _tuned(product: dict[str, Any], clip: str, n: int, epochs: int) -> dict[str, Any]:
     """`nvcodec tune --source` on a copy of the product file (teacher: source), then `infer` over all frames."""
-    from nvcodec.tasks.tune import tune
+    from nvcodec.adapt.tune import tune
 
     path = product["file"].replace(".nvp", "_tuned.nvp")
     shutil.copy(product["file"], path)
@@ -280,7 +280,7 @@ def retime(result: dict[str, Any], nvp_dir: str, clip_dir: str) -> None:
     Latency depends on the adapter's shape, not its weights: each pair is timed with an adapter of
     its kind and size; the product paths are timed again by `infer` on their attached copies.
     """
-    from nvcodec.tasks.adapter import MicroAdapter
+    from nvcodec.route.adapter import MicroAdapter
 
     name = os.path.splitext(result["clip"])[0]
     nvp = os.path.join(nvp_dir, f"{name}_{result['frames']}.nvp")

@@ -18,6 +18,22 @@ from .render import EPILOG, print_json, render_attach, render_infer, render_info
 
 
 
+class TaskHelpOption(click.Option):
+    """An option whose help names the declared tasks: ``{tasks}`` and ``{zero_shot}`` are filled in from
+    the task registry when help is shown (so `--help` follows the declarations, and startup stays light)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        text = self.help
+        if text and "{" in text:
+            from nvcodec.models.registry import task_names, zero_shot_names
+
+            self.help = text.format(tasks=", ".join(task_names()), zero_shot=", ".join(zero_shot_names()))
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = text
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
 @click.version_option(package_name="nvcodec", prog_name="nvcodec")
 def app() -> None:
@@ -70,7 +86,8 @@ def verify(file: str, as_json: bool) -> None:
 @click.argument("output", type=click.Path(dir_okay=False))
 @encode_options
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from its checkpoint (OUTPUT.ckpt).")
-@click.option("--tasks", "tasks_", metavar="T1,T2", help="Attach these tasks right after encoding.")
+@click.option("--tasks", "tasks_", metavar="T1,T2", cls=TaskHelpOption,
+              help="Attach these tasks right after encoding ({tasks}).")
 @click.option("--weights", help="Weights for --tasks (PATH, ID or 'random').")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -82,10 +99,9 @@ def encode(input: str, output: str, resume: bool, tasks_: str | None, weights: s
     device, stream = kwargs["device"], kwargs["stream"]
     task_names = _split_tasks(tasks_) if tasks_ else []
     if task_names:
-        from nvcodec.tasks.registry import get_task
+        from nvcodec.models.registry import get_task
 
-        for t in task_names:
-            get_task(t)
+        specs = [get_task(t) for t in task_names]
     opts = build_options(kwargs, resume=resume)
     bar = ProgressBar()
     try:
@@ -93,13 +109,13 @@ def encode(input: str, output: str, resume: bool, tasks_: str | None, weights: s
     finally:
         bar.close()
     if task_names:
-        from nvcodec.tasks.attach import attach
+        from nvcodec.adapt.attach import attach
 
         summary["tasks"] = []
-        for t in task_names:
+        for spec in specs:
             bar = ProgressBar()
             try:
-                summary["tasks"].append(attach(output, t, weights=weights, device=device, source=input,
+                summary["tasks"].append(attach(output, spec, weights=weights, device=device, source=input,
                                                source_stream=stream, progress=bar))
             finally:
                 bar.close()
@@ -177,7 +193,7 @@ def view(file: str, output: str | None, frames: str | None, sheet: str | None, c
 @click.option("--json", "as_json", is_flag=True)
 def tasks(as_json: bool) -> None:
     """List the tasks nvcodec can serve from an .nvp file."""
-    from nvcodec.tasks.registry import list_tasks
+    from nvcodec.models.registry import list_tasks
 
     rows = [t.describe() for t in list_tasks()]
     print_json(rows) if as_json else click.echo(render_tasks(rows))
@@ -185,7 +201,7 @@ def tasks(as_json: bool) -> None:
 
 @app.command(epilog=EPILOG)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--task", "task", required=True, help="Task name (see `nvcodec tasks`).")
+@click.option("--task", "task", required=True, cls=TaskHelpOption, help="Task name: {tasks} (see `nvcodec tasks`).")
 @click.option("--weights", help="PATH, ID, or 'random' (pipeline check only; every output says so).")
 @click.option("--search", type=click.Choice(["lstsq", "cka", "exhaustive"]), default="lstsq", show_default=True,
               help="Rank pairs by least-squares adapter fidelity, by CKA, or train every pair.")
@@ -210,7 +226,7 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
            max_cost: float, source: str | None, epochs: int, sample: int | None, strict: bool, device: str,
            as_json: bool) -> None:
     """Attach a task: score INR-block/injection-point pairs, train adapters for the best, append the winner."""
-    from nvcodec.tasks.attach import attach as do_attach
+    from nvcodec.adapt.attach import attach as do_attach
 
     _require_file(file)
     bar = ProgressBar()
@@ -226,7 +242,8 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
 
 @app.command(epilog=EPILOG)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--task", "task", required=True, help="Task name(s), comma separated: resnet50,detr.")
+@click.option("--task", "task", required=True, cls=TaskHelpOption,
+              help="Task name(s), comma separated: resnet50,detr. Tasks: {tasks}.")
 @click.option("--frames", metavar="A:B", help="Frames A..B-1 only (half-open).")
 @click.option("--weights", help="PATH, ID, or 'random' (defaults to what attach recorded).")
 @click.option("--threshold", type=float, default=0.7, show_default=True, help="Detection score threshold.")
@@ -235,8 +252,8 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
               help="Also report agreement with the full backbone on the original video's frames.")
 @click.option("--beams", type=int, default=1, show_default=True,
               help="Beam search width for captions (1: greedy); other tasks ignore it.")
-@click.option("--labels", "labels_file", metavar="FILE",
-              help="Zero-shot tasks (clip_rn50): classify over these labels, one per line.")
+@click.option("--labels", "labels_file", metavar="FILE", cls=TaskHelpOption,
+              help="Zero-shot tasks ({zero_shot}): classify over these labels, one per line.")
 @click.option("--window", type=click.IntRange(min=1), metavar="N",
               help="Clip tasks: video frames per window (default: the model's span, e.g. 64 for 8x8).")
 @click.option("--stride", type=click.IntRange(min=1), metavar="N",
@@ -248,8 +265,8 @@ def infer(file: str, task: str, frames: str | None, weights: str | None, thresho
           device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""
     from nvcodec.codec.frames import parse_range
-    from nvcodec.tasks.infer import infer as do_infer
-    from nvcodec.tasks.labels import read_labels
+    from nvcodec.route.infer import infer as do_infer
+    from nvcodec.models.labels import read_labels
 
     _require_file(file)
     labels = read_labels(labels_file) if labels_file is not None else None
@@ -275,7 +292,7 @@ def infer(file: str, task: str, frames: str | None, weights: str | None, thresho
 def tune(file: str, task: str, source: str | None, epochs: int, inr_lr: float, adapter_lr: float, loss_weights: str,
          time_budget: float | None, weights: str | None, device: str, as_json: bool) -> None:
     """Fine-tune the INR together with a task's adapter; appends a new generation at the same bitrate."""
-    from nvcodec.tasks.tune import tune as do_tune
+    from nvcodec.adapt.tune import tune as do_tune
 
     _require_file(file)
     try:

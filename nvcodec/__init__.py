@@ -19,9 +19,9 @@ __all__ = ["open", "encode", "EncodeOptions", "NvpVideo", "batch", "batch_infer"
 def __getattr__(name: str) -> Any:
     # Lazy so that `import nvcodec` stays cheap and light modules (errors, container) load alone.
     if name in ("open", "NvpVideo"):
-        from .codec import video
+        from . import api
 
-        return getattr(video, name)
+        return getattr(api, name)
     if name in ("encode", "EncodeOptions"):
         from .codec import encode
 

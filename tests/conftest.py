@@ -34,7 +34,7 @@ def _fresh_backbone_cache():
     """Each test builds its own backbones (infer keeps built ones per process)."""
     import sys
 
-    runtime = sys.modules.get("nvcodec.tasks.runtime")
+    runtime = sys.modules.get("nvcodec.route.runtime")
     if runtime is not None:
         runtime.clear_backbone_cache()
     yield

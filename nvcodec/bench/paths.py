@@ -6,7 +6,7 @@
 * ``nvcodec_shared`` / ``nvcodec_separate``: several tasks through one shared INR prefix, or each alone.
 
 Every path also has a FLOP count per stage (`*_flops`), taken on one unit with
-`nvcodec.tasks.flops.count_flops` over exactly the modules that stage runs.
+`nvcodec.route.flops.count_flops` over exactly the modules that stage runs.
 
 A *unit* is the list of frames one task output needs: ``[j]`` for per-frame tasks, a window's
 sampled frames for clip tasks (`task_units`); timings and FLOPs are per unit.
@@ -24,12 +24,12 @@ from av.video.reformatter import Interpolation
 
 from ..codec.video import NvpVideo, Segment
 from ..errors import InputError, NotAttachedError, UsageError
-from ..tasks.adapter import MicroAdapter
-from ..tasks.clips import plan_windows, union_frames
-from ..tasks.agreement import caption_agreement, classification_agreement, detection_map
-from ..tasks.flops import count_flops
+from ..route.adapter import MicroAdapter
+from ..route.clips import plan_windows, union_frames
+from ..models.agreement import caption_agreement, classification_agreement, detection_map
+from ..route.flops import count_flops
 from ..codec.meta import read_routing
-from ..tasks.runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters
+from ..route.runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters
 from .timing import StageClock, Timing, measure_passes
 
 RGB_INTERP = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT

@@ -28,10 +28,9 @@ from ..codec.frames import resolve_range
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..errors import UsageError
 from ..progress import ProgressCallback, ProgressEvent, emit
-from ..tasks.attach import attach
-from ..tasks.registry import get_task
-from ..tasks.runtime import RANDOM_TINY, sample_indices
-from ..tasks.weights import resolve_weights
+from ..adapt.attach import attach
+from ..models.registry import get_task
+from ..route.runtime import RANDOM_TINY, sample_indices
 from ..video import probe_video, read_frames
 from ..video.codecs import decode_frame_at
 from . import paths as P
@@ -50,7 +49,7 @@ TIMING_NOTE = ("per-frame wall time, batch size 1: each pass runs every sampled 
                "per-pass totals, so stages need not add up exactly); CUDA is synchronised around every stage. "
                "The codec path decodes the whole file sequentially each pass (container opening excluded) and its "
                "decode time is divided by the clip's frame count")
-FLOPS_NOTE = ("GFLOPs per frame counted by torch.utils.flop_counter.FlopCounterMode (via nvcodec.tasks.flops."
+FLOPS_NOTE = ("GFLOPs per frame counted by torch.utils.flop_counter.FlopCounterMode (via nvcodec.route.flops."
               "count_flops) over exactly the modules each stage runs: convolutions and matrix products, "
               "2 FLOPs per multiply-accumulate; elementwise work (resize, normalize, activations, softmax) is not "
               "counted. Stages with nothing counted are null, not 0")
@@ -435,7 +434,7 @@ def run_bench(input_path: str, options: BenchOptions, *, progress: ProgressCallb
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     wall0 = time.perf_counter()
     for name in o.tasks:
-        resolve_weights(get_task(name).name, "random" if o.weights == RANDOM_TINY else o.weights)
+        get_task(name).resolve_weights("random" if o.weights == RANDOM_TINY else o.weights)
     old_threads = torch.get_num_threads()
     if o.threads:
         torch.set_num_threads(o.threads)

@@ -34,7 +34,7 @@ MAX_LONG_STR = 4096
 EXTRA_MAX_VALUES = 4096
 EXTRA_MAX_BYTES = 64 * 1024
 ADAPTER_KINDS = ("linear", "conv3x3", "dw3x3", "bottleneck", "patch")
-"""Adapter kinds a file may name (built by `nvcodec.tasks.adapter.MicroAdapter`)."""
+"""Adapter kinds a file may name (built by `nvcodec.route.adapter.MicroAdapter`)."""
 
 Schema = Mapping[str, "Field"]
 
@@ -197,7 +197,7 @@ CLIP_FIELDS: Schema = {
     "clip": Map({"frames": Int(1, 1024), "windows": List(List(Int(0, MAX_FRAMES), max_len=2, length=2),
                                                           max_len=MAX_SAMPLE_FRAMES)}),
 }
-"""Routing fields of clip tasks (`nvcodec.tasks.clips`): the backbone's pathways and the attach sample's windows."""
+"""Routing fields of clip tasks (`nvcodec.route.clips`): the backbone's pathways and the attach sample's windows."""
 TASK_FIELDS: dict[str, Schema] = {"slowfast_r50": CLIP_FIELDS, "i3d_r50": CLIP_FIELDS}
 """Routing fields one task adds to its entries (by task name), beside `ROUTING_ENTRY`."""
 ADAPTER_KIND_FIELDS: dict[str, Schema] = {

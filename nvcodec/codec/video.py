@@ -193,22 +193,6 @@ class NvpVideo:
         if not isinstance(layer, int) or not 0 <= layer < self.num_layers:
             raise UsageError(f"layer {layer!r} is out of range: this model has blocks 0..{self.num_layers - 1}")
 
-    # --- tasks ----------------------------------------------------------------
-    def attach(self, task: str, **kwargs: Any) -> dict:
-        """Attach `task` (see `nvcodec.tasks.attach.attach`); this object then sees the new routing."""
-        from ..tasks.attach import attach
-
-        report = attach(self.path, task, **kwargs)
-        self._reopen()
-        return report
-
-    def infer(self, tasks: str | list[str], frames: tuple[int | None, int | None] | None = None, **kwargs: Any) -> dict:
-        """Run one or several attached tasks on frames [A, B) (see `nvcodec.tasks.infer.infer`)."""
-        from ..tasks.infer import infer
-
-        names = [tasks] if isinstance(tasks, str) else list(tasks)
-        return infer(self.path, names, frames=frames, **kwargs)
-
     def _reopen(self) -> None:
         self._reader.close()
         self._reader = NvpReader(self.path)
@@ -223,13 +207,16 @@ class NvpVideo:
         return [s.name for s in self._reader.sections if s.kind == int(kind)]
 
 
-def open(path: str | os.PathLike) -> NvpVideo:  # noqa: A001 - mirrors builtins.open on purpose
-    """Open an `.nvp` file for decoding: `v = nvcodec.open("clip.nvp"); v[0]; v.features(layer=2)`."""
+def open(path: str | os.PathLike, *, cls: type[NvpVideo] = NvpVideo) -> NvpVideo:  # noqa: A001 - mirrors builtins.open
+    """Open an `.nvp` file for decoding: `v = open("clip.nvp"); v[0]; v.features(layer=2)`.
+
+    `cls`: a subclass to return (`nvcodec.api.NvpVideo` adds the task methods).
+    """
     if not os.path.exists(path):
         raise UsageError(f"{os.fspath(path)}: no such file")
     if os.path.isdir(path):
         raise UsageError(f"{os.fspath(path)}: is a directory, not an .nvp file")
     try:
-        return NvpVideo(path)
+        return cls(path)
     except PermissionError:
         raise UsageError(f"{os.fspath(path)}: permission denied") from None

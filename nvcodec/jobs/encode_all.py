@@ -36,7 +36,7 @@ def batch(source: str, out_dir: str, options: EncodeOptions | None = None, *, ta
         raise UsageError("batch resumes by itself: an input with a checkpoint in OUT_DIR continues from it")
     task_names = tuple(dict.fromkeys(tasks))
     if task_names:
-        from ..tasks.registry import get_task
+        from ..models.registry import get_task
 
         for t in task_names:
             get_task(t)

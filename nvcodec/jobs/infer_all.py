@@ -42,7 +42,7 @@ def find_nvp(folder: str) -> list[str]:
 
 def run_infer_job(job: InferJob) -> dict[str, Any]:
     """`infer()` on one file; its per-frame predictions as records, or a failed row (never raises)."""
-    from ..tasks.infer import infer
+    from ..route.infer import infer
 
     row: dict[str, Any] = {"file": job.path, "status": "ok", "exit_code": None, "error": None, "frames": None,
                            "records": []}
@@ -91,7 +91,7 @@ def batch_infer(folder: str, tasks: list[str] | tuple[str, ...], *, output: str 
     ``weights_random``; a file that fails gets one line with ``error`` and ``exit_code`` instead.
     Returns a summary with a row per file (status, exit code, seconds, CPU seconds).
     """
-    from ..tasks.registry import get_task
+    from ..models.registry import get_task
 
     task_names = tuple(dict.fromkeys(tasks))
     if not task_names:

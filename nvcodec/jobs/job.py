@@ -73,7 +73,7 @@ def _encode(job: BatchJob, row: dict[str, Any], replace: bool) -> None:
 
 
 def _attach_missing(job: BatchJob, have: list[str]) -> list[str]:
-    from ..tasks.attach import attach
+    from ..adapt.attach import attach
 
     done = []
     for task in job.tasks:

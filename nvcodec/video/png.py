@@ -50,7 +50,7 @@ def encode_png(array: np.ndarray, *, compress_level: int = 6) -> bytes:
 
 def write_png(path: str | os.PathLike, array: np.ndarray, *, compress_level: int = 6) -> None:
     """Write ``array`` as a PNG file atomically (temp file next to ``path``, then rename)."""
-    from nvcodec.video.writer import atomic_output
+    from nvcodec.video.atomic import atomic_output
 
     data = encode_png(array, compress_level=compress_level)
     with atomic_output(Path(path)) as tmp, no_space_as_error(path):

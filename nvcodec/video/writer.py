@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import uuid
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 import av
 import numpy as np
@@ -39,6 +36,7 @@ from av.video.reformatter import Interpolation
 
 from nvcodec.errors import NoSpaceError, NvcodecError, UsageError, is_no_space, no_space_as_error
 from nvcodec.progress import ProgressCallback, emit
+from nvcodec.video.atomic import _remove, atomic_output  # noqa: F401 - atomic_output re-exported
 from nvcodec.video.png import encode_png
 
 __all__ = ["CONTAINER_FORMATS", "atomic_output", "write_video", "write_y4m", "write_png_dir"]
@@ -54,42 +52,6 @@ _YUV_INTERP = Interpolation.AREA | Interpolation.ACCURATE_RND
 _Y4M_FORMATS = {8: "yuv444p", 10: "yuv444p10le", 12: "yuv444p12le", 16: "yuv444p16le"}
 
 PathLike = str | os.PathLike
-
-
-@contextmanager
-def atomic_output(target: Path, *, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it onto ``target`` if the block succeeds.
-
-    On any exception the temporary file/folder is removed and the exception propagates.
-    With ``directory=True`` the temporary path is a fresh folder.
-    """
-    target = Path(os.fspath(target))
-    parent = target.parent
-    if not parent.is_dir():
-        raise UsageError(f"{target}: output folder {parent} does not exist")
-    if target.is_dir() and not directory:
-        raise UsageError(f"{target}: is a folder")
-    tmp = parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        if directory:
-            with no_space_as_error(target):
-                tmp.mkdir()
-        yield tmp
-        if not directory:
-            os.replace(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(path: Path) -> None:
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-    except OSError:
-        pass
 
 
 def write_video(

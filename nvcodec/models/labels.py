@@ -33,7 +33,7 @@ COCO_ID2LABEL: dict[int, str] = {
 
 
 def _label_file(name: str, count: int) -> tuple[str, ...]:
-    text = resources.files("nvcodec.tasks").joinpath(name).read_text(encoding="utf-8")
+    text = resources.files("nvcodec.models").joinpath(name).read_text(encoding="utf-8")
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != count:
         raise FormatError(f"{name} holds {len(names)} names, expected {count}")

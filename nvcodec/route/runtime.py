@@ -18,9 +18,8 @@ from ..codec.serialize import bundle_size_range
 from .adapter import MicroAdapter, adapter_shapes, default_hidden
 from .clips import ClipAdapter
 from .flops import count_flops
-from .geometry import Geometry, crop_features, preprocess
-from .registry import TaskSpec, get_task
-from .weights import resolve_weights
+from ..models.geometry import Geometry, crop_features, preprocess
+from ..models.registry import TaskSpec, resolve_task
 
 RANDOM_TINY = "random-tiny"
 RANDOM_SEED = 20260101
@@ -90,21 +89,23 @@ class TaskRuntime:
         return tuple(self.model.point_size(point, self.geometry.output_size))  # type: ignore[return-value]
 
 
-def build_runtime(task: str, weights: str | None, device: torch.device, width: int, height: int,
+def build_runtime(task: str | TaskSpec, weights: str | None, device: torch.device, width: int, height: int,
                   calibration_frames: torch.Tensor | None = None,
                   labels: Sequence[str] | None = None, reuse: bool = False) -> TaskRuntime:
     """Resolve weights and build the task's backbone; random backbones are seeded (and BN-calibrated).
+
+    `task`: its `TaskSpec` (what attach, tune and infer pass), or a name, looked up here.
 
     `labels` replaces the label set of a zero-shot task (`TaskSpec.with_labels`). `reuse` (for
     callers that only run the backbone, never train it) takes a backbone built earlier in this
     process from the same weights file, device, labels and calibration frames, and keeps this one
     for later (BACKBONE_CACHE_SIZE; `clear_backbone_cache`).
     """
-    spec = get_task(task)
+    spec = resolve_task(task)
     if labels is not None:
         spec = spec.with_labels(labels)
     tiny = weights == RANDOM_TINY
-    source = resolve_weights(spec.name, "random" if tiny else weights)
+    source = spec.resolve_weights("random" if tiny else weights)
     random = source.random
     key = None
     if reuse:

@@ -1,7 +1,7 @@
 """The ``caption`` output type: post-processing, fidelity and distillation of generated captions.
 
 Raw outputs are ``{"tokens": (N, L), "logits": (N, L, vocab)}`` as the BLIP tail returns them
-(`nvcodec.tasks.blip`): caption token ids padded with -1, and the decoder's scores of each.
+(`nvcodec.models.blip`): caption token ids padded with -1, and the decoder's scores of each.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import torch
 from torch import Tensor
 
 from nvcodec.errors import UsageError
-from nvcodec.tasks.agreement import caption_ids, corpus_bleu, token_agreement
-from nvcodec.tasks.geometry import Geometry
+from nvcodec.models.agreement import caption_ids, corpus_bleu, token_agreement
+from nvcodec.models.geometry import Geometry
+from nvcodec.models.heads import Head
 
 SCHEMA = {
     "per_frame": "a list holding one caption",
@@ -41,7 +42,7 @@ def postprocess(spec: Any, raw: dict[str, Tensor], geometry: Geometry, frame_hw:
 
 def fidelity(raw_adapter: dict[str, Tensor], raw_pixel: dict[str, Tensor]) -> float:
     """0.5 * token agreement + 0.5 * corpus BLEU-4 of the captions' token ids, the pixel path's as
-    references (`nvcodec.tasks.agreement`); 1 when every caption is identical."""
+    references (`nvcodec.models.agreement`); 1 when every caption is identical."""
     _check(raw_adapter)
     _check(raw_pixel)
     a, p = caption_ids(raw_adapter["tokens"]), caption_ids(raw_pixel["tokens"])
@@ -63,3 +64,8 @@ def distill(raw_student: dict[str, Tensor], raw_teacher: dict[str, Tensor]) -> T
 def distill_context(raw_teacher: dict[str, Tensor]) -> dict[str, Tensor]:
     """Tail arguments for distillation: teacher-force the teacher's caption tokens."""
     return {"tokens": raw_teacher["tokens"].long()}
+
+
+
+HEAD = Head("caption", postprocess, fidelity, distill, {}, distill_context)
+"""The caption output type, for task declarations."""

@@ -1,6 +1,6 @@
 """One caption per frame with transformers' `BlipForConditionalGeneration` (BLIP base, 384 px).
 
-The vision encoder is split like ViT (`nvcodec.tasks.tokens`): ``embed`` is the patch
+The vision encoder is split like ViT (`nvcodec.models.tokens`): ``embed`` is the patch
 projection, ``block3``/``block6``/``block9`` follow ``vision_model.encoder.layers``. The tail runs
 the remaining layers and ``post_layernorm`` (the image embeddings the text decoder attends to),
 then the text decoder: greedy or beam-search generation from the ``[DEC]`` token, stopping at
@@ -30,11 +30,15 @@ from torch import Tensor, nn
 
 from nvcodec.errors import UsageError, WeightsError
 from nvcodec.progress import ProgressCallback
-from nvcodec.tasks.hf import load_config_dir, load_pretrained_dir, quiet
-from nvcodec.tasks.tokens import TokenBackbone
-from nvcodec.tasks.weights import (
+from nvcodec.models.hf import load_config_dir, load_pretrained_dir, quiet
+from nvcodec.models.tokens import TokenBackbone
+from nvcodec.models.weights import (
     Search, WeightsLookup, WeightsSource, load_checked_state_dict, read_source_state_dict, search_hf, strip_prefixes,
 )
+from nvcodec.models import caption
+from nvcodec.models.geometry import whole_frame_geometry
+from nvcodec.models.registry import declare
+from nvcodec.models.tokens import TOKEN_POINTS
 
 if TYPE_CHECKING:
     from transformers import BlipConfig, BlipForConditionalGeneration, PreTrainedTokenizerBase
@@ -227,3 +231,14 @@ def locate_blip(search: Search, cache_dirs: Sequence[Path] | None, offline: str 
 
 
 BLIP_WEIGHTS = WeightsLookup(locate_blip, need_config=True)
+
+
+declare(
+    "blip_caption", head=caption.HEAD, builder=build_blip, rank=5,
+    description="One caption per frame with BLIP (Salesforce/blip-image-captioning-base); greedy or beam search",
+    backbone="blip-image-captioning-base", injection_points=TOKEN_POINTS, mean=MEAN, std=STD,
+    output_schema=caption.SCHEMA, geometry=lambda hw: whole_frame_geometry(hw, IMAGE_SIZE), weights=BLIP_WEIGHTS,
+    docs=("one caption per frame", "transformers `BlipForConditionalGeneration` "
+          "(`Salesforce/blip-image-captioning-base` layout), whole frame at 384x384; greedy or `infer --beams N`",
+          "embed (16), block3, block6, block9"),
+)

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from nvcodec.errors import UsageError
 from nvcodec.progress import ProgressCallback
-from nvcodec.tasks.backbone import InjectableBackbone
-from nvcodec.tasks.weights import (
+from nvcodec.models.base import InjectableBackbone
+from nvcodec.models.weights import (
     Search,
     WeightsLookup,
     WeightsSource,
@@ -36,6 +36,11 @@ from nvcodec.tasks.weights import (
     strip_prefixes,
     torch_hub_file,
 )
+from nvcodec.models.geometry import imagenet_geometry
+from nvcodec.models.heads import CLASSIFICATION
+from nvcodec.models.labels import kinetics400_classes
+from nvcodec.models.registry import declare
+from nvcodec.models.sampling import ClipSampling
 
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
@@ -382,3 +387,36 @@ def _hub_locator(task: str, name: str) -> Any:
 
 I3D_WEIGHTS = WeightsLookup(_hub_locator("i3d_r50", I3D_FILE))
 SLOWFAST_WEIGHTS = WeightsLookup(_hub_locator("slowfast_r50", SLOWFAST_FILE))
+
+
+KINETICS_SCHEMA = {
+    "per_window": "list of the top-k actions, best first (k = top_k, default 5), for each clip window",
+    "fields": {
+        "label": "str: Kinetics-400 action name",
+        "index": "int: class index 0..399",
+        "score": "float: softmax probability",
+    },
+}
+
+
+def _declare_clip_task(name: str, description: str, backbone: str, builder: Any, weights: WeightsLookup,
+                       sampling: ClipSampling, rank: int, docs: tuple[str, str, str]) -> None:
+    declare(name, head=CLASSIFICATION, builder=builder, rank=rank, description=description, backbone=backbone,
+            injection_points=POINTS, mean=KINETICS_MEAN, std=KINETICS_STD, labels=kinetics400_classes(),
+            output_schema=KINETICS_SCHEMA, geometry=lambda hw: imagenet_geometry(hw, 256, 256),
+            tiny_geometry=lambda hw: imagenet_geometry(hw, 72, 64), weights=weights, clip=sampling, docs=docs)
+
+
+_declare_clip_task(
+    "slowfast_r50", "Kinetics-400 action recognition with SlowFast R50 8x8 (pytorchvideo weights); "
+    "top-5 per clip window of 32 frames at stride 2 (slow pathway: every 4th)", "slowfast-r50-8x8",
+    build_slowfast, SLOWFAST_WEIGHTS, ClipSampling(32, 2, tiny_frames=8, tiny_rate=1), 6,
+    ("Kinetics-400 top-5 per clip window", "plain-PyTorch SlowFast R50 8x8 with pytorchvideo `state_dict` keys; "
+     "32 frames at stride 2, slow pathway every 4th",
+     "stem (`blocks.0`), res2, res3, res4 (`blocks.1..3`); slow and fast pathways each get an adapter"))
+_declare_clip_task(
+    "i3d_r50", "Kinetics-400 action recognition with I3D R50 8x8 (pytorchvideo weights); "
+    "top-5 per clip window of 8 frames at stride 8", "i3d-r50-8x8",
+    build_i3d, I3D_WEIGHTS, ClipSampling(8, 8, tiny_frames=4, tiny_rate=2), 7,
+    ("Kinetics-400 top-5 per clip window", "plain-PyTorch I3D R50 8x8 with pytorchvideo `state_dict` keys; "
+     "8 frames at stride 8", "stem (`blocks.0`), res2 (`blocks.1`), res3 (`blocks.3`), res4 (`blocks.4`)"))

@@ -31,19 +31,23 @@ from torch import Tensor, nn
 
 from nvcodec.errors import UsageError, WeightsError
 from nvcodec.progress import ProgressCallback
-from nvcodec.tasks.backbone import InjectableBackbone
-from nvcodec.tasks.bpe import VOCAB_FILE, ClipTokenizer, base_tokenizer, load_tokenizer
-from nvcodec.tasks.efficientnet import _package_file
-from nvcodec.tasks.weights import (
+from nvcodec.models.base import InjectableBackbone
+from nvcodec.models.bpe import VOCAB_FILE, ClipTokenizer, base_tokenizer, load_tokenizer
+from nvcodec.models.weights import (
     Search,
     WeightsLookup,
     WeightsSource,
     _hf_roots,
     hf_cached_snapshot,
     load_checked_state_dict,
+    package_file,
     read_source_state_dict,
     strip_prefixes,
 )
+from nvcodec.models.geometry import imagenet_geometry
+from nvcodec.models.heads import CLASSIFICATION
+from nvcodec.models.labels import imagenet_classes
+from nvcodec.models.registry import declare
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -372,7 +376,7 @@ def find_vocab(source: WeightsSource) -> tuple[Path | None, list[str]]:
             return path, looked
         looked.append(str(path))
     for package in VOCAB_PACKAGES:
-        path = _package_file(package, VOCAB_FILE)
+        path = package_file(package, VOCAB_FILE)
         if path is not None:
             return path, looked
         looked.append(f"installed package {package} ({VOCAB_FILE})")
@@ -442,3 +446,24 @@ CLIP_RN50_WEIGHTS = WeightsLookup(locate_clip_rn50)
 def relabel(model: ClipRN50, labels: Sequence[str]) -> None:
     """The task's label hook: zero-shot over `labels`."""
     model.set_labels(labels)
+
+
+declare(
+    "clip_rn50", head=CLASSIFICATION, builder=build_clip, rank=3, relabel=relabel,
+    description="Zero-shot classification with OpenAI CLIP RN50 over the prompts 'a photo of a {label}.' "
+                "(ImageNet-1k classes, or --labels FILE); top-5 per frame",
+    backbone="clip-rn50", injection_points=tuple(ClipRN50.injection_points), mean=MEAN, std=STD,
+    labels=imagenet_classes(),
+    output_schema={
+        "per_frame": "list of the top-k labels, best first (k = top_k, default 5)",
+        "fields": {
+            "label": "str: label (ImageNet-1k class name unless --labels)",
+            "index": "int: line of the label in the label set, from 0",
+            "score": "float: softmax of logit_scale * cosine similarity over the label set",
+        },
+    },
+    geometry=lambda hw: imagenet_geometry(hw, 224, 224), weights=CLIP_RN50_WEIGHTS,
+    docs=('zero-shot top-5 over "a photo of a {label}." (ImageNet-1k classes, or `infer --labels FILE`)',
+          "plain-PyTorch OpenAI CLIP RN50 (ModifiedResNet-50 image tower + text transformer), `state_dict` keys "
+          "of OpenAI's `RN50`", "stem (4), layer1 (4), layer2 (8), layer3 (16)"),
+)

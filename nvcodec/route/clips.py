@@ -14,7 +14,6 @@ time steps stand for (`ClipBackbone.pathway_positions`) are stacked into (B, C',
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,34 +21,8 @@ from torch import Tensor, nn
 
 from ..container import pack_tensors
 from ..errors import UsageError
+from ..models.sampling import ClipSampling  # noqa: F401 - re-exported: declared with the task
 from .adapter import MicroAdapter
-
-
-@dataclass(frozen=True)
-class ClipSampling:
-    """How a clip task samples video frames: `frames` per clip, one every `rate` video frames.
-
-    `tiny_frames` / `tiny_rate`: the same for the tiny test model. `sample_windows`: how many
-    windows attach samples by default.
-    """
-
-    frames: int
-    rate: int
-    tiny_frames: int
-    tiny_rate: int = 1
-    sample_windows: int = 6
-
-    def clip_len(self, tiny: bool = False) -> int:
-        """Frames the backbone takes per clip."""
-        return self.tiny_frames if tiny else self.frames
-
-    def span(self, tiny: bool = False) -> int:
-        """Video frames one window covers by default (frames x rate)."""
-        return self.tiny_frames * self.tiny_rate if tiny else self.frames * self.rate
-
-    def to_dict(self) -> dict[str, int]:
-        """For `nvcodec tasks` listings."""
-        return {"frames": self.frames, "rate": self.rate, "window": self.span()}
 
 
 def window_frames(start: int, span: int, count: int) -> list[int]:

@@ -13,11 +13,11 @@ from ..codec.frames import resolve_range
 from ..codec.video import NvpVideo, Segment, open as open_nvp, resolve_device
 from ..errors import NotAttachedError, UsageError
 from .adapter import MicroAdapter
-from .agreement import caption_agreement, classification_agreement, detection_map
+from ..models.agreement import caption_agreement, classification_agreement, detection_map
 from .flops import count_flops
-from .registry import get_task, task_names
+from ..models.registry import TaskSpec, resolve_task, zero_shot_names
 from ..codec.meta import read_routing
-from .attach import source_frames
+from .source import source_frames
 from .clips import clip_rows, plan_windows, union_frames
 from .runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters, pixel_path_flops
 
@@ -251,11 +251,12 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
     return out
 
 
-def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] | None = None,
+def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | None, int | None] | None = None,
           weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
           source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1,
           labels: Sequence[str] | None = None, window: int | None = None, stride: int | None = None) -> dict:
-    """Run `tasks` on frames of the `.nvp` at `path` through their attached adapters.
+    """Run `tasks` (names, each looked up here once, or their `TaskSpec`s) on frames of the `.nvp` at
+    `path` through their attached adapters.
 
     `labels` replaces the label set of the zero-shot tasks among `tasks` (UsageError when there is none).
     Clip tasks report per window: windows of `window` video frames (default: the task's span,
@@ -274,16 +275,18 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
     if isinstance(beams, bool) or not isinstance(beams, int) or beams < 1:
         raise UsageError(f"--beams must be an integer >= 1, got {beams!r}")
     dev = resolve_device(device)
-    for name in tasks:
-        get_task(name)
-    if labels is not None and not any(get_task(name).zero_shot for name in tasks):
-        raise UsageError(f"--labels applies to zero-shot tasks ({', '.join(n for n in task_names() if get_task(n).zero_shot)})")
+    specs: dict[str, TaskSpec] = {}
+    for task in tasks:
+        spec = resolve_task(task)
+        specs.setdefault(spec.name, spec)
+    if labels is not None and not any(spec.zero_shot for spec in specs.values()):
+        raise UsageError(f"--labels applies to zero-shot tasks ({', '.join(zero_shot_names())})")
     with open_nvp(path) as video:
         m = video.metadata
         routing = read_routing(video.reader)
         start, stop = resolve_range(frames, len(video))
         runs: list[_Task] = []
-        for name in dict.fromkeys(tasks):
+        for name, spec in specs.items():
             entry = _entry(routing, name, path)
             # The file only says whether its adapter was trained on a random backbone; a path or model
             # id recorded in it is never followed (a hostile file must not pick what gets loaded).
@@ -291,8 +294,8 @@ def infer(path: str, tasks: list[str], *, frames: tuple[int | None, int | None] 
             calib = None
             if entry.get("weights_random") or w in ("random", "random-tiny"):
                 calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev)
-            rt = build_runtime(name, w, dev, m.width, m.height, calibration_frames=calib,
-                               labels=labels if get_task(name).zero_shot else None, reuse=True)
+            rt = build_runtime(spec, w, dev, m.width, m.height, calibration_frames=calib,
+                               labels=labels if spec.zero_shot else None, reuse=True)
             rt.model.set_decoding(beams)
             t = _Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev))
             if t.clip:

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from nvcodec.errors import UsageError, WeightsError
-from nvcodec.tasks.backbone import InjectableBackbone
+from nvcodec.models.base import InjectableBackbone, calibrate_bn
 from nvcodec.progress import ProgressCallback
-from nvcodec.tasks.weights import (
+from nvcodec.models.weights import (
     Search,
     WeightsLookup,
     WeightsSource,
@@ -31,6 +31,10 @@ from nvcodec.tasks.weights import (
     torch_checkpoint_dirs,
     torch_hub_file,
 )
+from nvcodec.models.geometry import IMAGENET_MEAN, IMAGENET_STD, imagenet_geometry
+from nvcodec.models.heads import CLASSIFICATION, IMAGENET_SCHEMA
+from nvcodec.models.labels import imagenet_classes
+from nvcodec.models.registry import declare
 
 RESNET50_LAYERS = (3, 4, 6, 3)
 TORCHVISION_RESNET50_URLS: dict[str, str] = {
@@ -136,74 +140,6 @@ def resnet50(num_classes: int = 1000) -> ResNet:
     return ResNet(RESNET50_LAYERS, 64, num_classes)
 
 
-def _is_batchnorm(m: nn.Module) -> bool:
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return True
-    return isinstance(getattr(m, "running_mean", None), Tensor) and isinstance(getattr(m, "running_var", None), Tensor)
-
-
-@torch.no_grad()
-def calibrate_bn(model: nn.Module, batches: Iterable[Tensor], *, device: torch.device | str | None = None) -> int:
-    """Re-estimate BatchNorm running statistics from input batches; returns the number of BN layers.
-
-    Each batch is what ``model(batch)`` takes (normalized pixels for a backbone). While
-    calibrating, every BN layer normalizes with the statistics of the current batch (as in
-    training mode) and the running mean/variance become the average over batches of the
-    batch mean and unbiased batch variance (PyTorch's cumulative ``momentum=None`` rule).
-    Works for ``nn.BatchNorm*`` and frozen BN modules that only hold running-stat buffers
-    (e.g. DETR's). Other layers run in eval mode; the model's train/eval mode is restored.
-    """
-    bns = [m for m in model.modules() if _is_batchnorm(m)]
-    if not bns:
-        return 0
-    sums: dict[int, list[Tensor | int]] = {}
-
-    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-        x = inputs[0]
-        dims = [d for d in range(x.dim()) if d != 1]
-        n = x.numel() // x.shape[1]
-        xf = x.float()
-        mean = xf.mean(dim=dims)
-        var = xf.var(dim=dims, unbiased=False)
-        acc = sums.setdefault(id(module), [torch.zeros_like(mean), torch.zeros_like(var), 0])
-        acc[0] = acc[0] + mean
-        acc[1] = acc[1] + (var * n / max(n - 1, 1))
-        acc[2] = acc[2] + 1
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        eps = float(getattr(module, "eps", 1e-5))
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)
-        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
-        if isinstance(weight, Tensor):
-            y = y * weight.float().view(shape)
-        if isinstance(bias, Tensor):
-            y = y + bias.float().view(shape)
-        return y.to(output.dtype)
-
-    was_training = model.training
-    model.eval()
-    handles = [m.register_forward_hook(hook) for m in bns]
-    try:
-        seen = 0
-        for batch in batches:
-            if device is not None:
-                batch = batch.to(device)
-            model(batch)
-            seen += 1
-    finally:
-        for h in handles:
-            h.remove()
-    for m in bns:
-        acc = sums.get(id(m))
-        if acc is None:
-            continue
-        m.running_mean.copy_((acc[0] / acc[2]).to(m.running_mean.dtype))
-        m.running_var.copy_((acc[1] / acc[2]).to(m.running_var.dtype))
-        if isinstance(getattr(m, "num_batches_tracked", None), Tensor):
-            m.num_batches_tracked.fill_(int(acc[2]))
-    model.train(was_training)
-    return len(bns) if seen else 0
-
-
 _HF_STEM = re.compile(r"^(?:resnet\.)?embedder\.embedder\.(convolution|normalization)\.(.+)$")
 _HF_BLOCK = re.compile(
     r"^(?:resnet\.)?encoder\.stages\.(\d+)\.layers\.(\d+)\."
@@ -283,3 +219,17 @@ def locate_resnet50(search: Search, cache_dirs: Sequence[Path] | None, offline: 
 
 
 RESNET50_WEIGHTS = WeightsLookup(locate_resnet50)
+
+
+POINTS = ("stem", "layer1", "layer2", "layer3")
+"""Injection points of the ResNet-50 family (DETR's backbone shares them)."""
+
+declare(
+    "resnet50", head=CLASSIFICATION, builder=build_resnet, rank=1,
+    description="ImageNet-1k classification with ResNet-50 (torchvision weights); top-5 classes per frame",
+    backbone="resnet50", injection_points=POINTS, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    labels=imagenet_classes(), output_schema=IMAGENET_SCHEMA,
+    geometry=imagenet_geometry, tiny_geometry=lambda hw: imagenet_geometry(hw, 72, 64), weights=RESNET50_WEIGHTS,
+    docs=("ImageNet-1k top-5", "plain-PyTorch ResNet-50 with torchvision `state_dict` keys",
+          "stem, layer1, layer2, layer3"),
+)

@@ -1,10 +1,10 @@
 """Where task weights come from: ``--weights PATH|ID|random`` or the places each task names.
 
-`resolve_weights` only locates (and, when allowed, downloads) weights and returns a
+`locate_weights` only locates (and, when allowed, downloads) weights and returns a
 `WeightsSource`; the task's ``build`` loads them. Where a task looks when no ``--weights`` is
-given lives with the task, as its `WeightsLookup` (see the task modules: ``resnet``,
+given lives with the task, as its `WeightsLookup` (see the model modules: ``resnet``,
 ``detr``, ``efficientnet``); this module holds the shared search helpers (torch hub cache,
-Hugging Face cache, downloads).
+Hugging Face cache, downloads). `nvcodec.models.registry.resolve_weights` takes a task name or spec.
 
 Downloads are skipped when ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE`` or
 ``NVCODEC_OFFLINE`` is set, when ``allow_download=False``, or when the host does not
@@ -15,6 +15,7 @@ that was tried and how to supply weights.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import socket
@@ -317,26 +318,24 @@ def _split_id(weights: str, lookup: WeightsLookup) -> tuple[str, str | None]:
     return repo_id, revision or lookup.default_revisions.get(repo_id)
 
 
-def resolve_weights(
+def locate_weights(
     task_name: str,
+    lookup: WeightsLookup,
     weights: str | os.PathLike[str] | None,
     *,
     cache_dirs: Sequence[str | os.PathLike[str]] | None = None,
     allow_download: bool = True,
     progress: ProgressCallback | None = None,
 ) -> WeightsSource:
-    """Locate weights for a task.
+    """Locate weights for the task `task_name` whose default places and hub revisions are `lookup`.
 
-    `weights`: ``None`` (the task's own places, see its `WeightsLookup`), ``"random"``, a path
+    `weights`: ``None`` (the task's own places, `lookup`), ``"random"``, a path
     to a state dict file (.pth/.pt/.bin via ``torch.load(weights_only=True)``, or .safetensors),
     a Hugging Face model directory, or a Hugging Face model id (``ORG/NAME`` or ``ORG/NAME@REVISION``).
     `cache_dirs` replaces the default caches: each directory is searched as a folder of weight
     files, a torch hub directory and a Hugging Face cache (downloads go to the first one).
     Raises WeightsError (listing every place tried) when nothing usable is found.
     """
-    from .registry import get_task
-
-    lookup = get_task(task_name).weights
     dirs = [Path(d).expanduser() for d in cache_dirs] if cache_dirs is not None else None
     offline = offline_reason(allow_download)
     search = Search()
@@ -489,3 +488,18 @@ def load_checked_state_dict(module: nn.Module, sd: Mapping[str, Tensor], *, what
     check_state_dict(module, sd, what=what)
     expected = module.state_dict()
     module.load_state_dict({k: v for k, v in sd.items() if k in expected}, strict=False)
+
+
+def package_file(package: str, relative: str) -> Path | None:
+    """Path of a data file inside an installed package, found without importing the package."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / relative
+        if path.is_file():
+            return path
+    return None

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nvcodec.errors import NvcodecError, WeightsError
-from nvcodec.tasks.backbone import InjectableBackbone
-from nvcodec.tasks.hf import load_config_dir, load_pretrained_dir
-from nvcodec.tasks.labels import COCO_ID2LABEL
+from nvcodec.models.base import InjectableBackbone
+from nvcodec.models.hf import load_config_dir, load_pretrained_dir
+from nvcodec.models.labels import COCO_ID2LABEL
 from nvcodec.progress import ProgressCallback
-from nvcodec.tasks.weights import (
+from nvcodec.models.weights import (
     Search,
     WeightsLookup,
     WeightsSource,
@@ -40,6 +40,10 @@ from nvcodec.tasks.weights import (
     rename_keys,
     strip_prefixes,
 )
+from nvcodec.models.geometry import IMAGENET_MEAN, IMAGENET_STD, detr_geometry
+from nvcodec.models.heads import DETECTION
+from nvcodec.models.labels import coco_labels
+from nvcodec.models.registry import declare
 
 if TYPE_CHECKING:
     from transformers import DetrConfig, DetrForObjectDetection
@@ -233,3 +237,23 @@ def locate_detr(search: Search, cache_dirs: Sequence[Path] | None, offline: str 
 
 
 DETR_WEIGHTS = WeightsLookup(locate_detr, need_config=True, default_revisions={DETR_REPO: DETR_REVISION})
+
+
+declare(
+    "detr", head=DETECTION, builder=build_detr, rank=2,
+    description="COCO object detection with DETR-ResNet-50 (facebook/detr-resnet-50, revision no_timm)",
+    backbone="detr-resnet-50", injection_points=("stem", "layer1", "layer2", "layer3"),
+    mean=IMAGENET_MEAN, std=IMAGENET_STD, labels=coco_labels(),
+    output_schema={
+        "per_frame": "list of detections with score > threshold (default 0.7), best first",
+        "fields": {
+            "label": "str: COCO label (DETR id2label)",
+            "index": "int: COCO category id 1..90",
+            "score": "float: softmax probability over 91 ids + no-object",
+            "box": "[x0, y0, x1, y1]: float pixel coordinates in the original frame, clipped to it",
+        },
+    },
+    geometry=detr_geometry, tiny_geometry=lambda hw: detr_geometry(hw, 96, 160), weights=DETR_WEIGHTS,
+    docs=("COCO boxes in frame pixels", "transformers `DetrForObjectDetection`, its own ResNet-50 (no timm)",
+          "stem, layer1, layer2, layer3"),
+)

