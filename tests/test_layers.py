@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"nvcodec": ROOT / "nvcodec", "nvcodec_cli": ROOT / "cli"}
 LAYERS: list[tuple[str, ...]] = [
-    ("nvcodec.errors", "nvcodec.progress"),
+    ("nvcodec.errors", "nvcodec.progress", "nvcodec.threads"),
     ("nvcodec.container",),
     ("nvcodec.inr", "nvcodec.video"),
     ("nvcodec.codec",),
