@@ -224,6 +224,10 @@ def tfjs_state_dict(model: TfjsModel, net: NanoDet) -> dict[str, Tensor]:
     for index, name in enumerate(conv_names(net.config)):
         kernel, bias, stride = _graph_conv(model, index, consumers)
         conv = modules[name].conv
+        want = tuple(conv.weight.shape[i] for i in (2, 3, 1, 0))
+        if kernel.shape != want or bias.shape != (conv.out_channels,):
+            raise WeightsError(f"{model.path}: Conv2D number {index} has kernel {kernel.shape} and bias {bias.shape}, "
+                               f"{name} expects {want} and ({conv.out_channels},)")
         if stride != conv.stride[0]:
             raise WeightsError(f"{model.path}: Conv2D number {index} has stride {stride}, {name} expects {conv.stride[0]}")
         sd[f"{name}.conv.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
@@ -438,6 +442,8 @@ def locate_nanodet(search: Search, cache_dirs: Sequence[Path] | None, offline: s
                    progress: ProgressCallback | None) -> WeightsSource | None:
     """The first folder of `search_places` holding ``nanodet.json`` and ``nanodet.bin``. Nothing is
     downloaded at run time: ``scripts/fetch_human_models.sh`` (run by ``make test``/``make demo``) fetches them."""
+    if cache_dirs is None and not os.environ.get(ENV_VAR):
+        search.note(f"${ENV_VAR}", "not set")
     for what, folder in search_places(cache_dirs):
         found = _model_json(folder) if folder.is_dir() else None
         if found is not None and (found.parent / SHARD_FILE).is_file():
@@ -447,4 +453,4 @@ def locate_nanodet(search: Search, cache_dirs: Sequence[Path] | None, offline: s
     return None
 
 
-NANODET_WEIGHTS = WeightsLookup(locate_nanodet)
+NANODET_WEIGHTS = WeightsLookup(locate_nanodet, from_path=source_from_path)

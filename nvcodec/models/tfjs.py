@@ -184,6 +184,8 @@ def _read_group(path: Path, group: Any, total: list[int]) -> dict[str, np.ndarra
     offset = 0
     view = bytes(data)
     for e in entries:
+        if e.name in out:
+            raise _fail(path, f"weight {e.name!r} is listed twice")
         out[e.name] = _decode(e, view[offset : offset + e.nbytes])
         offset += e.nbytes
     return out
