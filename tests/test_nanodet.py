@@ -300,10 +300,6 @@ def test_missing_weights_list_every_place(tmp_path, monkeypatch):
                   tmp_path / "node_modules" / "@vladmandic" / "human-models" / "models"):
         assert str(place / "nanodet.json") in text
     assert "fetch_human_models.sh" in text
-    monkeypatch.delenv(nd.ENV_VAR)
-    search = Search()
-    nd.locate_nanodet(search, None, None, None)
-    assert search.tried[0] == f"${nd.ENV_VAR}: not set"
     (tmp_path / "env").mkdir()
     (tmp_path / "env" / "nanodet.json").write_text("{}")
     search = Search()
@@ -313,6 +309,10 @@ def test_missing_weights_list_every_place(tmp_path, monkeypatch):
     found = nd.locate_nanodet(Search(), None, None, None)
     assert found is not None and found.path == tmp_path / "env" / "nanodet.json"
     assert found.origin == f"${nd.ENV_VAR}"
+    monkeypatch.delenv(nd.ENV_VAR)
+    search = Search()
+    nd.locate_nanodet(search, None, None, None)
+    assert search.tried[0] == f"${nd.ENV_VAR}: not set"
 
 
 def test_weights_path_forms(tmp_path):
