@@ -359,6 +359,27 @@ def postprocess(raw: dict[str, Tensor], geometry: Geometry, frame_hw: Sequence[i
     return out
 
 
+def task_postprocess(spec: Any, raw: dict[str, Tensor], geometry: Geometry, frame_hw: Sequence[int] | None,
+                     threshold: float | None = DEFAULT_THRESHOLD, max_detections: int | None = DEFAULT_MAX_DETECTIONS,
+                     clip: bool = True, iou: float = DEFAULT_IOU, **_: Any) -> list[list[dict[str, Any]]]:
+    """`postprocess` with the task registry's head signature (the task's labels come from `spec`)."""
+    return postprocess(raw, geometry, frame_hw, labels=spec.labels, threshold=threshold, iou=iou,
+                       max_detections=max_detections, clip=clip)
+
+
+OUTPUT_SCHEMA = {
+    "per_frame": f"list of detections with score > threshold (default {DEFAULT_THRESHOLD}) after class-wise NMS "
+                 f"(IoU {DEFAULT_IOU}), best first, at most {DEFAULT_MAX_DETECTIONS}",
+    "fields": {
+        "label": "str: COCO label (80 classes)",
+        "index": "int: class index 0..79 (0 = person)",
+        "score": "float: sigmoid class score",
+        "box": "[x0, y0, x1, y1]: float pixel coordinates in the original frame, clipped to it",
+    },
+}
+"""Output schema of the ``nanodet`` task."""
+
+
 def _anchor_weights(scores: Tensor) -> Tensor:
     return scores.max(-1).values + 1e-3
 
