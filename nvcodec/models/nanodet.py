@@ -41,7 +41,7 @@ from nvcodec.errors import UsageError, WeightsError
 from nvcodec.models.tfjs import TfjsModel, read_tfjs_model
 from nvcodec.progress import ProgressCallback
 from nvcodec.tasks.backbone import InjectableBackbone
-from nvcodec.tasks.geometry import Geometry, boxes_to_frame
+from nvcodec.tasks.geometry import Geometry, boxes_to_frame, whole_frame_geometry
 from nvcodec.tasks.labels import COCO_ID2LABEL, NO_LABEL
 from nvcodec.tasks.weights import Search, WeightsLookup, WeightsSource, check_state_dict
 
@@ -251,8 +251,6 @@ def build_nanodet(source: WeightsSource, device: torch.device | str = "cpu", tin
 
 def geometry(frame_hw: Sequence[int], size: int = INPUT_SIZE) -> Geometry:
     """The whole frame resized to `size` x `size` (what the human library feeds NanoDet)."""
-    from nvcodec.tasks.geometry import whole_frame_geometry
-
     return whole_frame_geometry(frame_hw, size)
 
 
