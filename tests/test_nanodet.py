@@ -249,6 +249,10 @@ def test_decode_nms_and_frame_boxes():
     assert dets[0]["score"] == pytest.approx(0.9)
     assert nd.postprocess(raw, geo, threshold=0.95) == [[]]
     assert len(nd.postprocess(raw, geo, max_detections=1)[0]) == 1
+    dense = {"scores": torch.rand(1, anchors, 80), "bins": raw["bins"]}
+    everything = nd.postprocess(dense, geo, threshold=0.0, max_detections=None)[0]
+    assert 0 < len(everything) <= nd.MAX_CANDIDATES
+    assert everything[0]["score"] == pytest.approx(float(dense["scores"].max()))
     with pytest.raises(UsageError):
         nd.postprocess({"scores": scores}, geo)
     with pytest.raises(UsageError, match="does not fit"):

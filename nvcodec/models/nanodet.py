@@ -59,6 +59,8 @@ LEAKY_SLOPE = 0.1
 DEFAULT_THRESHOLD = 0.35
 DEFAULT_IOU = 0.6
 DEFAULT_MAX_DETECTIONS = 100
+MAX_CANDIDATES = 1000
+"""At most this many (anchor, class) pairs above the threshold, best first, go into NMS (NanoDet's ``nms_pre``)."""
 POINTS = ("stem", "stage1", "stage2")
 
 COCO80 = tuple(COCO_ID2LABEL[i] for i in sorted(COCO_ID2LABEL) if COCO_ID2LABEL[i] != NO_LABEL)
@@ -333,8 +335,8 @@ def postprocess(raw: dict[str, Tensor], geometry: Geometry, frame_hw: Sequence[i
                 iou: float = DEFAULT_IOU, max_detections: int | None = DEFAULT_MAX_DETECTIONS,
                 clip: bool = True, reg_max: int = NanoDetConfig.reg_max,
                 strides: Sequence[int] = NanoDetConfig.strides) -> list[list[dict[str, Any]]]:
-    """Per frame: detections ``{"label", "index", "score", "box"}`` after score threshold and class-wise NMS,
-    best first, boxes ``[x0, y0, x1, y1]`` in pixels of the original frame."""
+    """Per frame: detections ``{"label", "index", "score", "box"}`` after score threshold and class-wise NMS
+    (over the `MAX_CANDIDATES` best pairs), best first, boxes ``[x0, y0, x1, y1]`` in pixels of the original frame."""
     if threshold is None:
         threshold = DEFAULT_THRESHOLD
     if not isinstance(raw, dict) or "scores" not in raw or "bins" not in raw:
@@ -346,6 +348,9 @@ def postprocess(raw: dict[str, Tensor], geometry: Geometry, frame_hw: Sequence[i
     for s_row, b_row in zip(scores, boxes):
         anchor, cls = (s_row > threshold).nonzero(as_tuple=True)
         sc = s_row[anchor, cls]
+        if len(sc) > MAX_CANDIDATES:
+            top = sc.topk(MAX_CANDIDATES).indices
+            anchor, cls, sc = anchor[top], cls[top], sc[top]
         keep = batched_nms(b_row[anchor], sc, cls, iou)
         if max_detections is not None:
             keep = keep[: int(max_detections)]
