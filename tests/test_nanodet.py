@@ -87,6 +87,7 @@ def test_tfjs_reader_decodes_every_dtype(tmp_path):
     ("parent_path", "plain file name"),
     ("absolute_path", "plain file name"),
     ("missing_shard", "not found"),
+    ("folder_shard", "not a regular file"),
     ("duplicate", "listed twice"),
     ("no_topology", "modelTopology"),
     ("not_json", "not JSON"),
@@ -124,6 +125,9 @@ def test_tfjs_reader_rejects_hostile_models(tmp_path, case, match):
         kwargs["paths"] = [str(tmp_path / "group1-shard1of1.bin")]
     elif case == "missing_shard":
         kwargs["paths"] = ["other.bin"]
+    elif case == "folder_shard":
+        (tmp_path / "sub").mkdir()
+        kwargs["paths"] = ["sub"]
     elif case == "duplicate":
         base[1][0]["name"] = "a"
     path = _write_model(tmp_path, base, **kwargs)

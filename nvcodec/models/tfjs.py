@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,9 +162,12 @@ def _read_group(path: Path, group: Any, total: list[int]) -> dict[str, np.ndarra
     sizes = []
     for shard in shards:
         try:
-            size = shard.stat().st_size
+            info = shard.stat()
         except OSError:
             raise WeightsError(f"{path}: weight shard {shard} not found") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise _fail(path, f"shard {shard.name} is not a regular file")
+        size = info.st_size
         if size > MAX_SHARD_BYTES:
             raise _fail(path, f"shard {shard.name} is {size} bytes, more than the {MAX_SHARD_BYTES} allowed")
         sizes.append(size)
