@@ -281,6 +281,8 @@ def test_fidelity_and_distill():
     assert nd.fidelity(raw, raw) == pytest.approx(1.0)
     noisy = {"scores": (raw["scores"] + 0.2).clamp(0, 1), "bins": raw["bins"] + torch.randn_like(raw["bins"])}
     assert nd.fidelity(noisy, raw) < 0.95
+    missed = {"scores": raw["scores"] * 0.1, "bins": raw["bins"]}  # every score 10x lower: objects missed
+    assert nd.fidelity(missed, raw) == pytest.approx(0.5 * 0.1 + 0.5, abs=1e-4)
     student = {k: v.clone().requires_grad_(True) for k, v in noisy.items()}
     loss = nd.distill(student, raw)
     loss.backward()

@@ -390,15 +390,17 @@ def _anchor_weights(scores: Tensor) -> Tensor:
 def fidelity(raw_adapter: dict[str, Tensor], raw_pixel: dict[str, Tensor]) -> float:
     """0.5 * score agreement + 0.5 * box agreement per anchor, weighted by the pixel path's best class score.
 
-    Score agreement: 1 - mean |s_adapter - s_pixel| over the 80 sigmoid scores. Box agreement:
+    Score agreement: weighted Jaccard of the 80 sigmoid scores, sum(min(a, p)) / sum(max(a, p)), so a
+    missed or invented object counts fully however many classes stay near 0. Box agreement:
     exp(-KL) of the distance-bin distributions (pixel || adapter), mean over the four sides.
     """
-    sa, sp = raw_adapter["scores"].detach().float(), raw_pixel["scores"].detach().float().to(raw_adapter["scores"].device)
+    sa = raw_adapter["scores"].detach().float()
+    sp = raw_pixel["scores"].detach().float().to(sa.device)
     ba, bp = raw_adapter["bins"].detach().float(), raw_pixel["bins"].detach().float().to(sa.device)
     if sa.shape != sp.shape or ba.shape != bp.shape or sa.numel() == 0:
         raise UsageError(f"cannot compare NanoDet outputs of shapes {tuple(sa.shape)} and {tuple(sp.shape)}")
     weight = _anchor_weights(sp)
-    score_term = 1.0 - (sa - sp).abs().mean(-1)
+    score_term = torch.minimum(sa, sp).sum(-1) / torch.maximum(sa, sp).sum(-1).clamp(min=1e-6)
     box_term = torch.exp(-_bins_kl(ba, bp)).mean(-1)
     per = 0.5 * score_term + 0.5 * box_term
     return float(((per * weight).sum() / weight.sum()).item())
