@@ -305,12 +305,14 @@ class WeightsLookup:
 
     `locate` searches the task's default places; `need_config`: the weights are a Hugging Face
     model directory (config.json + weights); `default_revisions`: hub id -> revision used when
-    ``--weights ID`` names no revision.
+    ``--weights ID`` names no revision; `from_path`: for weights that are not state dicts (e.g. a
+    tfjs graph model), turns an existing ``--weights`` file or folder into a source (or raises).
     """
 
     locate: Locator
     need_config: bool = False
     default_revisions: Mapping[str, str] = field(default_factory=dict)
+    from_path: Callable[[str, Path], WeightsSource] | None = None
 
 
 def _split_id(weights: str, lookup: WeightsLookup) -> tuple[str, str | None]:
@@ -329,7 +331,8 @@ def locate_weights(
 ) -> WeightsSource:
     """Locate weights for the task `task_name` whose default places and hub revisions are `lookup`.
 
-    `weights`: ``None`` (the task's own places, `lookup`), ``"random"``, a path
+    `weights`: ``None`` (the task's own places, see its `WeightsLookup`), ``"random"``, a path
+    handed to the task's `WeightsLookup.from_path` when it has one, else a path
     to a state dict file (.pth/.pt/.bin via ``torch.load(weights_only=True)``, or .safetensors),
     a Hugging Face model directory, or a Hugging Face model id (``ORG/NAME`` or ``ORG/NAME@REVISION``).
     `cache_dirs` replaces the default caches: each directory is searched as a folder of weight
@@ -349,6 +352,10 @@ def locate_weights(
     if text == RANDOM:
         return WeightsSource(task_name, RANDOM, None, "--weights random")
     path = Path(text).expanduser()
+    if lookup.from_path is not None:
+        if path.is_file() or path.is_dir():
+            return lookup.from_path(task_name, path)
+        raise WeightsError(f"--weights {text}: no such file or folder")
     if path.is_file():
         if path.suffix not in WEIGHT_SUFFIXES:
             raise WeightsError(f"{path}: not a weights file (expected one of {', '.join(WEIGHT_SUFFIXES)})")
