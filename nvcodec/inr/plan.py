@@ -58,6 +58,8 @@ MIN_CHANNELS = 12
 CELL_COST = 0.003
 STRIDE_CHOICES = (5, 4, 3, 2)
 GRID_FRAME_STEP = 4
+EMBED_SHARE = 0.2
+MIN_EMBED_CHANNELS = 2
 
 
 @dataclass
@@ -308,7 +310,8 @@ def _channels(c1: int, n: int) -> list[int]:
     return out
 
 
-def _build(kind: str, width: int, height: int, frames: int, strides: list[int], c1: int) -> INRConfig:
+def _build(kind: str, width: int, height: int, frames: int, strides: list[int], c1: int,
+           embed_c: int = 16) -> INRConfig:
     s = math.prod(strides)
     eh, ew = -(-height // s), -(-width // s)
     n = len(strides)
@@ -319,7 +322,7 @@ def _build(kind: str, width: int, height: int, frames: int, strides: list[int], 
         pe_levels = 32 if frames > 1 else 1
         fc = [max(32, min(512, 2 * c1))]
     else:
-        embed_c, pe_levels, fc = 16, 0, []
+        pe_levels, fc = 0, []
     grid, block_grids = 0, []
     if kind == "hinerv":
         grid = frames
@@ -388,14 +391,19 @@ def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
 
         def cost(c: INRConfig) -> float:
             return float(c.num_params())
+    embed_c = 16
+    if kind == "hinerv":
+        s = math.prod(strides)
+        per_channel = frames * -(-height // s) * -(-width // s) * (embed_bits if params is None else 1.0)
+        embed_c = int(min(16, max(MIN_EMBED_CHANNELS, EMBED_SHARE * target // per_channel)))
     lo, hi = 4, MAX_CHANNELS
     while lo < hi:
         mid = (lo + hi) // 2
-        if cost(_build(kind, width, height, frames, strides, mid)) < target:
+        if cost(_build(kind, width, height, frames, strides, mid, embed_c)) < target:
             lo = mid + 1
         else:
             hi = mid
-    cands = [_build(kind, width, height, frames, strides, c) for c in {max(4, lo - 1), lo}]
+    cands = [_build(kind, width, height, frames, strides, c, embed_c) for c in {max(4, lo - 1), lo}]
     best = min(cands, key=lambda c: abs(cost(c) - target))
     if best.decoder_params() > MAX_PARAMS:
         raise UsageError("requested model size is too large")
