@@ -69,9 +69,15 @@ def test_configure_environment_keeps_the_users_settings(monkeypatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert th.configure_environment(2) == 2
+    assert th.configure_environment(2, load=0.1) == 2
     assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "2"
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in os.environ  # idle: OpenMP's own default
+    assert th.configure_environment(2, load=3.5) == 2
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # busy: workers sleep instead of spinning
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    th.configure_environment(2, load=9.0)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert th.machine_busy(2, 2.0) and not th.machine_busy(2, 1.9)
 
 
 def test_use_threads_sets_and_restores(monkeypatch) -> None:
