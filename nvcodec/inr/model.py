@@ -99,6 +99,12 @@ def sample_grid(grid: Tensor, t: Tensor) -> Tensor:
     return grid[i0] * (1 - w) + grid[i0 + 1] * w
 
 
+def append_time(x: Tensor, t: Tensor) -> Tensor:
+    """(N, C, H, W) features and frame times t (N,) -> (N, C + 1, H, W) float32, the last channel t."""
+    t_map = t.to(torch.float32).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, x.shape[-2], x.shape[-1])
+    return torch.cat([x.float(), t_map], dim=1)
+
+
 class HiNeRVBlock(nn.Module):
     """HiNeRV-style block on (features, frame-time channel) maps.
 
@@ -128,9 +134,7 @@ class HiNeRVBlock(nn.Module):
         if self.grid is not None:
             g = sample_grid(self.grid, t_frame).to(y.dtype)
             y = y + g.repeat(1, 1, y.shape[-2] // s, y.shape[-1] // s)
-        y = self.act(y).float()
-        t_map = t_frame.reshape(-1, 1, 1, 1).expand(y.shape[0], 1, y.shape[-2], y.shape[-1])
-        return torch.cat([y, t_map], dim=1)
+        return append_time(self.act(y), t_frame)
 
 
 class INRDecoder(nn.Module):
@@ -227,9 +231,7 @@ class INRDecoder(nn.Module):
         """HiNeRV: append the frame-time channel to embeddings (N, C, eh, ew) of frames; others: unchanged."""
         if self.config.kind != "hinerv":
             return embedded
-        t = frame_time(frame_indices.to(embedded.device), self.config.num_frames)
-        t_map = t.reshape(-1, 1, 1, 1).expand(embedded.shape[0], 1, embedded.shape[-2], embedded.shape[-1])
-        return torch.cat([embedded.float(), t_map], dim=1)
+        return append_time(embedded, frame_time(frame_indices.to(embedded.device), self.config.num_frames))
 
     def embedding_input(self, frame_indices: Tensor) -> Tensor:
         """NeRV positional encoding (N, 2 * pe_levels) of frame indices in 0..num_frames-1."""

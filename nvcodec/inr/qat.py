@@ -58,11 +58,6 @@ class QuantPlan:
     embed_axis: int | None = 1
     masks: dict[TensorKey, Tensor] = field(default_factory=dict)
 
-    def mean_weight_bits(self, sizes: dict[TensorKey, int]) -> float:
-        """Size-weighted mean of the weights' bits."""
-        total = sum(sizes.values())
-        return sum(self.bits[k] * n for k, n in sizes.items()) / max(total, 1)
-
 
 def named_tensors(decoder: torch.nn.Module) -> dict[TensorKey, Tensor]:
     """The decoder's stored parameters by key (block parameters, then the head's)."""
