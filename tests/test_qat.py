@@ -116,3 +116,32 @@ def test_fit_with_bit_allocation_and_pruning_stores_the_plan() -> None:
     deq = dequantize_tensor(q, p)
     near_zero = np.abs(deq) <= np.asarray(p.scale).reshape(-1, 1, 1, 1) / 2 + 1e-7
     assert near_zero.mean() >= 0.2
+
+
+def test_tune_keeps_the_files_per_tensor_bits_layout_and_sparsity(tmp_path) -> None:
+    from conftest import write_clip
+    from nvcodec.adapt.attach import attach
+    from nvcodec.adapt.tune import tune
+    from nvcodec.codec.encode import EncodeOptions, encode
+    from nvcodec.codec.serialize import load_decoder, stored_plan
+    from nvcodec.container import NvpReader
+
+    clip = write_clip(str(tmp_path / "c.mp4"), synthetic_frames(6, 32, 48))
+    nvp = str(tmp_path / "c.nvp")
+    encode(clip, nvp, EncodeOptions(psnr=None, epochs=12, params=20000, kind="hinerv", device="cpu", seed=0,
+                                    qat=0.5, prune=0.2, bit_alloc=True))
+
+    def layout() -> tuple[dict, dict, float]:
+        with NvpReader(nvp) as rd:
+            dec, _ = load_decoder(rd)
+            plan = stored_plan(rd, dec, keep_zeros=True)
+        zeros = sum(float((~m).float().mean()) for m in plan.masks.values()) / max(len(plan.masks), 1)
+        return plan.bits, plan.axes, zeros
+
+    bits0, axes0, zeros0 = layout()
+    assert len(set(bits0.values())) > 1 and zeros0 >= 0.15
+    attach(nvp, "resnet50", weights="random-tiny", top_k=1, epochs=1)
+    tune(nvp, "resnet50", epochs=2, inr_lr=1e-3)
+    bits1, axes1, zeros1 = layout()
+    assert bits1 == bits0 and axes1 == axes0
+    assert zeros1 >= zeros0 - 1e-6

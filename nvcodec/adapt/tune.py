@@ -10,7 +10,8 @@ and the task's attached adapter are fine-tuned together on
 with Adam (INR lr 1e-5, adapter lr 1e-4 by default) and a cosine schedule over `epochs`. The
 reference frames, and the teacher (the full backbone on them), are the original video's when
 `source` is given, else the INR's own frames before tuning (then PSNR is measured against those).
-The tuned INR is quantized with the file's own bit depths, so the rate stays the same; this task's
+The tuned INR is quantized with the file's own per-tensor bits and layout (`stored_plan`), and
+trained quantization-aware (and kept pruned) when the file was, so the rate stays about the same; this task's
 adapter is then refined on the dequantized INR, and the adapters of the other attached tasks are
 re-fitted on it (same pair and kind). Everything is appended as one new generation: the previous
 INR stays in the file, unreferenced, until `nvcodec compact`.
@@ -30,12 +31,13 @@ import torch
 import torch.nn.functional as F
 
 from ..codec.meta import read_provenance, read_routing
-from ..codec.serialize import inr_sections, load_decoder
+from ..codec.serialize import inr_sections, load_decoder, stored_plan
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..container import NvpReader, Section, SectionKind, append_nvp, pack_msgpack
 from ..errors import NotAttachedError, UsageError
 from ..inr.metrics import frame_mse, pool_quality, quality_from_mse
 from ..inr.model import crop
+from ..inr.qat import WeightSTE, fake_quant_ste
 from ..inr.quant import dequantize_into, quantize_inr
 from ..progress import ProgressCallback, emit
 from ..route.adapter import ADAPTER_BITS, CompositeLoss, MicroAdapter, TaskDistill, fit_adapter
@@ -53,9 +55,12 @@ def _frames_float(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
     return frames.to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def _bits(reader: NvpReader) -> tuple[int, int]:
+def _settings(reader: NvpReader) -> tuple[int, int, bool, bool]:
+    """(weight bits, embedding bits, trained quantization-aware, pruned) from the file's encode settings."""
     settings = read_provenance(reader).get("settings") or {}
-    return settings.get("weight_bits") or 8, settings.get("embed_bits") or 6
+    qat, prune = settings.get("qat") or 0, settings.get("prune") or 0
+    return (settings.get("weight_bits") or 8, settings.get("embed_bits") or 6,
+            isinstance(qat, (int, float)) and qat > 0, isinstance(prune, (int, float)) and prune > 0)
 
 
 @torch.no_grad()
@@ -117,7 +122,7 @@ def tune(path: str, task: str | TaskSpec, *, source: str | None = None, source_s
         k, point = entry["inr_layer"], entry["injection_point"]
         bits = ADAPTER_BITS if entry.get("adapter_bits") == ADAPTER_BITS else None
         adapters = load_adapters(video, entry, rt, dev)
-        weight_bits, embed_bits = _bits(video.reader)
+        weight_bits, embed_bits, qat, pruned = _settings(video.reader)
         total_steps = sum(math.ceil((s.stop - s.start) / batch_size) for s in video.segments) * epochs
         done = 0
         sections: list[Section] = []
@@ -134,8 +139,12 @@ def tune(path: str, task: str | TaskSpec, *, source: str | None = None, source_s
             acts, teacher = _teacher(rt, pixels.to(dev), (point,))
             target = acts[point]
             emb_param = torch.nn.Parameter(emb.clone()) if emb is not None else None
+            plan = stored_plan(video.reader, dec, seg.prefix, keep_zeros=pruned)
+            ste = WeightSTE(dec, plan) if qat else None
 
             def inputs_for(local: torch.Tensor) -> torch.Tensor:
+                if ste is not None and emb_param is not None and emb_param.requires_grad:
+                    return dec.input_for(local, fake_quant_ste(emb_param, plan.embed_bits, plan.embed_axis))
                 return dec.input_for(local, emb_param)
 
             adapter = adapters[seg.index]
@@ -167,6 +176,8 @@ def tune(path: str, task: str | TaskSpec, *, source: str | None = None, source_s
                     for g in opt.param_groups:
                         g["lr"] = g["base"] * 0.5 * (1 + math.cos(math.pi * done / max(1, total_steps)))
                     local = torch.tensor(b, device=dev)
+                    if ste is not None:
+                        ste.quantize()
                     feat = dec.continue_features(inputs_for(local), -1, k)
                     rgb = dec.head_forward(dec.continue_features(feat, k, dec.num_blocks - 1))
                     loss = recon_weight * F.mse_loss(crop(rgb.float(), m.width, m.height), reference[b])
@@ -177,6 +188,8 @@ def tune(path: str, task: str | TaskSpec, *, source: str | None = None, source_s
                     loss = loss + feature_weight * feature_loss(act, target[b])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if ste is not None:
+                        ste.restore()
                     opt.step()
                     done += 1
                     emit(progress, "tune", done, total_steps, loss=float(loss.detach()))
@@ -185,7 +198,10 @@ def tune(path: str, task: str | TaskSpec, *, source: str | None = None, source_s
                 epochs_run += 1
             dec.eval()
             dec.requires_grad_(False)
-            q = quantize_inr(dec, emb_param.detach() if emb_param is not None else None, weight_bits, embed_bits)
+            if emb_param is not None:
+                emb_param.requires_grad_(False)
+            q = quantize_inr(dec, emb_param.detach() if emb_param is not None else None, weight_bits, embed_bits,
+                             plan=plan)
             emb_deq = dequantize_into(dec, q)
             sections += inr_sections(cfg, q, seg.prefix)
 

@@ -24,6 +24,7 @@ from ..container.tensors import ENTROPY_MODES, coded_tensor_names
 from ..errors import FormatError, UsageError
 from ..inr.model import INRDecoder
 from ..inr.plan import INRConfig
+from ..inr.qat import QuantPlan
 from ..inr.quant import QTensor, QuantizedINR, dequantize_tensor
 from .meta import model_config
 
@@ -174,3 +175,37 @@ def load_decoder(reader: NvpReader, prefix: str = "", upto_block: int | None = N
         embeddings = _values(reader.read_tensors(name, limits[name]), {EMBEDDINGS_TENSOR: shape}, name)[EMBEDDINGS_TENSOR].to(dev)
     decoder.eval()
     return decoder, embeddings
+
+
+def stored_plan(reader: NvpReader, decoder: INRDecoder, prefix: str = "", keep_zeros: bool = False) -> QuantPlan:
+    """The `QuantPlan` the file's INR was stored with: each tensor's bits and per-tensor / per-channel
+    axis as its section holds them, and the embeddings' (so re-quantizing keeps the file's layout and
+    rate). With `keep_zeros` (a pruned file), every value stored at the level nearest 0 gets a mask
+    that keeps it at zero, which holds the file's sparsity."""
+    plan = QuantPlan()
+    parts = [(("block", k), f"{prefix}block/{k}", decoder.block_state_dict(k)) for k in range(decoder.num_blocks)]
+    parts.append((("head", 0), f"{prefix}head", decoder.head_state_dict()))
+    for part, name, sd in parts:
+        _check_model_sections(reader, [(name, _shapes(sd))])
+        bundle = reader.read_tensors(name, bundle_size_range(_shapes(sd))[1])
+        for tname, t in sd.items():
+            key = (*part, tname)
+            q = bundle.quant.get(tname)
+            if q is None or tname not in bundle.tensors or tuple(bundle.tensors[tname].shape) != tuple(t.shape):
+                raise FormatError(f"tensor {tname!r} is not stored quantized with the model's shape", section=name)
+            plan.bits[key], plan.axes[key] = int(q.bits), q.axis
+            if keep_zeros and t.ndim == 4:
+                zero = np.rint(np.asarray(q.zero_point, dtype=np.float64)).reshape(
+                    [-1 if d == q.axis else 1 for d in range(t.ndim)] if q.axis is not None else [1] * t.ndim)
+                mask = bundle.tensors[tname].astype(np.float64) != zero
+                if not mask.all():
+                    plan.masks[key] = torch.from_numpy(mask).to(t.device)
+    shape = decoder.config.embedding_shape()
+    if shape is not None:
+        name = f"{prefix}embeddings"
+        bundle = reader.read_tensors(name, bundle_size_range({EMBEDDINGS_TENSOR: shape})[1])
+        q = bundle.quant.get(EMBEDDINGS_TENSOR)
+        if q is None:
+            raise FormatError("the embeddings are not stored quantized", section=name)
+        plan.embed_bits, plan.embed_axis = int(q.bits), q.axis
+    return plan
