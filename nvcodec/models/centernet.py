@@ -435,6 +435,13 @@ def geometry(frame_hw: Sequence[int], size: int = INPUT_SIZE) -> Geometry:
     return whole_frame_geometry(frame_hw, size)
 
 
+def _max3x3(x: Tensor) -> Tensor:
+    """3x3 max pooling, stride 1, borders padded with -inf (as two separable 1x3 maxima: faster on CPU)."""
+    p = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+    rows = torch.maximum(torch.maximum(p[..., :-2], p[..., 1:-1]), p[..., 2:])
+    return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
+
+
 def _stable_topk(flat: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Top `k` per row, best first, equal values in index order (TensorFlow's ``TopKV2``)."""
     kth = flat.topk(k, dim=1).values[:, -1]
@@ -455,7 +462,7 @@ def decode(raw: dict[str, Tensor], k: int = TOP_K) -> Tensor:
     if heat.dim() != 4 or wh.shape != (heat.shape[0], 4, *heat.shape[2:]):
         raise UsageError(f"CenterNet outputs {tuple(heat.shape)} and {tuple(wh.shape)} do not fit together")
     n, c, h, w = heat.shape
-    peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
+    peaks = heat * (_max3x3(heat) == heat)
     flat = peaks.permute(0, 2, 3, 1).reshape(n, -1)
     scores, idx = _stable_topk(flat, min(int(k), flat.shape[1]))
     cls, pix = idx % c, idx // c
@@ -528,9 +535,8 @@ def fidelity(raw_adapter: dict[str, Tensor], raw_pixel: dict[str, Tensor]) -> fl
     missed or invented object counts fully however many classes stay near 0. Box agreement:
     exp(-L1 of the four sides / (the pixel path's sum of sides + 4 px)).
     """
-    ha, hp = raw_adapter["heatmap"].detach().float(), raw_pixel["heatmap"].detach().float()
-    wa, wp = raw_adapter["wh"].detach().float(), raw_pixel["wh"].detach().float().to(wa.device)
-    hp = hp.to(ha.device)
+    ha, wa = raw_adapter["heatmap"].detach().float(), raw_adapter["wh"].detach().float()
+    hp, wp = raw_pixel["heatmap"].detach().float().to(ha.device), raw_pixel["wh"].detach().float().to(ha.device)
     if ha.shape != hp.shape or wa.shape != wp.shape or ha.numel() == 0:
         raise UsageError(f"cannot compare CenterNet outputs of shapes {tuple(ha.shape)} and {tuple(hp.shape)}")
     weight = _weights(hp)
