@@ -157,7 +157,8 @@ def test_tiny_centernet_split_points_shapes_and_raw_output():
     assert full["heatmap"].shape == (2, 80, 16, 24) and full["wh"].shape == (2, 4, 16, 24)
     assert float(full["heatmap"].min()) >= 0 and float(full["heatmap"].max()) <= 1
     assert [net.point_stride(p) for p in cn.POINTS] == [2, 4, 4]
-    assert net.point_size("stem", (63, 95)) == (32, 48) and tuple(net(torch.rand(1, 3, 63, 95))["wh"].shape[-2:]) == (16, 24)
+    assert net.point_size("stem", (63, 95)) == (32, 48)
+    assert tuple(net(torch.rand(1, 3, 63, 95))["wh"].shape[-2:]) == (16, 24)
     with pytest.raises(UsageError, match="taps"):
         cn.CenterNet(cn.CenterNetConfig(taps=(2, 5, 11)))
 
@@ -184,7 +185,8 @@ def test_decode_takes_peaks_in_tensorflow_order():
     assert top[:, 5].tolist() == [16, 15, 0, 0, 2]
     np.testing.assert_allclose(top[:, 4].numpy(), [0.9, 0.7, 0.5, 0.5, 0.2])
     np.testing.assert_allclose(top[0, :4].numpy(), [28 - 8, 20 - 4, 28 + 12, 20 + 6])
-    np.testing.assert_allclose(top[2:4, 0].numpy(), [4.0 - 10, 8.0 - 10])  # equal scores: lower (y, x, class) index first
+    # Equal scores: lower (y, x, class) index first.
+    np.testing.assert_allclose(top[2:4, 0].numpy(), [4.0 - 10, 8.0 - 10])
     assert float(dets[5:, 4].max()) == 0.0
     assert cn.decode(_raw(), k=3).shape == (1, 3, 6)
     with pytest.raises(UsageError):

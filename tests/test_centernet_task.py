@@ -1,4 +1,5 @@
-"""The ``centernet`` task through the task registry, attach/infer from a tiny .nvp and the CLI: weights lookup, exit 5."""
+"""The ``centernet`` task through the task registry, attach/infer from a tiny .nvp, and the CLI:
+weights lookup, exit 5."""
 
 from __future__ import annotations
 

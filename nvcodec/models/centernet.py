@@ -165,7 +165,8 @@ class SqueezeExcite(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV3 block: `expand` (1x1, absent when the width stays), then `finish` (depthwise, SE, project, residual)."""
+    """MobileNetV3 block: `expand` (1x1, absent when the width stays), then `finish` (depthwise, SE,
+    project, residual)."""
 
     def __init__(self, cin: int, block: Block) -> None:
         super().__init__()
@@ -334,7 +335,8 @@ def graph_names(config: CenterNetConfig) -> list[tuple[str, str]]:
     out.append(("last", "tower_0/extern1/BatchNorm/FusedBatchNorm"))
     for j, level in enumerate(("c2", "c3", "c4")):
         p = f"{h}{level}_reverse/"
-        out += [(f"lateral.{j}.reduce", p + "1x1/Relu"), (f"lateral.{j}.sep.depthwise", p + "3x3/separable_conv2d/depthwise"),
+        out += [(f"lateral.{j}.reduce", p + "1x1/Relu"),
+                (f"lateral.{j}.sep.depthwise", p + "3x3/separable_conv2d/depthwise"),
                 (f"lateral.{j}.sep.pointwise", p + "3x3/BatchNorm/FusedBatchNorm")]
     for j, level in enumerate(("c5", "c4", "c3")):
         for branch in ("x", "y"):
@@ -485,7 +487,8 @@ def postprocess(raw: dict[str, Tensor], geometry: Geometry, frame_hw: Sequence[i
         threshold = DEFAULT_THRESHOLD
     dets = decode(raw).cpu()
     h, w = geometry.out_hw
-    corners = torch.cat((torch.minimum(dets[..., :2], dets[..., 2:4]), torch.maximum(dets[..., :2], dets[..., 2:4])), -1)
+    xy0, xy1 = dets[..., :2], dets[..., 2:4]
+    corners = torch.cat((torch.minimum(xy0, xy1), torch.maximum(xy0, xy1)), -1)
     boxes = boxes_to_frame(corners / dets.new_tensor([w, h, w, h]), geometry, frame_hw, clip=clip)
     out: list[list[dict[str, Any]]] = []
     for row, b_row in zip(dets, boxes):
