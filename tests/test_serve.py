@@ -73,6 +73,7 @@ def lib(tmp_path_factory) -> Path:
     damaged = bytearray((root / "good.nvp").read_bytes())
     damaged[len(damaged) // 3: len(damaged) // 3 + 64] = bytes(64)
     (root / "damaged.nvp").write_bytes(bytes(damaged))
+    (root / "garbage.nvp").write_bytes(os.urandom(3000))
     (root / "notes.txt").write_text("not a video")
     outside = work / "outside"
     outside.mkdir()
@@ -237,3 +238,144 @@ def test_work_nobody_waits_for_is_dropped(lib, monkeypatch):
             slow.close()
     finally:
         sched.close()
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+
+def _err(r, status: int, exit_code=...) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    e = r.json()["error"]
+    assert e["status"] == status and "\n" not in e["message"] and e["message"]
+    if exit_code is not ...:
+        assert e["exit_code"] == exit_code
+    return e
+
+
+def test_videos_info_frames_health_metrics_openapi(client, lib):
+    listed = {v["name"]: v for v in client.get("/v1/videos").json()["videos"]}
+    assert listed["good.nvp"]["info"]["video"]["frames"] == 6
+    assert listed["garbage.nvp"]["info"] is None and listed["garbage.nvp"]["error"]["status"] == 422
+    _err(client.get("/v1/videos/garbage.nvp"), 422, 3)
+    assert "link.nvp" not in listed
+    info = client.get("/v1/videos/sub/plain.nvp").json()
+    assert info["file"] == "sub/plain.nvp" and info["tasks"] == []
+    png = client.get("/v1/videos/good.nvp/frames/2.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    with nvcodec.open(lib / "good.nvp") as v:
+        from nvcodec.video.png import encode_png
+        assert png.content == encode_png(v.frames([2])[0].numpy(), compress_level=1)
+    _err(client.get("/v1/videos/good.nvp/frames/6.png"), 400, 2)
+    assert client.get("/healthz").json()["status"] == "ok"
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/infer", "/v1/videos", "/v1/videos/{name}", "/healthz", "/metrics"} <= set(schema["paths"])
+    client.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})
+    text = client.get("/metrics").text
+    for name in ("nvcodec_requests_total", "nvcodec_prefix_decodes_total", "nvcodec_result_cache_hits_total",
+                 "nvcodec_decoded_blocks_total", "nvcodec_batch_requests_bucket", "nvcodec_backbone_loads_total",
+                 'nvcodec_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/infer"'):
+        assert name in text, name
+
+
+@pytest.mark.parametrize("path", ["/v1/videos/..%2Foutside%2Fsecret.nvp", "/v1/videos/%2e%2e/outside/secret.nvp",
+                                  "/v1/videos/%252e%252e%252foutside%252fsecret.nvp", "/v1/videos/%2Fetc%2Fpasswd",
+                                  "/v1/videos/link.nvp", "/v1/videos/notes.txt", "/v1/videos/good.nvp%00.nvp",
+                                  "/v1/videos/sub/..%2F..%2Foutside%2Fsecret.nvp", "/v1/videos/link.nvp/frames/0.png"])
+def test_paths_outside_the_library_are_refused(client, path):
+    r = client.get(path)
+    assert r.status_code in (400, 404), (path, r.status_code)
+    assert "secret" not in r.text or "error" in r.json()
+    assert "video" not in r.json()
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ({"video": "good.nvp", "tasks": ["no_such_task"]}, 400, 2),
+    ({"video": "sub/plain.nvp", "tasks": ["resnet50"]}, 409, 6),
+    ({"video": "good.nvp", "tasks": ["detr"]}, 409, 6),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "frames": [4, 99]}, 400, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "frames": [3, 1]}, 400, 2),
+    ({"video": "missing.nvp", "tasks": ["resnet50"]}, 404, 2),
+    ({"video": "../outside/secret.nvp", "tasks": ["resnet50"]}, 400, 2),
+    ({"video": "link.nvp", "tasks": ["resnet50"]}, 404, 2),
+    ({"video": "good.nvp", "tasks": []}, 422, 2),
+    ({"video": "good.nvp", "tasks": "resnet50"}, 422, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, "2"]}, 422, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1, 2]}, 422, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "threshold": 2}, 422, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "evil": 1}, 422, 2),
+    ({"tasks": ["resnet50"]}, 422, 2),
+    ({"video": "damaged.nvp", "tasks": ["resnet50"]}, 422, 3),
+    ({"video": "garbage.nvp", "tasks": ["resnet50"]}, 422, 3),
+    ({"video": "hostile_layer.nvp", "tasks": ["resnet50"]}, 422, 3),
+    ({"video": "hostile_adapter.nvp", "tasks": ["resnet50"]}, 422, 3),
+])
+def test_infer_errors_are_json_with_the_infer_exit_code(client, body, status, code):
+    _err(client.post("/v1/infer", json=body), status, code)
+    ok = client.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})
+    assert ok.status_code == 200  # the service stays up and answers the next request
+
+
+def test_malformed_and_oversized_bodies(lib):
+    with TestClient(create_app(settings(lib, max_body=256, max_frames=4))) as c:
+        e = _err(c.post("/v1/infer", content=b'{"video": "good.nvp", "tasks": [', headers={"content-type": "application/json"}), 400)
+        assert "JSON" in e["message"]
+        _err(c.post("/v1/infer", content=b"\xff\xfe", headers={"content-type": "application/json"}), 400)
+        _err(c.post("/v1/infer", content=b"[]", headers={"content-type": "application/json"}), 422)
+        big = json.dumps({"video": "good.nvp", "tasks": ["resnet50"] * 40}).encode()
+        _err(c.post("/v1/infer", content=big, headers={"content-type": "application/json"}), 413)
+
+        def chunks():  # no Content-Length: counted as it arrives
+            yield b'{"video": "good.nvp", "tasks": ['
+            for _ in range(40):
+                yield b'"resnet50", '
+            yield b'"resnet50"]}'
+        _err(c.post("/v1/infer", content=chunks(), headers={"content-type": "application/json"}), 413)
+        _err(c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"]}), 413, None)  # 6 frames > 4
+        assert c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 4]}).status_code == 200
+
+
+def test_bearer_token(lib, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    with TestClient(create_app(settings(lib, token=read_token(str(token_file))))) as c:
+        r = c.get("/v1/videos")
+        _err(r, 401, None)
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        _err(c.get("/v1/videos", headers={"authorization": "Bearer wrong"}), 401)
+        _err(c.get("/metrics", headers={"authorization": "Basic s3cret-token"}), 401)
+        _err(c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"]}), 401)
+        assert c.get("/healthz").status_code == 200
+        ok = c.get("/v1/videos/good.nvp", headers={"authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200
+    token_file.write_text("\n")
+    with pytest.raises(UsageError):
+        read_token(str(token_file))
+
+
+def test_concurrency_limit_and_request_timeout(lib):
+    app = create_app(settings(lib, max_concurrent=1, batch_window_ms=1500, request_timeout=10))
+    with TestClient(app) as c:
+        service = app.state.service
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "r", c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})))
+        t.start()
+        deadline = time.monotonic() + 10
+        while service.in_flight < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})
+        _err(r, 429, None)
+        assert r.headers["retry-after"] == "1"
+        assert c.get("/healthz").status_code == 200  # probes are not limited
+        t.join(30)
+        assert out["r"].status_code == 200
+    app = create_app(settings(lib, batch_window_ms=800, request_timeout=0.2))
+    with TestClient(app) as c:
+        _err(c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]}), 504, None)
+        sched = app.state.service.scheduler
+        deadline = time.monotonic() + 10
+        while sched.snapshot()["cancelled"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        s = sched.snapshot()
+        assert s["cancelled"] == 1 and s["decoded_blocks"] == 0 and s["batches"] == 0  # its work never ran

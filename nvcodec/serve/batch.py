@@ -126,7 +126,12 @@ def _fail(ctx: Context, job: Job, exc: BaseException) -> None:
 
 def _plan(ctx: Context, opened: Opened, job: Job) -> _Plan:
     req = job.request
+    a, b = req.frames if req.frames is not None else (None, None)
+    if (a is not None and a < 0) or (b is not None and b < 0):
+        raise UsageError(f"frame range {[a, b]} must not be negative")
     start, stop = resolve_range(req.frames, len(opened.video))
+    if stop <= start:
+        raise UsageError(f"frame range {[start, stop]} is empty (b must be greater than a)")
     if stop - start > ctx.max_frames:
         raise TooLarge(f"frames {start}:{stop} are {stop - start} frames; this service answers at most "
                        f"{ctx.max_frames} per request")
