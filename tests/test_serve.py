@@ -379,3 +379,101 @@ def test_concurrency_limit_and_request_timeout(lib):
             time.sleep(0.02)
         s = sched.snapshot()
         assert s["cancelled"] == 1 and s["decoded_blocks"] == 0 and s["batches"] == 0  # its work never ran
+
+
+# --- a real server: slow and vanishing clients, SIGTERM ------------------------------------------------
+
+def _start_server(lib: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nvcodec_cli.main", "serve", str(lib), "--port", "0",
+                             "--device", "cpu", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=ROOT)
+    killer = threading.Timer(120, proc.kill)
+    killer.start()
+    try:
+        line = proc.stderr.readline()
+    finally:
+        killer.cancel()
+    assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def _http(port: int, method: str, path: str, body: dict | None = None, timeout: float = 30) -> tuple[int, bytes]:
+    import http.client
+
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers={"content-type": "application/json"} if body is not None else {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def _metric(port: int, name: str) -> float:
+    text = _http(port, "GET", "/metrics")[1].decode()
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_server_drops_work_of_gone_clients_answers_slow_ones_408_and_drains_on_sigterm(lib):
+    proc, port = _start_server(lib, "--batch-window-ms", "1000", "--request-timeout", "3")
+    try:
+        warm = _http(port, "POST", "/v1/infer", {"video": "good.nvp", "tasks": ["resnet50"], "frames": [4, 6]})
+        assert warm[0] == 200, warm
+        blocks, batches = _metric(port, "nvcodec_decoded_blocks_total"), _metric(port, "nvcodec_batches_total")
+        body = json.dumps({"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 2]}).encode()
+        head = (f"POST /v1/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n\r\n").encode()
+        # A client that sends its request and goes away: its batch never runs.
+        gone = socket.create_connection(("127.0.0.1", port))
+        gone.sendall(head + body)
+        time.sleep(0.3)
+        gone.close()
+        deadline = time.monotonic() + 10
+        while _metric(port, "nvcodec_cancelled_total") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _metric(port, "nvcodec_cancelled_total") == 1
+        assert _metric(port, "nvcodec_decoded_blocks_total") == blocks and _metric(port, "nvcodec_batches_total") == batches
+        # A client that stalls in its body gets 408 after --request-timeout; others are served meanwhile.
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        slow.sendall(head + body[:10])
+        assert _http(port, "GET", "/healthz")[0] == 200
+        t0 = time.monotonic()
+        reply = slow.makefile("rb").read1(4096).decode()
+        while "\r\n\r\n" not in reply or len(reply.split("\r\n\r\n", 1)[1]) < int(
+                reply.lower().split("content-length: ")[1].split("\r\n")[0]):
+            reply += slow.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408") and '"status": 408' in reply and time.monotonic() - t0 < 6
+        slow.close()
+        # SIGTERM while a request waits in its batch window: it is answered, then the server exits 0.
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", _http(port, "POST", "/v1/infer", json.loads(body))))
+        t.start()
+        time.sleep(0.4)
+        proc.send_signal(signal.SIGTERM)
+        t.join(30)
+        assert out["r"][0] == 200 and json.loads(out["r"][1])["tasks"]["resnet50"]["frames"][1]["frame"] == 1
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_refuses_bad_settings_and_a_missing_extra(lib, tmp_path, monkeypatch):
+    from nvcodec_cli.main import main
+
+    def run(*args):
+        with pytest.raises(SystemExit) as e:
+            main(["serve", str(lib), *args])
+        return e.value.code
+
+    assert run("--batch-window-ms", "-1") == 2
+    assert run("--max-frames", "0") == 2
+    assert run("--token-file", str(tmp_path / "missing")) == 2
+    assert main.__module__ == "nvcodec_cli.main"
+    import nvcodec.serve as serve_pkg
+
+    monkeypatch.setattr(serve_pkg, "EXTRA_MODULES", ("fastapi", "no_such_module_for_nvcodec"))
+    assert run() == 1
