@@ -195,8 +195,25 @@ def run_batch(ctx: Context, key: VideoKey, jobs: list[Job]) -> None:
         except Exception as exc:
             _fail(ctx, p.job, exc)
             continue
+        ctx.results.put((key, "request", p.job.request), (answer.report, answer.units),
+                        _entry_bytes(answer.report))
         if not p.job.future.done():
             p.job.future.set_result(answer)
+
+
+def cached_answer(ctx: Context, key: VideoKey, request: InferRequest, submitted: float) -> Answer | None:
+    """The answer to a request asked before of this video version, straight from the result cache
+    (no batch, no window): the same report with zero timings, since nothing was computed."""
+    got = ctx.results.get((key, "request", request))
+    if got is None:
+        return None
+    report, units = got
+    zero = {s: 0.0 for s in (*STAGES, "total")}
+    out = {**report, "tasks": {name: {**r, "timing_ms": dict(zero)} for name, r in report["tasks"].items()}}
+    if "sharing" in report:
+        out["sharing"] = {**report["sharing"], "shared_decode_ms": 0.0}
+    ctx.stats.add(result_cache_hits=units)
+    return Answer(out, units, units, 1, (time.perf_counter() - submitted) * 1000)
 
 
 def _compute(ctx: Context, opened: Opened, plans: list[_Plan]) -> tuple[dict[tuple, _Variant], float]:
