@@ -56,7 +56,7 @@ TIMING_KEYS = ("timing_ms",)
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory) -> Path:
-    """LIBRARY: good.nvp (resnet50 at INR layer 0, efficientnet_lite0 at layer 1), sub/plain.nvp (no task), damaged and hostile files, a
+    """LIBRARY: good.nvp (resnet50 at INR layer 0, efficientnet_lite0 and the clip task i3d_r50 at layer 1), sub/plain.nvp (no task), damaged and hostile files, a
     link leaving LIBRARY, a non-.nvp file; `outside/` beside it."""
     work = tmp_path_factory.mktemp("serve")
     (work / "build").mkdir()
@@ -65,6 +65,8 @@ def lib(tmp_path_factory) -> Path:
     (root / "sub").mkdir(parents=True)
     shutil.copy(good.attached, root / "good.nvp")
     attach(str(root / "good.nvp"), "efficientnet_lite0", weights="random-tiny", top_k=1, epochs=1, sample_frames=4,
+           kinds=["linear"], device="cpu")
+    attach(str(root / "good.nvp"), "i3d_r50", weights="random-tiny", top_k=1, epochs=1, sample_frames=2,
            kinds=["linear"], device="cpu")
     shutil.copy(good.plain, root / "sub" / "plain.nvp")
     cases = {c.name: c for c in attack.CASES}
@@ -143,6 +145,34 @@ def test_infer_answers_the_json_of_the_cli(lib, client):
         set(want["tasks"]["resnet50"]["timing_ms"])
     assert body["sharing"]["separate_decode_ms"] is None
     assert _without_timing(body) == _without_timing(want)
+
+
+@pytest.mark.parametrize("window,stride", [(None, None), (4, 1)])
+def test_clip_task_windows_match_the_cli_and_are_shared_across_requests(lib, window, stride):
+    from nvcodec_cli.main import app as cli
+
+    args = ["--window", str(window), "--stride", str(stride)] if window else []
+    r = CliRunner().invoke(cli, ["infer", str(lib / "good.nvp"), "--task", "i3d_r50,resnet50", "--frames", "0:6",
+                                 "--device", "cpu", "--json", *args])
+    assert r.exit_code == 0, r.output
+    want = json.loads(r.output)
+    sched = Scheduler(Library(str(lib)), device="cpu", batch_window_ms=300).start()
+    try:
+        a = sched.submit(InferRequest("good.nvp", ("i3d_r50", "resnet50"), (0, 6), window, stride))
+        b = sched.submit(InferRequest("good.nvp", ("i3d_r50",), (1, 6), window, stride))
+        got, other = a.future.result(60).report, b.future.result(60).report
+        assert _without_timing(got) == _without_timing(want)
+        assert got["tasks"]["i3d_r50"]["unit"] == "window" and got["tasks"]["i3d_r50"]["windows"]
+        s = sched.snapshot()
+        assert s["batches"] == 1 and s["decoded_blocks"] == 6 * 2  # both tasks, both requests: one prefix per frame
+        alone = Scheduler(Library(str(lib)), device="cpu", batch_window_ms=0).start()
+        try:
+            assert _without_timing(alone.infer(InferRequest("good.nvp", ("i3d_r50",), (1, 6), window, stride),
+                                               timeout=60).report) == _without_timing(other)
+        finally:
+            alone.close()
+    finally:
+        sched.close()
 
 
 def test_two_tasks_in_concurrent_requests_decode_the_shared_prefix_once(lib):
