@@ -511,3 +511,15 @@ def test_cli_refuses_bad_settings_and_a_missing_extra(lib, tmp_path, monkeypatch
 
     monkeypatch.setattr(serve_pkg, "EXTRA_MODULES", ("fastapi", "no_such_module_for_nvcodec"))
     assert run() == 1
+
+
+def test_cli_defaults_equal_the_settings_defaults():
+    import dataclasses
+
+    from nvcodec_cli.main import app as cli
+
+    cli_defaults = {p.name: p.default for p in cli.commands["serve"].params}
+    fields = {f.name: f.default for f in dataclasses.fields(ServeSettings)}
+    for name in ("host", "port", "device", "max_frames", "max_body", "max_concurrent", "request_timeout",
+                 "batch_window_ms", "cache_mb"):
+        assert cli_defaults[name] == fields[name], name
