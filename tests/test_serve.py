@@ -54,7 +54,6 @@ _spec.loader.exec_module(attack)
 
 CPU = torch.device("cpu")
 TASKS = ["resnet50", "efficientnet_lite0"]
-TIMING_KEYS = ("timing_ms",)
 
 
 @pytest.fixture(scope="module")
