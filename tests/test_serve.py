@@ -538,3 +538,16 @@ def test_json_nested_past_the_parser_depth_is_a_json_error(client):
     r = client.post("/v1/infer", content=b"[" * 30000 + b"]" * 30000, headers={"content-type": "application/json"})
     _err(r, 400)
     assert client.get("/healthz").status_code == 200
+
+
+def test_only_the_http_modules_import_the_serve_extra():
+    import ast
+
+    http = {"app", "middleware", "metrics", "server"}
+    extra = {"fastapi", "starlette", "uvicorn", "prometheus_client", "pydantic", "httpx"}
+    for path in sorted(Path(ROOT, "nvcodec", "serve").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+        if path.stem not in http:
+            assert not names & extra, path.name
