@@ -14,6 +14,7 @@ from .batch import batch, batch_infer
 from .bench import bench
 from .encode_options import build_options, encode_options
 from .progress import ProgressBar
+from .serve import serve
 from .render import EPILOG, print_json, render_attach, render_infer, render_info, render_tasks
 
 
@@ -332,6 +333,7 @@ def compact(file: str, as_json: bool) -> None:
 app.add_command(bench)
 app.add_command(batch)
 app.add_command(batch_infer)
+app.add_command(serve)
 
 
 def _warn(report: dict) -> None:

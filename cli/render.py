@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 import click
 
 from nvcodec.errors import EXIT_CODES
+from nvcodec.jsonout import dumps
 
 EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 RANDOM_NOTE = "NOTE: random weights (pipeline check only): predictions are meaningless"
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
-
-
-def _strict(obj: Any) -> Any:
-    """`obj` with NaN and infinities replaced by None, so the output is standard JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    if not isinstance(obj, (str, int, bool)) and obj is not None:
-        return _strict(_json_default(obj))
-    return obj
-
-
 def print_json(obj: Any) -> None:
     """Write `obj` as indented standard JSON on stdout (numpy/torch values converted, NaN/inf as null)."""
-    try:
-        text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False)
-    except ValueError:
-        text = json.dumps(_strict(obj), indent=2, allow_nan=False)
-    click.echo(text)
+    click.echo(dumps(obj, indent=2))
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

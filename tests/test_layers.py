@@ -3,7 +3,7 @@
 Every ``import`` / ``from ... import`` statement is read from the source (AST), at module level and
 inside functions alike. Layers, lowest first (a module may import its own layer and those below):
 
-  0  nvcodec.errors, nvcodec.progress      shared error types and progress events
+  0  nvcodec.errors, nvcodec.progress      shared error types, progress events, JSON output
   1  nvcodec.container                     the .nvp format
   2  nvcodec.inr, nvcodec.video            the network math; media I/O
   3  nvcodec.codec                         files and frames
@@ -11,7 +11,8 @@ inside functions alike. Layers, lowest first (a module may import its own layer 
   5  nvcodec.route                         adapters, clip windows, building and running routes (infer)
   6  nvcodec.adapt                         choosing and training routes (selection scores, attach, tune)
   7  nvcodec.api, nvcodec.tasks            the public Python API; deprecated aliases of the old paths
-  8  nvcodec.jobs, nvcodec.bench           many videos at once; benchmarks
+  8  nvcodec.jobs, nvcodec.bench,          many videos at once; benchmarks; the HTTP service
+     nvcodec.serve
   9  nvcodec (the package's lazy facade)
  10  nvcodec_cli                           the command line
 
@@ -31,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"nvcodec": ROOT / "nvcodec", "nvcodec_cli": ROOT / "cli"}
 LAYERS: list[tuple[str, ...]] = [
-    ("nvcodec.errors", "nvcodec.progress", "nvcodec.threads"),
+    ("nvcodec.errors", "nvcodec.progress", "nvcodec.threads", "nvcodec.jsonout"),
     ("nvcodec.container",),
     ("nvcodec.inr", "nvcodec.video"),
     ("nvcodec.codec",),
@@ -39,7 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("nvcodec.route",),
     ("nvcodec.adapt",),
     ("nvcodec.api", "nvcodec.tasks"),
-    ("nvcodec.jobs", "nvcodec.bench"),
+    ("nvcodec.jobs", "nvcodec.bench", "nvcodec.serve"),
     ("nvcodec",),
     ("nvcodec_cli",),
 ]

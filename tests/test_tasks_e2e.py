@@ -119,7 +119,7 @@ def test_detection_boxes_in_frame_coordinates(nvp):
 
 
 def test_decode_prefix_runs_each_block_once(base_nvp):
-    from nvcodec.tasks.infer import _Clock, decode_prefix
+    from nvcodec.tasks.infer import Clock, decode_prefix
 
     with nvcodec.open(base_nvp) as v:
         seg = v.segments[0]
@@ -128,7 +128,7 @@ def test_decode_prefix_runs_each_block_once(base_nvp):
         runs = []
         hooks = [b.register_forward_hook(lambda m, i, o: runs.append(m)) for b in dec.blocks]
         layers = [0, v.num_layers - 1]
-        got = {k: f for k, f, _ in decode_prefix(dec, x, layers, _Clock(torch.device("cpu")))}
+        got = {k: f for k, f, _ in decode_prefix(dec, x, layers, Clock(torch.device("cpu")))}
         for h in hooks:
             h.remove()
         assert len(runs) == v.num_layers

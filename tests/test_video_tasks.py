@@ -211,7 +211,7 @@ def test_windows_sharing_frames_decode_each_frame_once(attached, monkeypatch):
         return rt
 
     monkeypatch.setattr("nvcodec.tasks.infer.build_runtime", build)
-    monkeypatch.setattr("nvcodec.tasks.infer._gflops", lambda video, t, dev: {"adapter_path": 0.0})
+    monkeypatch.setattr("nvcodec.tasks.infer.task_gflops", lambda video, t, dev: {"adapter_path": 0.0})
     r = infer(path, ["i3d_r50"], window=6, stride=1)
     t = r["tasks"]["i3d_r50"]
     windows = [w["frames"] for w in t["windows"]]

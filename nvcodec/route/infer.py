@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from collections.abc import Sequence
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -29,7 +29,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _Clock:
+class Clock:
     """Accumulates wall time per stage, synchronising CUDA around each measurement."""
 
     def __init__(self, device: torch.device) -> None:
@@ -46,12 +46,18 @@ class _Clock:
 
 
 @dataclass
-class _Task:
+class TaskRun:
+    """One task's route on one video during a run: its runtime, adapters, clock and outputs so far.
+
+    `need`: the frames this task needs from the shared decode (None: every decoded frame);
+    `threshold`: this task's detection threshold (None: the run's).
+    """
+
     name: str
     entry: dict
     rt: TaskRuntime
     adapters: dict[int, MicroAdapter]
-    clock: _Clock
+    clock: Clock
     frames: list[dict] = field(default_factory=list)
     raw_adapter: list[Any] = field(default_factory=list)
     raw_pixel: list[Any] = field(default_factory=list)
@@ -59,20 +65,22 @@ class _Task:
     windows: list[list[int]] = field(default_factory=list)
     window: int = 0
     mapped: list[dict[int, torch.Tensor]] = field(default_factory=list)
+    need: set[int] | None = None
+    threshold: float | None = None
 
     @property
     def clip(self) -> bool:
         return self.rt.spec.clip is not None
 
 
-def _entry(routing: dict, task: str, path: str) -> dict:
+def routing_entry(routing: dict, task: str, path: str) -> dict:
     entry = routing["tasks"].get(task)
     if entry is None:
         raise NotAttachedError(f"{path} has no routing for task {task!r}: run `nvcodec attach {path} --task {task}` first")
     return entry
 
 
-def decode_prefix(dec: Any, x_in: torch.Tensor, layers: list[int], clock: _Clock) -> Iterator[tuple[int, torch.Tensor, float]]:
+def decode_prefix(dec: Any, x_in: torch.Tensor, layers: list[int], clock: Clock) -> Iterator[tuple[int, torch.Tensor, float]]:
     """Decode once up to the deepest of `layers`, yielding (layer, activation, ms) as each is reached.
 
     Each deeper layer continues from the previous activation, so the shared prefix runs once.
@@ -86,7 +94,7 @@ def decode_prefix(dec: Any, x_in: torch.Tensor, layers: list[int], clock: _Clock
         yield k, feat, clock.ms["decode"] - before
 
 
-def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int], threshold: float) -> None:
+def _run_task(t: TaskRun, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int], threshold: float) -> None:
     cfg = video.config(seg.index)
     m = video.metadata
     point = t.entry["injection_point"]
@@ -100,7 +108,7 @@ def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: 
         t.frames.append({"frame": i, "predictions": p})
 
 
-def _collect_clip(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int]) -> None:
+def _collect_clip(t: TaskRun, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int]) -> None:
     """A clip task's per-frame step: each pathway's adapter (this segment's) on the frames it needs."""
     cfg = video.config(seg.index)
     m = video.metadata
@@ -119,7 +127,7 @@ def _collect_clip(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, i
     t.clock.run("adapter", run)
 
 
-def _run_windows(t: _Task, threshold: float, batch_size: int) -> None:
+def _run_windows(t: TaskRun, threshold: float, batch_size: int) -> None:
     """A clip task's windows: stack each pathway's adapted frames, run the backbone tail and the head."""
     point = t.entry["injection_point"]
     positions = t.rt.model.pathway_positions(point)
@@ -135,10 +143,10 @@ def _run_windows(t: _Task, threshold: float, batch_size: int) -> None:
             t.frames.append({"window": [w[0], w[0] + t.window], "frames": list(w), "predictions": p})
 
 
-def _clip_pixel_path(t: _Task, get_frames: Any, device: torch.device, threshold: float,
+def _clip_pixel_path(t: TaskRun, get_frames: Any, device: torch.device, threshold: float,
                      batch_size: int) -> tuple[dict[str, float], list[Any], list[list]]:
     """A clip task's full pixel path on its windows: frames from `get_frames(indices)`, each decoded once."""
-    c = _Clock(device)
+    c = Clock(device)
     union = union_frames(t.windows)
     frames = c.run("decode", get_frames, union)
     rows = clip_rows(t.windows, union)
@@ -176,7 +184,7 @@ def _cat(raws: list[Any]) -> Any:
 
 
 @torch.inference_mode()
-def _gflops(video: NvpVideo, t: _Task, device: torch.device) -> dict:
+def task_gflops(video: NvpVideo, t: TaskRun, device: torch.device) -> dict:
     """GFLOPs per frame (per window for a clip task) of the adapter path and of the pixel path."""
     seg = video.segments[0]
     k, point = t.entry["inr_layer"], t.entry["injection_point"]
@@ -196,12 +204,12 @@ def _gflops(video: NvpVideo, t: _Task, device: torch.device) -> dict:
             "reduction_pct": 100.0 * (1 - adapter_path / pixel_path) if pixel_path else 0.0}
 
 
-def _pixel_path(video: NvpVideo, tasks: list[_Task], idx_batches: list[list[int]], device: torch.device,
+def _pixel_path(video: NvpVideo, tasks: list[TaskRun], idx_batches: list[list[int]], device: torch.device,
                 threshold: float) -> dict[str, dict]:
     m = video.metadata
-    clocks = {t.name: _Clock(device) for t in tasks}
+    clocks = {t.name: Clock(device) for t in tasks}
     for idx in idx_batches:
-        shared = _Clock(device)
+        shared = Clock(device)
         frames = shared.run("decode", video.frames, idx, device=device)
         for t in tasks:
             c = clocks[t.name]
@@ -215,7 +223,7 @@ def _pixel_path(video: NvpVideo, tasks: list[_Task], idx_batches: list[list[int]
     return {name: c.ms for name, c in clocks.items()}
 
 
-def _agreement(t: _Task, raws: list[Any], preds: list[list[dict]], ref_raws: list[Any], ref_preds: list[list]) -> dict:
+def _agreement(t: TaskRun, raws: list[Any], preds: list[list[dict]], ref_raws: list[Any], ref_preds: list[list]) -> dict:
     """Agreement of one path's outputs (`raws`, `preds`) with a reference path's."""
     a, p = _cat(raws), _cat(ref_raws)
     if t.rt.spec.output_type == "classification":
@@ -230,7 +238,7 @@ def _agreement(t: _Task, raws: list[Any], preds: list[list[dict]], ref_raws: lis
             "fidelity": float(t.rt.spec.fidelity(a, p))}
 
 
-def _source_path(video: NvpVideo, tasks: list[_Task], source: str, frames: list[int], batch_size: int,
+def _source_path(video: NvpVideo, tasks: list[TaskRun], source: str, frames: list[int], batch_size: int,
                  device: torch.device, threshold: float) -> dict[str, tuple[list[Any], list[list]]]:
     """Each task's full pixel path on the original video's frames: (raw outputs, predictions)."""
     m = video.metadata
@@ -249,6 +257,126 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
     out = {k: v / n for k, v in ms.items()}
     out["total"] = sum(out.values())
     return out
+
+
+def task_runtime(video: NvpVideo, spec: TaskSpec, entry: dict, weights: str | None, device: torch.device,
+                 labels: Sequence[str] | None = None) -> TaskRuntime:
+    """The backbone a routing entry runs on (built once per process and reused; see `build_runtime`).
+
+    The file only says whether its adapter was trained on a random backbone; a path or model id
+    recorded in it is never followed (a hostile file must not pick what gets loaded). Random
+    backbones are calibrated on the entry's sample frames, as attach did.
+    """
+    m = video.metadata
+    w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
+    calib = None
+    if entry.get("weights_random") or w in ("random", "random-tiny"):
+        calib = video.frames((entry.get("sample_frames") or [0])[:64], device=device)
+    return build_runtime(spec, w, device, m.width, m.height, calibration_frames=calib,
+                         labels=labels if spec.zero_shot else None, reuse=True)
+
+
+def plan_clip(t: TaskRun, start: int, stop: int, window: int | None, stride: int | None) -> None:
+    """A clip task's windows over [start, stop) (see `infer`); per-frame tasks are left alone."""
+    if not t.clip:
+        return
+    span = t.rt.spec.clip.span(t.rt.tiny)
+    t.windows = plan_windows(start, stop, t.rt.clip_len, window or span, stride)
+    t.window = min(window or span, stop - start)
+    t.mapped = [{} for _ in t.rt.model.pathways]
+
+
+PrefixSource = Callable[[Segment, list[int], list[int], Clock], Iterator[tuple[int, torch.Tensor, float]]]
+"""(segment, frames, layers ascending, clock) -> (layer, activation, decode ms) for each layer, shallowest first."""
+
+
+def decoded_prefix(video: NvpVideo, device: torch.device) -> PrefixSource:
+    """The plain prefix source: decode each batch up to its deepest layer, once (`decode_prefix`)."""
+    def source(seg: Segment, idx: list[int], layers: list[int], clock: Clock) -> Iterator[tuple[int, torch.Tensor, float]]:
+        dec, _ = video.decoder(seg, layers[-1], device)
+        x_in = clock.run("decode", video.inputs, seg, idx, device, layers[-1])
+        return decode_prefix(dec, x_in, layers, clock)
+    return source
+
+
+def _wanted(t: TaskRun, idx: list[int]) -> list[int]:
+    """Rows of `idx` that task `t` needs."""
+    if t.need is None:
+        return list(range(len(idx)))
+    return [r for r, i in enumerate(idx) if i in t.need]
+
+
+def run_routes(video: NvpVideo, runs: list[TaskRun], decode_list: list[int], batch_size: int, device: torch.device,
+               threshold: float, shared: Clock, prefix: PrefixSource | None = None,
+               check: Callable[[], None] | None = None) -> tuple[dict[int, float], list[list[int]]]:
+    """Every task's route over `decode_list`: per batch of frames, each INR prefix once, shared by every
+    task at that layer (a deeper layer continues from a shallower one); clip windows run at the end.
+
+    A task with `need` set runs only on those frames, and a batch decodes only the layers some task
+    needs there. `prefix` gives the activations (default `decoded_prefix`); `check` runs before each
+    batch (it may raise to stop the run). Returns (decode ms per layer, the frame batches).
+    """
+    prefix = prefix or decoded_prefix(video, device)
+    decode_at: dict[int, float] = {}
+    idx_batches: list[list[int]] = []
+    with torch.inference_mode():
+        for seg, idx in video.batches(decode_list, batch_size):
+            if check is not None:
+                check()
+            idx_batches.append(idx)
+            rows = {id(t): _wanted(t, idx) for t in runs}
+            layers = sorted({t.entry["inr_layer"] for t in runs if rows[id(t)]})
+            if not layers:
+                continue
+            for k, feat, ms in prefix(seg, idx, layers, shared):
+                decode_at[k] = decode_at.get(k, 0.0) + ms
+                for t in runs:
+                    r = rows[id(t)]
+                    if t.entry["inr_layer"] != k or not r:
+                        continue
+                    th = threshold if t.threshold is None else t.threshold
+                    if t.clip:
+                        _collect_clip(t, video, seg, feat, idx)
+                    elif len(r) == len(idx):
+                        _run_task(t, video, seg, feat, idx, th)
+                    else:
+                        _run_task(t, video, seg, feat[r], [idx[j] for j in r], th)
+        for t in runs:
+            if t.clip and t.windows:
+                if check is not None:
+                    check()
+                _run_windows(t, threshold if t.threshold is None else t.threshold, batch_size)
+    return decode_at, idx_batches
+
+
+def task_report(t: TaskRun, timing_ms: dict[str, float], gflops: dict, stride: int | None) -> dict:
+    """One task's entry in an infer report (without the comparison keys)."""
+    r = {
+        "task": t.name, "output_type": t.rt.spec.output_type, "inr_layer": t.entry["inr_layer"],
+        "injection_point": t.entry["injection_point"], "weights": t.rt.weights_label,
+        "weights_random": t.rt.random, ("windows" if t.clip else "frames"): t.frames,
+        "unit": "window" if t.clip else "frame",
+        "timing_ms": timing_ms, "gflops": gflops,
+    }
+    if t.clip:
+        r["clip"] = {"frames_per_window": t.rt.clip_len, "window": t.window,
+                     "stride": stride or t.window, "windows": len(t.windows),
+                     "window_frames": sum(len(w) for w in t.windows),
+                     "decoded_frames": len(union_frames(t.windows))}
+    if t.rt.random:
+        r["note"] = RANDOM_NOTE
+    return r
+
+
+def sharing_report(runs: list[TaskRun], gflops: dict[str, dict], shared_decode_ms: float,
+                   separate_decode_ms: float | None) -> dict:
+    """The `sharing` entry of a report on several tasks: decode time and GFLOPs, shared vs separate."""
+    flops = {t.name: gflops[t.name]["decode"] for t in runs}
+    by_layer = {t.entry["inr_layer"]: flops[t.name] for t in runs}
+    return {"tasks": [t.name for t in runs], "shared_decode_ms": shared_decode_ms,
+            "separate_decode_ms": separate_decode_ms,
+            "shared_gflops": max(by_layer.values()), "separate_gflops": sum(flops.values()),
+            "prefix_decoded_once": True}
 
 
 def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | None, int | None] | None = None,
@@ -282,72 +410,39 @@ def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | Non
     if labels is not None and not any(spec.zero_shot for spec in specs.values()):
         raise UsageError(f"--labels applies to zero-shot tasks ({', '.join(zero_shot_names())})")
     with open_nvp(path) as video:
-        m = video.metadata
         routing = read_routing(video.reader)
         start, stop = resolve_range(frames, len(video))
-        runs: list[_Task] = []
+        runs: list[TaskRun] = []
         for name, spec in specs.items():
-            entry = _entry(routing, name, path)
-            # The file only says whether its adapter was trained on a random backbone; a path or model
-            # id recorded in it is never followed (a hostile file must not pick what gets loaded).
-            w = weights or (entry.get("weights") if entry.get("weights") in ("random", "random-tiny") else None)
-            calib = None
-            if entry.get("weights_random") or w in ("random", "random-tiny"):
-                calib = video.frames((entry.get("sample_frames") or [0])[:64], device=dev)
-            rt = build_runtime(spec, w, dev, m.width, m.height, calibration_frames=calib,
-                               labels=labels if spec.zero_shot else None, reuse=True)
+            entry = routing_entry(routing, name, path)
+            rt = task_runtime(video, spec, entry, weights, dev, labels)
             rt.model.set_decoding(beams)
-            t = _Task(name, entry, rt, load_adapters(video, entry, rt, dev), _Clock(dev))
-            if t.clip:
-                span = rt.spec.clip.span(rt.tiny)
-                t.windows = plan_windows(start, stop, rt.clip_len, window or span, stride)
-                t.window = min(window or span, stop - start)
-                t.mapped = [{} for _ in rt.model.pathways]
+            t = TaskRun(name, entry, rt, load_adapters(video, entry, rt, dev), Clock(dev))
+            plan_clip(t, start, stop, window, stride)
             runs.append(t)
 
         layers = sorted({t.entry["inr_layer"] for t in runs})
         deepest = layers[-1]
-        shared = _Clock(dev)
-        decode_at: dict[int, float] = {}
-        idx_batches: list[list[int]] = []
+        shared = Clock(dev)
         frame_runs = [t for t in runs if not t.clip]
         needed = set(range(start, stop)) if frame_runs else set()
         for t in runs:
             needed.update(union_frames(t.windows))
         decode_list = sorted(needed)
+        decode_at, idx_batches = run_routes(video, runs, decode_list, batch_size, dev, threshold, shared)
         with torch.inference_mode():
-            for seg, idx in video.batches(decode_list, batch_size):
-                idx_batches.append(idx)
-                dec, _ = video.decoder(seg, deepest, dev)
-                x_in = shared.run("decode", video.inputs, seg, idx, dev, deepest)
-                for k, feat, ms in decode_prefix(dec, x_in, layers, shared):
-                    decode_at[k] = decode_at.get(k, 0.0) + ms
-                    for t in runs:
-                        if t.entry["inr_layer"] == k:
-                            if t.clip:
-                                _collect_clip(t, video, seg, feat, idx)
-                            else:
-                                _run_task(t, video, seg, feat, idx, threshold)
-            for t in runs:
-                if t.clip:
-                    _run_windows(t, threshold, batch_size)
             n = stop - start
             cumulative = {k: sum(decode_at[j] for j in layers if j <= k) for k in layers}
-            gflops = {t.name: _gflops(video, t, dev) for t in runs}
+            gflops = {t.name: task_gflops(video, t, dev) for t in runs}
             sharing = None
             if len(runs) > 1:
-                separate = _Clock(dev)
+                separate = Clock(dev)
                 for seg, idx in video.batches(list(range(start, stop)), batch_size):
                     dec, _ = video.decoder(seg, deepest, dev)
                     for t in runs:
                         x_in = separate.run("decode", video.inputs, seg, idx, dev, deepest)
                         separate.run("decode", dec.features, x_in, t.entry["inr_layer"])
-                flops = {t.name: gflops[t.name]["decode"] for t in runs}
-                by_layer = {t.entry["inr_layer"]: flops[t.name] for t in runs}
-                sharing = {"tasks": [t.name for t in runs], "shared_decode_ms": shared.ms["decode"] / n,
-                           "separate_decode_ms": separate.ms["decode"] / n,
-                           "shared_gflops": max(by_layer.values()), "separate_gflops": sum(flops.values()),
-                           "prefix_decoded_once": True}
+                sharing = sharing_report(runs, gflops, shared.ms["decode"] / n, separate.ms["decode"] / n)
             pixel_ms = _pixel_path(video, frame_runs, idx_batches, dev, threshold) if compare_pixels else {}
             on_source = _source_path(video, frame_runs, source, list(range(start, stop)), batch_size, dev, threshold) \
                 if source and frame_runs else {}
@@ -368,20 +463,7 @@ def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | Non
                 if t.clip:
                     # The shared decode covered every frame any task needed; charge this task its own frames.
                     t.clock.ms["decode"] *= len(union_frames(t.windows)) / len(decode_list)
-                r = {
-                    "task": t.name, "output_type": t.rt.spec.output_type, "inr_layer": t.entry["inr_layer"],
-                    "injection_point": t.entry["injection_point"], "weights": t.rt.weights_label,
-                    "weights_random": t.rt.random, ("windows" if t.clip else "frames"): t.frames,
-                    "unit": "window" if t.clip else "frame",
-                    "timing_ms": _per_frame(t.clock.ms, units), "gflops": gflops[t.name],
-                }
-                if t.clip:
-                    r["clip"] = {"frames_per_window": t.rt.clip_len, "window": t.window,
-                                 "stride": stride or t.window, "windows": len(t.windows),
-                                 "window_frames": sum(len(w) for w in t.windows),
-                                 "decoded_frames": len(union_frames(t.windows))}
-                if t.rt.random:
-                    r["note"] = RANDOM_NOTE
+                r = task_report(t, _per_frame(t.clock.ms, units), gflops[t.name], stride)
                 adapter_preds = [f["predictions"] for f in t.frames]
                 if compare_pixels:
                     r["pixel_timing_ms"] = _per_frame(pixel_ms[t.name], units)
