@@ -457,9 +457,11 @@ def pick(diff: dict[str, float], *words: str) -> dict[str, float]:
 
 # ---------------------------------------------------------------- scenarios
 
-def nvcodec_service(a: argparse.Namespace, library: Path, tasks: list[str], log: Path) -> Service:
-    return Service("nvcodec serve", [nvcodec_exe(), "serve", str(library), "--host", ALLOWED_HOST, "--port", "{port}",
-                                     "--device", a.device, "--tasks", ",".join(tasks)], log)
+def nvcodec_service(a: argparse.Namespace, library: Path, tasks: list[str], log: Path,
+                    extra: tuple[str, ...] = ()) -> Service:
+    return Service("nvcodec serve" + (" " + " ".join(extra) if extra else ""),
+                   [nvcodec_exe(), "serve", str(library), "--host", ALLOWED_HOST, "--port", "{port}", "--device",
+                    a.device, "--tasks", ",".join(tasks), *extra], log)
 
 
 def baseline_service(a: argparse.Namespace, sources: Path, log: Path) -> Service:
@@ -499,18 +501,27 @@ def scenario_a(a: argparse.Namespace, prep: dict, env: dict[str, str], work: Pat
                            "frame_lengths": [1, 2, 4], "seed": a.seed,
                            "warmup": "one request per video (frames [0, 1]) before the measured run"}
     for key, svc in (("baseline", baseline_service(a, work / "src", work / "baseline.log")),
-                     ("nvcodec", nvcodec_service(a, work / "library", [TASK], work / "serve_a.log"))):
+                     ("nvcodec", nvcodec_service(a, work / "library", [TASK], work / "serve_a.log")),
+                     ("nvcodec_no_cache", nvcodec_service(a, work / "library", [TASK], work / "serve_a0.log",
+                                                          ("--cache-mb", "0")))):
         print(f"(a) {svc.name} ...", file=sys.stderr)
         svc.start(env)
         try:
             _warm(svc.url, videos, [TASK])
-            out[key] = _measured(svc, reqs, a, with_metrics=key == "nvcodec")
+            out[key] = _measured(svc, reqs, a, with_metrics=key != "baseline")
             out[key]["start_seconds"] = svc.start_seconds
         finally:
             out[key]["exit_code_on_sigterm"] = svc.stop()
         print(f"(a) {svc.name}: {out[key]['throughput_rps']:.2f} req/s, p50 {out[key]['latency_ms']['p50']:.0f} ms, "
               f"p99 {out[key]['latency_ms']['p99']:.0f} ms, statuses {out[key]['statuses']}", file=sys.stderr)
-    b, n = out["baseline"], out["nvcodec"]
+    for key in ("nvcodec", "nvcodec_no_cache"):
+        d = out[key]["metrics_delta"]
+        units = d.get("nvcodec_result_cache_hits_total", 0) + d.get("nvcodec_result_cache_misses_total", 0)
+        out[key]["result_cache_hit_rate"] = d.get("nvcodec_result_cache_hits_total", 0) / units if units else None
+    b, n, z = out["baseline"], out["nvcodec"], out["nvcodec_no_cache"]
+    if b["throughput_rps"] and z["throughput_rps"] and z["latency_ms"]["p99"] and b["latency_ms"]["p99"]:
+        out["no_cache_throughput_ratio"] = z["throughput_rps"] / b["throughput_rps"]
+        out["no_cache_p99_ratio"] = z["latency_ms"]["p99"] / b["latency_ms"]["p99"]
     if b["throughput_rps"] and n["throughput_rps"] and b["latency_ms"]["p99"] and n["latency_ms"]["p99"]:
         out["throughput_ratio"] = n["throughput_rps"] / b["throughput_rps"]
         out["p99_ratio"] = n["latency_ms"]["p99"] / b["latency_ms"]["p99"]
@@ -687,7 +698,8 @@ def render(report: dict[str, Any]) -> str:
              "averages below).", "",
              f"Machine: {m.get('cpu')}, {m.get('usable_cores')} usable cores, {m.get('memory_gib')} GiB, torch "
              f"{m.get('torch')} ({m.get('torch_threads')} threads), PyAV {m.get('pyav')}; load average at the start "
-             f"{m.get('load_average')}; OMP_NUM_THREADS={report.get('omp_num_threads')}.", ""]
+             f"{m.get('load_average')}; OMP_NUM_THREADS={report.get('omp_num_threads')}; code at commit "
+             f"{report.get('commit')}. Command: `{report.get('command')}`.", ""]
     prep = report.get("prepared", {})
     if prep:
         lines += ["## Library", "", f"Parameters: {json.dumps(prep.get('params'))}", "",
@@ -702,15 +714,17 @@ def render(report: dict[str, Any]) -> str:
     sc = report.get("scenarios", {})
     if "a" in sc:
         a = sc["a"]
-        lines += ["## (a) Throughput and latency, 8 concurrent clients", "",
+        lines += [f"## (a) Throughput and latency, {a['clients']} concurrent clients", "",
                   f"{a['requests']} `{a['task']}` requests (seed {a['seed']}, a random video and a range of "
                   f"{'/'.join(map(str, a['frame_lengths']))} frames each), {a['clients']} clients, at most "
                   f"{a['max_wall_s']:.0f} s per service; {a['warmup']}. Run at {a.get('at')}.", "",
                   "| service | ok / sent | req/s | frames/s | p50 ms | p99 ms | server p50 / p99 ms | statuses | "
                   "RSS max MiB | load avg before -> after |",
                   "|---|---:|---:|---:|---:|---:|---|---|---:|---|"]
-        for key in ("baseline", "nvcodec"):
-            r = a[key]
+        for key in ("baseline", "nvcodec", "nvcodec_no_cache"):
+            r = a.get(key)
+            if r is None:
+                continue
             lines.append(f"| {key} | {r['ok']} / {r['requests_sent']} | {_f(r['throughput_rps'], '.2f')} | "
                          f"{_f(r['frames_per_s'], '.2f')} | {_f(r['latency_ms']['p50'], '.0f')} | "
                          f"{_f(r['latency_ms']['p99'], '.0f')} | {_f(r['server_ms']['p50'], '.1f')} / "
@@ -720,6 +734,13 @@ def render(report: dict[str, Any]) -> str:
             lines += ["", f"**Throughput {a['throughput_ratio']:.1f}x the baseline** (target >= 5x: "
                           f"{'met' if a['target_throughput_5x'] else 'NOT met'}); p99 {a['p99_ratio']:.2f}x the "
                           f"baseline's (target <= 1: {'met' if a['target_p99_no_worse'] else 'NOT met'})."]
+        if "no_cache_throughput_ratio" in a:
+            lines += ["", f"`nvcodec_no_cache` is the same service started with `--cache-mb 0` (no prefix or result "
+                          f"cache: batching and the partial decode path only): {a['no_cache_throughput_ratio']:.1f}x the "
+                          f"baseline's throughput, p99 {a['no_cache_p99_ratio']:.2f}x. With the caches, "
+                          f"{100 * (a['nvcodec'].get('result_cache_hit_rate') or 0):.0f}% of the task results (per "
+                          "frame) came from the result cache: the workload's frame ranges overlap, as a library's "
+                          "requests do."]
         lines += ["", "nvcodec serve's /metrics over the measured run:", ""] + _delta_table(a["nvcodec"].get("metrics_delta", {}))
         lines.append("")
     if "b" in sc:
@@ -824,7 +845,8 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / "serve_load.json"
     report = json.loads(path.read_text()) if path.is_file() else {}
-    report.update(machine=describe_machine(a.device), omp_num_threads=env.get("OMP_NUM_THREADS"),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    report.update(machine=describe_machine(a.device), omp_num_threads=env.get("OMP_NUM_THREADS"), commit=commit or None,
                   command="python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                   prepared={"params": prep["params"], "videos": prep["videos"]}, soak_clients=a.clients)
     scenarios = report.setdefault("scenarios", {})
