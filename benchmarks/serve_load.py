@@ -689,6 +689,11 @@ def _rss_line(rss: list) -> str:
     return ", ".join(f"{t:.0f} s: {m:.0f}" for t, m in rss[::step] + ([rss[-1]] if (len(rss) - 1) % step else []))
 
 
+def _ran(x: dict[str, Any]) -> str:
+    return (f"Ran at {x.get('at')}, commit {x.get('commit')}, load average {x.get('load_average_at_start')}: "
+            f"`{x.get('command')}`.")
+
+
 def render(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = ["# `nvcodec serve` under load", "",
@@ -698,8 +703,8 @@ def render(report: dict[str, Any]) -> str:
              "averages below).", "",
              f"Machine: {m.get('cpu')}, {m.get('usable_cores')} usable cores, {m.get('memory_gib')} GiB, torch "
              f"{m.get('torch')} ({m.get('torch_threads')} threads), PyAV {m.get('pyav')}; load average at the start "
-             f"{m.get('load_average')}; OMP_NUM_THREADS={report.get('omp_num_threads')}; code at commit "
-             f"{report.get('commit')}. Command: `{report.get('command')}`.", ""]
+             f"{m.get('load_average')} (of the latest run); OMP_NUM_THREADS={report.get('omp_num_threads')}. Each "
+             "scenario names the command, commit and time it ran at.", ""]
     prep = report.get("prepared", {})
     if prep:
         lines += ["## Library", "", f"Parameters: {json.dumps(prep.get('params'))}", "",
@@ -717,7 +722,7 @@ def render(report: dict[str, Any]) -> str:
         lines += [f"## (a) Throughput and latency, {a['clients']} concurrent clients", "",
                   f"{a['requests']} `{a['task']}` requests (seed {a['seed']}, a random video and a range of "
                   f"{'/'.join(map(str, a['frame_lengths']))} frames each), {a['clients']} clients, at most "
-                  f"{a['max_wall_s']:.0f} s per service; {a['warmup']}. Run at {a.get('at')}.", "",
+                  f"{a['max_wall_s']:.0f} s per service; {a['warmup']}. {_ran(a)}", "",
                   "| service | ok / sent | req/s | frames/s | p50 ms | p99 ms | server p50 / p99 ms | statuses | "
                   "RSS max MiB | load avg before -> after |",
                   "|---|---:|---:|---:|---:|---:|---|---|---:|---|"]
@@ -758,7 +763,7 @@ def render(report: dict[str, Any]) -> str:
         lines += ["## (c) Two tasks on one video, concurrent requests", "",
                   f"`{c['video']}`, tasks routed to {layers}. {c['rounds']} rounds of a fresh 4-frame range, one request "
                   f"per task sent at the same moment; then {c['rounds']} more rounds with the two requests sent one "
-                  "after the other, for contrast.", ""]
+                  f"after the other, for contrast. {_ran(c)}", ""]
         for mode in ("concurrent", "sequential"):
             x = c[mode]
             lines += [f"**{mode}** (frames {x['frames'][0]}..{x['frames'][1] - 1}, statuses {json.dumps(x['statuses'])}):",
@@ -771,7 +776,7 @@ def render(report: dict[str, Any]) -> str:
         lines += ["## (d) Soak", "",
                   f"{d['seconds']:.0f} s, {report.get('soak_clients', 8)} clients, library = the videos above + "
                   f"`{d['hostile_file']}` (attack.py case `{d['hostile_case']}`); 5% of requests go to the hostile "
-                  f"file, 3% are malformed (path traversal, frames out of range). Run at {d.get('at')}.", "",
+                  f"file, 3% are malformed (path traversal, frames out of range). {_ran(d)}", "",
                   f"- requests: {d['requests_sent']} sent, {d['ok']} answered 200, **{d['lost']} lost** (no response), "
                   f"statuses {json.dumps(d['statuses'])}",
                   f"- 5xx: {d['five_xx_good']} on good files, {d['five_xx_hostile']} on the hostile file; hostile "
@@ -823,6 +828,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the services it started (finally blocks)
     clips = find_clips(a.clips)
     if clips is None:
         print("serve_load: skipped, the shared clips are not here (../shared/clips with MANIFEST.md; --clips DIR)")
@@ -850,15 +856,16 @@ def main(argv: list[str] | None = None) -> int:
                   command="python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                   prepared={"params": prep["params"], "videos": prep["videos"]}, soak_clients=a.clients)
     scenarios = report.setdefault("scenarios", {})
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    run = {"at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": report["command"],
+           "commit": report["commit"], "load_average_at_start": report["machine"]["load_average"]}
     if "a" in a.only:
-        scenarios["a"] = {**scenario_a(a, prep, env, work), "at": stamp}
+        scenarios["a"] = {**scenario_a(a, prep, env, work), **run}
     if "b" in a.only or "c" in a.only:
         bc = scenario_bc(a, prep, env, work)
-        scenarios["b"] = {**bc["b"], "at": stamp}
-        scenarios["c"] = {**bc["c"], "at": stamp}
+        scenarios["b"] = {**bc["b"], **run}
+        scenarios["c"] = {**bc["c"], **run}
     if "d" in a.only:
-        scenarios["d"] = {**scenario_d(a, prep, env, work), "at": stamp}
+        scenarios["d"] = {**scenario_d(a, prep, env, work), **run}
     path.write_text(json.dumps(report, indent=2) + "\n")
     (a.out / "SERVE_LOAD.md").write_text(render(report))
     print(f"wrote {path} and {a.out / 'SERVE_LOAD.md'}")
