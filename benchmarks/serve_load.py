@@ -609,6 +609,13 @@ def scenario_bc(a: argparse.Namespace, prep: dict, env: dict[str, str], work: Pa
     finally:
         code = svc.stop()
     b["exit_code_on_sigterm"] = c["exit_code_on_sigterm"] = code
+    svc = nvcodec_service(a, work / "library", tasks, work / "serve_b0.log", ("--batch-window-ms", "0"))
+    print("(b) nvcodec serve --batch-window-ms 0 ...", file=sys.stderr)
+    svc.start(env)
+    try:
+        b["batch_window_0"] = scenario_b(svc.url, names[0], a.repeats)
+    finally:
+        svc.stop()
     return {"b": b, "c": c}
 
 
@@ -757,6 +764,15 @@ def render(report: dict[str, Any]) -> str:
                   f"{_f(b['repeat_server_ms']['max'], '.2f')} ms max server time "
                   f"({_f(b['repeat_latency_ms']['p50'], '.1f')} ms median at the client). Target < 5 ms: "
                   f"**{'met' if b['target_under_5ms'] else 'NOT met'}**.", ""] + _delta_table(b["metrics_delta"]) + [""]
+        z = b.get("batch_window_0")
+        if z:
+            lines += [f"The same on a fresh service started with `--batch-window-ms 0` (no wait for other requests "
+                      f"to batch with): first {_f(z['first']['server_ms'])} ms, repeats "
+                      f"{_f(z['repeat_server_ms']['p50'], '.2f')} ms median, {_f(z['repeat_server_ms']['max'], '.2f')} "
+                      f"ms max server time ({_f(z['repeat_latency_ms']['p50'], '.1f')} ms median at the client): "
+                      f"target < 5 ms **{'met' if z['target_under_5ms'] else 'NOT met'}**. "
+                      f"Result cache hits {z['metrics_delta'].get('nvcodec_result_cache_hits_total', 0):g}, batches "
+                      f"{z['metrics_delta'].get('nvcodec_batches_total', 0):g}.", ""]
     if "c" in sc:
         c = sc["c"]
         layers = ", ".join(f"{t}: block {k}" for t, k in c["inr_layers"].items())

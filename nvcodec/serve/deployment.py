@@ -134,7 +134,7 @@ def start(settings: ServeSettings, options: RayOptions) -> RayService:
 
     from ..jobs.runner import connect_ray
 
-    _, started_ray = connect_ray(ray, options.address, None, max(options.cpus_per_replica, 1.0))
+    _, started_ray = connect_ray(ray, options.address, options.replicas, max(options.cpus_per_replica, 0.01))
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(build_app(settings, options), name=APP_NAME, route_prefix="/", blocking=False)
