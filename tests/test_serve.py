@@ -73,6 +73,7 @@ def lib(tmp_path_factory) -> Path:
     damaged = bytearray((root / "good.nvp").read_bytes())
     damaged[len(damaged) // 3: len(damaged) // 3 + 64] = bytes(64)
     (root / "damaged.nvp").write_bytes(bytes(damaged))
+    (root / "garbage.nvp").write_bytes(os.urandom(3000))
     (root / "notes.txt").write_text("not a video")
     outside = work / "outside"
     outside.mkdir()
@@ -178,7 +179,8 @@ def test_repeated_request_is_answered_from_the_result_cache_and_backbones_load_o
         assert wider.cached_units == 3 and [f["frame"] for f in wider.report["tasks"]["resnet50"]["frames"]] == \
             list(range(6))
         s3 = sched.snapshot()
-        assert s3["backbone_loads"] == 1 and s3["adapter_loads"] == 1 and s3["batches"] == 3
+        assert s3["backbone_loads"] == 1 and s3["adapter_loads"] == 1
+        assert s3["batches"] == 2  # the repeated request needed no batch at all
     finally:
         sched.close()
 
@@ -237,3 +239,245 @@ def test_work_nobody_waits_for_is_dropped(lib, monkeypatch):
             slow.close()
     finally:
         sched.close()
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+
+def _err(r, status: int, exit_code=...) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    e = r.json()["error"]
+    assert e["status"] == status and "\n" not in e["message"] and e["message"]
+    if exit_code is not ...:
+        assert e["exit_code"] == exit_code
+    return e
+
+
+def test_videos_info_frames_health_metrics_openapi(client, lib):
+    listed = {v["name"]: v for v in client.get("/v1/videos").json()["videos"]}
+    assert listed["good.nvp"]["info"]["video"]["frames"] == 6
+    assert listed["garbage.nvp"]["info"] is None and listed["garbage.nvp"]["error"]["status"] == 422
+    _err(client.get("/v1/videos/garbage.nvp"), 422, 3)
+    assert "link.nvp" not in listed
+    info = client.get("/v1/videos/sub/plain.nvp").json()
+    assert info["file"] == "sub/plain.nvp" and info["tasks"] == []
+    png = client.get("/v1/videos/good.nvp/frames/2.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
+    with nvcodec.open(lib / "good.nvp") as v:
+        from nvcodec.video.png import encode_png
+        assert png.content == encode_png(v.frames([2])[0].numpy(), compress_level=1)
+    _err(client.get("/v1/videos/good.nvp/frames/6.png"), 400, 2)
+    assert client.get("/healthz").json()["status"] == "ok"
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/infer", "/v1/videos", "/v1/videos/{name}", "/healthz", "/metrics"} <= set(schema["paths"])
+    first = client.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})
+    again = client.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})
+    assert again.headers["x-nvcodec-cached-units"] == "1/1" and float(again.headers["x-nvcodec-server-ms"]) >= 0
+    assert _without_timing(again.json()) == _without_timing(first.json())
+    text = client.get("/metrics").text
+    for name in ("nvcodec_requests_total", "nvcodec_prefix_decodes_total", "nvcodec_result_cache_hits_total",
+                 "nvcodec_decoded_blocks_total", "nvcodec_batch_requests_bucket", "nvcodec_backbone_loads_total",
+                 'nvcodec_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/infer"'):
+        assert name in text, name
+
+
+@pytest.mark.parametrize("path", ["/v1/videos/..%2Foutside%2Fsecret.nvp", "/v1/videos/%2e%2e/outside/secret.nvp",
+                                  "/v1/videos/%252e%252e%252foutside%252fsecret.nvp", "/v1/videos/%2Fetc%2Fpasswd",
+                                  "/v1/videos/link.nvp", "/v1/videos/notes.txt", "/v1/videos/good.nvp%00.nvp",
+                                  "/v1/videos/sub/..%2F..%2Foutside%2Fsecret.nvp", "/v1/videos/link.nvp/frames/0.png"])
+def test_paths_outside_the_library_are_refused(client, path):
+    r = client.get(path)
+    assert r.status_code in (400, 404), (path, r.status_code)
+    assert "secret" not in r.text or "error" in r.json()
+    assert "video" not in r.json()
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ({"video": "good.nvp", "tasks": ["no_such_task"]}, 400, 2),
+    ({"video": "sub/plain.nvp", "tasks": ["resnet50"]}, 409, 6),
+    ({"video": "good.nvp", "tasks": ["detr"]}, 409, 6),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "frames": [4, 99]}, 400, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "frames": [3, 1]}, 400, 2),
+    ({"video": "missing.nvp", "tasks": ["resnet50"]}, 404, 2),
+    ({"video": "../outside/secret.nvp", "tasks": ["resnet50"]}, 400, 2),
+    ({"video": "link.nvp", "tasks": ["resnet50"]}, 404, 2),
+    ({"video": "good.nvp", "tasks": []}, 422, 2),
+    ({"video": "good.nvp", "tasks": "resnet50"}, 422, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, "2"]}, 422, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1, 2]}, 422, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "threshold": 2}, 422, 2),
+    ({"video": "good.nvp", "tasks": ["resnet50"], "evil": 1}, 422, 2),
+    ({"tasks": ["resnet50"]}, 422, 2),
+    ({"video": "damaged.nvp", "tasks": ["resnet50"]}, 422, 3),
+    ({"video": "garbage.nvp", "tasks": ["resnet50"]}, 422, 3),
+    ({"video": "hostile_layer.nvp", "tasks": ["resnet50"]}, 422, 3),
+    ({"video": "hostile_adapter.nvp", "tasks": ["resnet50"]}, 422, 3),
+])
+def test_infer_errors_are_json_with_the_infer_exit_code(client, body, status, code):
+    _err(client.post("/v1/infer", json=body), status, code)
+    ok = client.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})
+    assert ok.status_code == 200  # the service stays up and answers the next request
+
+
+def test_malformed_and_oversized_bodies(lib):
+    with TestClient(create_app(settings(lib, max_body=256, max_frames=4))) as c:
+        e = _err(c.post("/v1/infer", content=b'{"video": "good.nvp", "tasks": [', headers={"content-type": "application/json"}), 400)
+        assert "JSON" in e["message"]
+        _err(c.post("/v1/infer", content=b"\xff\xfe", headers={"content-type": "application/json"}), 400)
+        _err(c.post("/v1/infer", content=b"[]", headers={"content-type": "application/json"}), 422)
+        big = json.dumps({"video": "good.nvp", "tasks": ["resnet50"] * 40}).encode()
+        _err(c.post("/v1/infer", content=big, headers={"content-type": "application/json"}), 413)
+
+        def chunks():  # no Content-Length: counted as it arrives
+            yield b'{"video": "good.nvp", "tasks": ['
+            for _ in range(40):
+                yield b'"resnet50", '
+            yield b'"resnet50"]}'
+        _err(c.post("/v1/infer", content=chunks(), headers={"content-type": "application/json"}), 413)
+        _err(c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"]}), 413, None)  # 6 frames > 4
+        assert c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 4]}).status_code == 200
+
+
+def test_bearer_token(lib, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    with TestClient(create_app(settings(lib, token=read_token(str(token_file))))) as c:
+        r = c.get("/v1/videos")
+        _err(r, 401, None)
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        _err(c.get("/v1/videos", headers={"authorization": "Bearer wrong"}), 401)
+        _err(c.get("/metrics", headers={"authorization": "Basic s3cret-token"}), 401)
+        _err(c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"]}), 401)
+        assert c.get("/healthz").status_code == 200
+        ok = c.get("/v1/videos/good.nvp", headers={"authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200
+    token_file.write_text("\n")
+    with pytest.raises(UsageError):
+        read_token(str(token_file))
+
+
+def test_concurrency_limit_and_request_timeout(lib):
+    app = create_app(settings(lib, max_concurrent=1, batch_window_ms=1500, request_timeout=10))
+    with TestClient(app) as c:
+        service = app.state.service
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "r", c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})))
+        t.start()
+        deadline = time.monotonic() + 10
+        while service.in_flight < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]})
+        _err(r, 429, None)
+        assert r.headers["retry-after"] == "1"
+        assert c.get("/healthz").status_code == 200  # probes are not limited
+        t.join(30)
+        assert out["r"].status_code == 200
+    app = create_app(settings(lib, batch_window_ms=800, request_timeout=0.2))
+    with TestClient(app) as c:
+        _err(c.post("/v1/infer", json={"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 1]}), 504, None)
+        sched = app.state.service.scheduler
+        deadline = time.monotonic() + 10
+        while sched.snapshot()["cancelled"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        s = sched.snapshot()
+        assert s["cancelled"] == 1 and s["decoded_blocks"] == 0 and s["batches"] == 0  # its work never ran
+
+
+# --- a real server: slow and vanishing clients, SIGTERM ------------------------------------------------
+
+def _start_server(lib: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "nvcodec_cli.main", "serve", str(lib), "--port", "0",
+                             "--device", "cpu", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=ROOT)
+    killer = threading.Timer(120, proc.kill)
+    killer.start()
+    try:
+        line = proc.stderr.readline()
+    finally:
+        killer.cancel()
+    assert "listening on http://127.0.0.1:" in line, line + proc.stderr.read()
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def _http(port: int, method: str, path: str, body: dict | None = None, timeout: float = 30) -> tuple[int, bytes]:
+    import http.client
+
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers={"content-type": "application/json"} if body is not None else {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def _metric(port: int, name: str) -> float:
+    text = _http(port, "GET", "/metrics")[1].decode()
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_server_drops_work_of_gone_clients_answers_slow_ones_408_and_drains_on_sigterm(lib):
+    proc, port = _start_server(lib, "--batch-window-ms", "1000", "--request-timeout", "3")
+    try:
+        warm = _http(port, "POST", "/v1/infer", {"video": "good.nvp", "tasks": ["resnet50"], "frames": [4, 6]})
+        assert warm[0] == 200, warm
+        blocks, batches = _metric(port, "nvcodec_decoded_blocks_total"), _metric(port, "nvcodec_batches_total")
+        body = json.dumps({"video": "good.nvp", "tasks": ["resnet50"], "frames": [0, 2]}).encode()
+        head = (f"POST /v1/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n\r\n").encode()
+        # A client that sends its request and goes away: its batch never runs.
+        gone = socket.create_connection(("127.0.0.1", port))
+        gone.sendall(head + body)
+        time.sleep(0.3)
+        gone.close()
+        deadline = time.monotonic() + 10
+        while _metric(port, "nvcodec_cancelled_total") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _metric(port, "nvcodec_cancelled_total") == 1
+        assert _metric(port, "nvcodec_decoded_blocks_total") == blocks and _metric(port, "nvcodec_batches_total") == batches
+        # A client that stalls in its body gets 408 after --request-timeout; others are served meanwhile.
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        slow.sendall(head + body[:10])
+        assert _http(port, "GET", "/healthz")[0] == 200
+        t0 = time.monotonic()
+        reply = slow.makefile("rb").read1(4096).decode()
+        while "\r\n\r\n" not in reply or len(reply.split("\r\n\r\n", 1)[1]) < int(
+                reply.lower().split("content-length: ")[1].split("\r\n")[0]):
+            reply += slow.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408") and '"status": 408' in reply and time.monotonic() - t0 < 6
+        slow.close()
+        # SIGTERM while a request waits in its batch window: it is answered, then the server exits 0.
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", _http(port, "POST", "/v1/infer", json.loads(body))))
+        t.start()
+        time.sleep(0.4)
+        proc.send_signal(signal.SIGTERM)
+        t.join(30)
+        assert out["r"][0] == 200 and json.loads(out["r"][1])["tasks"]["resnet50"]["frames"][1]["frame"] == 1
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_refuses_bad_settings_and_a_missing_extra(lib, tmp_path, monkeypatch):
+    from nvcodec_cli.main import main
+
+    def run(*args):
+        with pytest.raises(SystemExit) as e:
+            main(["serve", str(lib), *args])
+        return e.value.code
+
+    assert run("--batch-window-ms", "-1") == 2
+    assert run("--max-frames", "0") == 2
+    assert run("--token-file", str(tmp_path / "missing")) == 2
+    assert main.__module__ == "nvcodec_cli.main"
+    import nvcodec.serve as serve_pkg
+
+    monkeypatch.setattr(serve_pkg, "EXTRA_MODULES", ("fastapi", "no_such_module_for_nvcodec"))
+    assert run() == 1

@@ -126,7 +126,12 @@ def _fail(ctx: Context, job: Job, exc: BaseException) -> None:
 
 def _plan(ctx: Context, opened: Opened, job: Job) -> _Plan:
     req = job.request
+    a, b = req.frames if req.frames is not None else (None, None)
+    if (a is not None and a < 0) or (b is not None and b < 0):
+        raise UsageError(f"frame range {[a, b]} must not be negative")
     start, stop = resolve_range(req.frames, len(opened.video))
+    if stop <= start:
+        raise UsageError(f"frame range {[start, stop]} is empty (b must be greater than a)")
     if stop - start > ctx.max_frames:
         raise TooLarge(f"frames {start}:{stop} are {stop - start} frames; this service answers at most "
                        f"{ctx.max_frames} per request")
@@ -190,8 +195,25 @@ def run_batch(ctx: Context, key: VideoKey, jobs: list[Job]) -> None:
         except Exception as exc:
             _fail(ctx, p.job, exc)
             continue
+        ctx.results.put((key, "request", p.job.request), (answer.report, answer.units),
+                        _entry_bytes(answer.report))
         if not p.job.future.done():
             p.job.future.set_result(answer)
+
+
+def cached_answer(ctx: Context, key: VideoKey, request: InferRequest, submitted: float) -> Answer | None:
+    """The answer to a request asked before of this video version, straight from the result cache
+    (no batch, no window): the same report with zero timings, since nothing was computed."""
+    got = ctx.results.get((key, "request", request))
+    if got is None:
+        return None
+    report, units = got
+    zero = {s: 0.0 for s in (*STAGES, "total")}
+    out = {**report, "tasks": {name: {**r, "timing_ms": dict(zero)} for name, r in report["tasks"].items()}}
+    if "sharing" in report:
+        out["sharing"] = {**report["sharing"], "shared_decode_ms": 0.0}
+    ctx.stats.add(result_cache_hits=units)
+    return Answer(out, units, units, 1, (time.perf_counter() - submitted) * 1000)
 
 
 def _compute(ctx: Context, opened: Opened, plans: list[_Plan]) -> tuple[dict[tuple, _Variant], float]:

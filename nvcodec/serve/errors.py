@@ -22,24 +22,26 @@ STATUS_BY_ERROR: list[tuple[type[NvcodecError], int]] = [
 
 
 class ServeError(NvcodecError):
-    """An error of the service itself (not of a file or a task), with its HTTP status."""
+    """An error of the service itself (not of a file or a task), with its HTTP status; `cli_code`: the
+    exit code `nvcodec infer` gives for the same mistake (None where the CLI has no such case)."""
 
     status = 500
     exit_code = 1
+    cli_code: int | None = None
 
 
 class BadName(ServeError):
     """A video name that is never served: absolute, `..`, encoded, NUL, hidden, not `.nvp`."""
 
     status = 400
-    exit_code = 2
+    exit_code = cli_code = 2
 
 
 class NotFound(ServeError):
     """No such video under LIBRARY (or a link leaving it)."""
 
     status = 404
-    exit_code = 2
+    exit_code = cli_code = 2
 
 
 class Unauthorized(ServeError):
@@ -114,5 +116,5 @@ def error_body(exc: BaseException) -> dict:
         message, kind, code = f"internal error: {type(exc).__name__}: {exc}", "InternalError", None
     else:
         message, kind = str(err), type(err).__name__
-        code = None if isinstance(err, ServeError) else err.exit_code
+        code = err.cli_code if isinstance(err, ServeError) else err.exit_code
     return {"error": {"status": status, "type": kind, "message": one_line(message), "exit_code": code}}

@@ -124,6 +124,13 @@ class Loaded:
         self.backbones.clear()
 
 
+def warm_up() -> None:
+    """Import now what a first route needs later: the FLOP counter pulls in torch._dynamo (seconds)."""
+    from ..route.flops import count_flops
+
+    count_flops(torch.nn.functional.conv2d, torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 1, 1))
+
+
 def tensor_bytes(x: Any) -> int:
     """Bytes a tensor holds."""
     return x.element_size() * x.nelement()

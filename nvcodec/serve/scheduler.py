@@ -5,6 +5,7 @@ gets an `Answer`; `infer` waits for it. One worker thread runs the batches, one 
 model work is torch's, on all its threads), and the callables given to `call` between them.
 A batch collects every request for its video until the worker takes it: at least
 `batch_window_ms` after its first request, longer while the worker is busy with another batch.
+A request asked before of the same video version is answered at once from the result cache.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from ..codec.video import resolve_device
 from ..models.registry import resolve_task
 from ..video.png import encode_png
-from .batch import Answer, Context, InferRequest, Job, check_request, run_batch
+from .batch import Answer, Context, InferRequest, Job, cached_answer, check_request, run_batch
 from .caches import LRUCache
 from .errors import ShuttingDown, Timeout
 from .library import Library, VideoKey
@@ -116,6 +117,12 @@ class Scheduler:
         with self._cond:
             if self._closed:
                 raise ShuttingDown("the service is shutting down")
+            answer = cached_answer(self.ctx, key, request, job.submitted)
+            if answer is not None:
+                self.stats.add(requests=1)
+                job.future.set_running_or_notify_cancel()
+                job.future.set_result(answer)
+                return job
             pending = next((b for b in self._pending if b.key == key and len(b.jobs) < MAX_BATCH_REQUESTS), None)
             if pending is None:
                 pending = _Pending(key, time.monotonic() + self.window_s)

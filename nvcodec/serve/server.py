@@ -1,10 +1,17 @@
 """Running the app under uvicorn: bind first (so port 0 gets a free port, printed), then serve until
-SIGINT/SIGTERM, which stop new connections and drain the requests in flight."""
+SIGINT/SIGTERM, which stop new connections and drain the requests in flight (SIGTERM then exits 0).
+
+uvicorn bounds connections (`limit_concurrency`: 503 beyond) and idle keep-alive time; a client
+that sends its body too slowly gets 408 after --request-timeout (`middleware.Guard`). A client that
+never finishes its headers holds one connection until it goes: put a proxy in front where that matters.
+"""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
+import threading
 from typing import TextIO
 
 from ..errors import UsageError
@@ -45,6 +52,10 @@ def run(settings: ServeSettings, service: Service | None = None, log: TextIO = s
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     print(f"nvcodec serve: {len(service.library.videos())} videos under {service.library.root}, "
           f"listening on {url}", file=log, flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn drains on SIGTERM, then raises it again once it has restored this handler: a drained
+        # shutdown then ends here and the command exits 0 (SIGINT still ends as an interrupt, 130).
+        signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -18,6 +18,7 @@ from .batch import Answer, InferRequest
 from .caches import LRUCache
 from .errors import Abandoned, Timeout, error_body
 from .library import Library
+from .loaded import warm_up
 from .scheduler import Scheduler
 from .settings import ServeSettings
 
@@ -47,6 +48,7 @@ class Service:
         missing); once."""
         if not self.running:
             self.scheduler.start()
+            self.scheduler.call(warm_up).result()
             self.scheduler.preload(self.settings.tasks)
             self.running = True
         return self
