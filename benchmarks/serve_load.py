@@ -494,37 +494,47 @@ def _measured(svc: Service, reqs: list[dict], a: argparse.Namespace, with_metric
 
 
 def scenario_a(a: argparse.Namespace, prep: dict, env: dict[str, str], work: Path) -> dict[str, Any]:
-    """Baseline and nvcodec serve under the same `efficientnet_lite0` workload."""
+    """Baseline and nvcodec serve (with and without caches) under the same `efficientnet_lite0` workload,
+    --repeat times, interleaved, each on a freshly started service; ratios from the medians."""
     videos = prep["videos"]
     reqs = workload(videos, [[TASK]], a.requests, a.seed)
     out: dict[str, Any] = {"clients": a.clients, "requests": len(reqs), "max_wall_s": a.max_wall, "task": TASK,
-                           "frame_lengths": [1, 2, 4], "seed": a.seed,
-                           "warmup": "one request per video (frames [0, 1]) before the measured run"}
-    for key, svc in (("baseline", baseline_service(a, work / "src", work / "baseline.log")),
-                     ("nvcodec", nvcodec_service(a, work / "library", [TASK], work / "serve_a.log")),
-                     ("nvcodec_no_cache", nvcodec_service(a, work / "library", [TASK], work / "serve_a0.log",
-                                                          ("--cache-mb", "0")))):
-        print(f"(a) {svc.name} ...", file=sys.stderr)
-        svc.start(env)
-        try:
-            _warm(svc.url, videos, [TASK])
-            out[key] = _measured(svc, reqs, a, with_metrics=key != "baseline")
-            out[key]["start_seconds"] = svc.start_seconds
-        finally:
-            out[key]["exit_code_on_sigterm"] = svc.stop()
-        print(f"(a) {svc.name}: {out[key]['throughput_rps']:.2f} req/s, p50 {out[key]['latency_ms']['p50']:.0f} ms, "
-              f"p99 {out[key]['latency_ms']['p99']:.0f} ms, statuses {out[key]['statuses']}", file=sys.stderr)
-    for key in ("nvcodec", "nvcodec_no_cache"):
-        d = out[key]["metrics_delta"]
-        units = d.get("nvcodec_result_cache_hits_total", 0) + d.get("nvcodec_result_cache_misses_total", 0)
-        out[key]["result_cache_hit_rate"] = d.get("nvcodec_result_cache_hits_total", 0) / units if units else None
-    b, n, z = out["baseline"], out["nvcodec"], out["nvcodec_no_cache"]
-    if b["throughput_rps"] and z["throughput_rps"] and z["latency_ms"]["p99"] and b["latency_ms"]["p99"]:
+                           "frame_lengths": [1, 2, 4], "seed": a.seed, "repeat": a.repeat,
+                           "warmup": "one request per video (frames [0, 1]) before each measured run",
+                           "runs": {"baseline": [], "nvcodec": [], "nvcodec_no_cache": []}}
+    for rep in range(a.repeat):
+        for key, svc in (("baseline", baseline_service(a, work / "src", work / "baseline.log")),
+                         ("nvcodec", nvcodec_service(a, work / "library", [TASK], work / "serve_a.log")),
+                         ("nvcodec_no_cache", nvcodec_service(a, work / "library", [TASK], work / "serve_a0.log",
+                                                              ("--cache-mb", "0")))):
+            print(f"(a) run {rep + 1}/{a.repeat}: {svc.name} ...", file=sys.stderr)
+            svc.start(env)
+            try:
+                _warm(svc.url, videos, [TASK])
+                r = _measured(svc, reqs, a, with_metrics=key != "baseline")
+                r["start_seconds"] = svc.start_seconds
+            finally:
+                code = svc.stop()
+            r["exit_code_on_sigterm"] = code
+            if key != "baseline":
+                d = r["metrics_delta"]
+                units = d.get("nvcodec_result_cache_hits_total", 0) + d.get("nvcodec_result_cache_misses_total", 0)
+                r["result_cache_hit_rate"] = d.get("nvcodec_result_cache_hits_total", 0) / units if units else None
+            out["runs"][key].append(r)
+            print(f"(a) {svc.name}: {r['throughput_rps']:.2f} req/s, p50 {r['latency_ms']['p50']:.0f} ms, "
+                  f"p99 {r['latency_ms']['p99']:.0f} ms, statuses {r['statuses']}", file=sys.stderr)
+    med = {k: {"throughput_rps": percentile([r["throughput_rps"] or 0.0 for r in runs], 50),
+               "p50_ms": percentile([r["latency_ms"]["p50"] for r in runs if r["latency_ms"]["p50"] is not None], 50),
+               "p99_ms": percentile([r["latency_ms"]["p99"] for r in runs if r["latency_ms"]["p99"] is not None], 50)}
+           for k, runs in out["runs"].items()}
+    out["median"] = med
+    b, n, z = med["baseline"], med["nvcodec"], med["nvcodec_no_cache"]
+    if b["throughput_rps"] and b["p99_ms"] and z["throughput_rps"] and z["p99_ms"]:
         out["no_cache_throughput_ratio"] = z["throughput_rps"] / b["throughput_rps"]
-        out["no_cache_p99_ratio"] = z["latency_ms"]["p99"] / b["latency_ms"]["p99"]
-    if b["throughput_rps"] and n["throughput_rps"] and b["latency_ms"]["p99"] and n["latency_ms"]["p99"]:
+        out["no_cache_p99_ratio"] = z["p99_ms"] / b["p99_ms"]
+    if b["throughput_rps"] and b["p99_ms"] and n["throughput_rps"] and n["p99_ms"]:
         out["throughput_ratio"] = n["throughput_rps"] / b["throughput_rps"]
-        out["p99_ratio"] = n["latency_ms"]["p99"] / b["latency_ms"]["p99"]
+        out["p99_ratio"] = n["p99_ms"] / b["p99_ms"]
         out["target_throughput_5x"] = out["throughput_ratio"] >= 5.0
         out["target_p99_no_worse"] = out["p99_ratio"] <= 1.0
     return out
@@ -609,13 +619,6 @@ def scenario_bc(a: argparse.Namespace, prep: dict, env: dict[str, str], work: Pa
     finally:
         code = svc.stop()
     b["exit_code_on_sigterm"] = c["exit_code_on_sigterm"] = code
-    svc = nvcodec_service(a, work / "library", tasks, work / "serve_b0.log", ("--batch-window-ms", "0"))
-    print("(b) nvcodec serve --batch-window-ms 0 ...", file=sys.stderr)
-    svc.start(env)
-    try:
-        b["batch_window_0"] = scenario_b(svc.url, names[0], a.repeats)
-    finally:
-        svc.stop()
     return {"b": b, "c": c}
 
 
@@ -729,19 +732,25 @@ def render(report: dict[str, Any]) -> str:
         lines += [f"## (a) Throughput and latency, {a['clients']} concurrent clients", "",
                   f"{a['requests']} `{a['task']}` requests (seed {a['seed']}, a random video and a range of "
                   f"{'/'.join(map(str, a['frame_lengths']))} frames each), {a['clients']} clients, at most "
-                  f"{a['max_wall_s']:.0f} s per service; {a['warmup']}. {_ran(a)}", "",
-                  "| service | ok / sent | req/s | frames/s | p50 ms | p99 ms | server p50 / p99 ms | statuses | "
-                  "RSS max MiB | load avg before -> after |",
-                  "|---|---:|---:|---:|---:|---:|---|---|---:|---|"]
+                  f"{a['max_wall_s']:.0f} s per run; {a.get('repeat', 1)} runs per service, interleaved (baseline, "
+                  f"nvcodec, nvcodec without caches, again), each on a freshly started service; {a['warmup']}. "
+                  f"{_ran(a)}", "",
+                  "| service | run | ok / sent | req/s | frames/s | p50 ms | p99 ms | server p50 / p99 ms | statuses | "
+                  "result cache hits | RSS max MiB | load avg before -> after |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]
         for key in ("baseline", "nvcodec", "nvcodec_no_cache"):
-            r = a.get(key)
-            if r is None:
-                continue
-            lines.append(f"| {key} | {r['ok']} / {r['requests_sent']} | {_f(r['throughput_rps'], '.2f')} | "
-                         f"{_f(r['frames_per_s'], '.2f')} | {_f(r['latency_ms']['p50'], '.0f')} | "
-                         f"{_f(r['latency_ms']['p99'], '.0f')} | {_f(r['server_ms']['p50'], '.1f')} / "
-                         f"{_f(r['server_ms']['p99'], '.1f')} | {json.dumps(r['statuses'])} | {_f(r['rss_max_mib'], '.0f')} | "
-                         f"{r['load_average_before']} -> {r['load_average_after']} |")
+            for i, r in enumerate(a["runs"][key], 1):
+                hit = r.get("result_cache_hit_rate")
+                lines.append(f"| {key} | {i} | {r['ok']} / {r['requests_sent']} | {_f(r['throughput_rps'], '.2f')} | "
+                             f"{_f(r['frames_per_s'], '.2f')} | {_f(r['latency_ms']['p50'], '.0f')} | "
+                             f"{_f(r['latency_ms']['p99'], '.0f')} | {_f(r['server_ms']['p50'], '.1f')} / "
+                             f"{_f(r['server_ms']['p99'], '.1f')} | {json.dumps(r['statuses'])} | "
+                             f"{'-' if hit is None else f'{100 * hit:.0f}%'} | {_f(r['rss_max_mib'], '.0f')} | "
+                             f"{r['load_average_before']} -> {r['load_average_after']} |")
+        med = a["median"]
+        lines += ["", "Medians over the runs: " + "; ".join(
+            f"{k} {_f(v['throughput_rps'], '.2f')} req/s, p50 {_f(v['p50_ms'], '.0f')} ms, p99 {_f(v['p99_ms'], '.0f')} ms"
+            for k, v in med.items()) + "."]
         if "throughput_ratio" in a:
             lines += ["", f"**Throughput {a['throughput_ratio']:.1f}x the baseline** (target >= 5x: "
                           f"{'met' if a['target_throughput_5x'] else 'NOT met'}); p99 {a['p99_ratio']:.2f}x the "
@@ -749,11 +758,11 @@ def render(report: dict[str, Any]) -> str:
         if "no_cache_throughput_ratio" in a:
             lines += ["", f"`nvcodec_no_cache` is the same service started with `--cache-mb 0` (no prefix or result "
                           f"cache: batching and the partial decode path only): {a['no_cache_throughput_ratio']:.1f}x the "
-                          f"baseline's throughput, p99 {a['no_cache_p99_ratio']:.2f}x. With the caches, "
-                          f"{100 * (a['nvcodec'].get('result_cache_hit_rate') or 0):.0f}% of the task results (per "
-                          "frame) came from the result cache: the workload's frame ranges overlap, as a library's "
-                          "requests do."]
-        lines += ["", "nvcodec serve's /metrics over the measured run:", ""] + _delta_table(a["nvcodec"].get("metrics_delta", {}))
+                          f"baseline's throughput, p99 {a['no_cache_p99_ratio']:.2f}x. With the caches, part of the "
+                          "task results (per frame) come from the result cache (column above): the workload's frame "
+                          "ranges overlap, as a library's requests do."]
+        lines += ["", "nvcodec serve's /metrics over its first measured run:", ""] + \
+            _delta_table(a["runs"]["nvcodec"][0].get("metrics_delta", {}))
         lines.append("")
     if "b" in sc:
         b = sc["b"]
@@ -764,15 +773,6 @@ def render(report: dict[str, Any]) -> str:
                   f"{_f(b['repeat_server_ms']['max'], '.2f')} ms max server time "
                   f"({_f(b['repeat_latency_ms']['p50'], '.1f')} ms median at the client). Target < 5 ms: "
                   f"**{'met' if b['target_under_5ms'] else 'NOT met'}**.", ""] + _delta_table(b["metrics_delta"]) + [""]
-        z = b.get("batch_window_0")
-        if z:
-            lines += [f"The same on a fresh service started with `--batch-window-ms 0` (no wait for other requests "
-                      f"to batch with): first {_f(z['first']['server_ms'])} ms, repeats "
-                      f"{_f(z['repeat_server_ms']['p50'], '.2f')} ms median, {_f(z['repeat_server_ms']['max'], '.2f')} "
-                      f"ms max server time ({_f(z['repeat_latency_ms']['p50'], '.1f')} ms median at the client): "
-                      f"target < 5 ms **{'met' if z['target_under_5ms'] else 'NOT met'}**. "
-                      f"Result cache hits {z['metrics_delta'].get('nvcodec_result_cache_hits_total', 0):g}, batches "
-                      f"{z['metrics_delta'].get('nvcodec_batches_total', 0):g}.", ""]
     if "c" in sc:
         c = sc["c"]
         layers = ", ".join(f"{t}: block {k}" for t, k in c["inr_layers"].items())
@@ -827,6 +827,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--requests", type=int, default=160)
     p.add_argument("--max-wall", type=float, default=300.0, help="seconds per measured run of (a)")
+    p.add_argument("--repeat", type=int, default=3, help="(a) runs per service, interleaved, each on a fresh start")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--gap", type=float, default=0.5, help="(c) seconds between sequential requests")
