@@ -640,13 +640,15 @@ def soak_requests(videos: dict[str, dict], tasks: list[str], hostile: str, count
     return out
 
 
-def scenario_d(a: argparse.Namespace, prep: dict, env: dict[str, str], work: Path) -> dict[str, Any]:
-    """Soak: --clients clients for --soak seconds over the library plus a hostile file."""
+def scenario_d(a: argparse.Namespace, prep: dict, env: dict[str, str], work: Path,
+               extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Soak: --clients clients for --soak seconds over the library plus a hostile file (`extra`: more
+    `nvcodec serve` options, e.g. no caches)."""
     soak_lib, hostile = hostile_library(work, work / "library")
     tasks = [TASK, a.second_task]
     reqs = soak_requests(prep["videos"], tasks, hostile, int(a.soak * a.soak_rate_cap), a.seed + 1)
-    svc = nvcodec_service(a, soak_lib, tasks, work / "serve_d.log")
-    print(f"(d) soak {a.soak:.0f} s ...", file=sys.stderr)
+    svc = nvcodec_service(a, soak_lib, tasks, work / "serve_d.log", extra)
+    print(f"soak {a.soak:.0f} s: {svc.name} ...", file=sys.stderr)
     svc.start(env)
     assert svc.proc is not None
     try:
@@ -663,7 +665,7 @@ def scenario_d(a: argparse.Namespace, prep: dict, env: dict[str, str], work: Pat
         code = svc.stop()
     out = summarize(results, wall, unsent)
     five = [r for r in results if r.status is not None and r.status >= 500]
-    out.update(seconds=a.soak, hostile_file=hostile, hostile_case=HOSTILE_CASE,
+    out.update(seconds=a.soak, serve_options=list(extra), hostile_file=hostile, hostile_case=HOSTILE_CASE,
                hostile_requests=sum(r.request["video"] == hostile for r in results),
                hostile_statuses=summarize([r for r in results if r.request["video"] == hostile], 1.0, 0)["statuses"],
                five_xx_hostile=sum(r.request["video"] == hostile for r in five),
@@ -786,10 +788,12 @@ def render(report: dict[str, Any]) -> str:
                       ""] + _delta_table(x["metrics_delta"]) + [""]
         if c.get("reading"):
             lines += [c["reading"], ""]
-    if "d" in sc:
-        d = sc["d"]
+    for key, title in (("d", "## (d) Soak"), ("e", "## (e) Soak without caches (`--cache-mb 0`)")):
+        if key not in sc:
+            continue
+        d = sc[key]
         w = d.get("rss_after_warmup_mib", {})
-        lines += ["## (d) Soak", "",
+        lines += [title, "",
                   f"{d['seconds']:.0f} s, {report.get('soak_clients', 8)} clients, library = the videos above + "
                   f"`{d['hostile_file']}` (attack.py case `{d['hostile_case']}`); 5% of requests go to the hostile "
                   f"file, 3% are malformed (path traversal, frames out of range). {_ran(d)}", "",
@@ -804,6 +808,12 @@ def render(report: dict[str, Any]) -> str:
                   f"{_f(w.get('last'), '.0f')} MiB, max {_f(w.get('max'), '.0f')} MiB, slope over the second half "
                   f"{_f(w.get('slope_second_half_mib_per_min'), '.2f')} MiB/min",
                   f"- RSS over time (MiB): {_rss_line(d['rss_mib'])}",
+                  "- /metrics over the run: " + ", ".join(
+                      f"{k.removeprefix('nvcodec_').removesuffix('_total')} {d['metrics_delta'].get(k, 0):g}"
+                      for k in ("nvcodec_requests_total", "nvcodec_failed_total", "nvcodec_batches_total",
+                                "nvcodec_prefix_decodes_total", "nvcodec_decoded_blocks_total",
+                                "nvcodec_result_cache_hits_total", "nvcodec_result_cache_misses_total",
+                                "nvcodec_adapter_loads_total")),
                   f"- load average {d['load_average_before']} -> {d['load_average_after']}", ""]
     return "\n".join(lines) + "\n"
 
@@ -815,7 +825,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clips", help="folder of the shared clips (default: ../shared/clips)")
     p.add_argument("--work", default="/tmp/nvcodec-serve-load", help="prepared files and service logs (cached)")
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--only", default="abc", help="scenarios to run: any of a, b, c, d (b and c run together)")
+    p.add_argument("--only", default="abc", help="scenarios to run: any of a, b, c, d, e (b and c run together; "
+                                                  "e: the soak on a service without caches)")
     p.add_argument("--videos", type=int, default=3)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--short-side", type=int, default=96)
@@ -836,10 +847,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rss-interval", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    if a.soak > 0 and "d" not in a.only:
+    if a.soak > 0 and "d" not in a.only and "e" not in a.only:
         a.only += "d"
-    if "d" in a.only and a.soak <= 0:
-        p.error("scenario d needs --soak SECONDS")
+    if ("d" in a.only or "e" in a.only) and a.soak <= 0:
+        p.error("scenarios d and e need --soak SECONDS")
     return a
 
 
@@ -883,6 +894,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios["c"] = {**bc["c"], **run}
     if "d" in a.only:
         scenarios["d"] = {**scenario_d(a, prep, env, work), **run}
+    if "e" in a.only:
+        scenarios["e"] = {**scenario_d(a, prep, env, work, ("--cache-mb", "0")), **run}
     path.write_text(json.dumps(report, indent=2) + "\n")
     (a.out / "SERVE_LOAD.md").write_text(render(report))
     print(f"wrote {path} and {a.out / 'SERVE_LOAD.md'}")
