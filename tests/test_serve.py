@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,6 +31,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import nvcodec  # noqa: E402
 from nvcodec.adapt.attach import attach  # noqa: E402
+from nvcodec.codec.encode import EncodeOptions, encode  # noqa: E402
+from nvcodec.video import write_y4m  # noqa: E402
 from nvcodec.serve.app import create_app  # noqa: E402
 from nvcodec.serve.batch import InferRequest  # noqa: E402
 from nvcodec.serve.caches import LRUCache  # noqa: E402
@@ -51,27 +54,34 @@ _spec.loader.exec_module(attack)
 
 CPU = torch.device("cpu")
 TASKS = ["resnet50", "efficientnet_lite0"]
-TIMING_KEYS = ("timing_ms",)
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory) -> Path:
-    """LIBRARY: good.nvp (resnet50 at INR layer 0, efficientnet_lite0 at layer 1), sub/plain.nvp (no task), damaged and hostile files, a
+    """LIBRARY (a 6-frame 24x40 clip as `benchmarks/attack.py` makes it): good.nvp (resnet50 at INR
+    layer 0, efficientnet_lite0 and the clip task i3d_r50 at layer 1), sub/plain.nvp (no task), damaged and hostile files, a
     link leaving LIBRARY, a non-.nvp file; `outside/` beside it."""
     work = tmp_path_factory.mktemp("serve")
-    (work / "build").mkdir()
-    good = attack.build_good(work / "build")
+    yy, xx = np.mgrid[0:24, 0:40]
+    write_y4m(work / "clip.y4m", [np.stack([(xx * 6 + t * 9) % 256, (yy * 10) % 256, np.full_like(xx, 40 * t)], -1)
+                                  .astype(np.uint8) for t in range(6)], 25)
+    plain = work / "plain.nvp"
+    encode(str(work / "clip.y4m"), str(plain), EncodeOptions(psnr=None, epochs=10, params=6000, device="cpu", seed=0))
     root = work / "lib"
     (root / "sub").mkdir(parents=True)
-    shutil.copy(good.attached, root / "good.nvp")
-    attach(str(root / "good.nvp"), "efficientnet_lite0", weights="random-tiny", top_k=1, epochs=1, sample_frames=4,
-           kinds=["linear"], device="cpu")
-    shutil.copy(good.plain, root / "sub" / "plain.nvp")
+    shutil.copy(plain, root / "sub" / "plain.nvp")
+    shutil.copy(plain, root / "good.nvp")
+    for task, frames in (("resnet50", 4), ("efficientnet_lite0", 4), ("i3d_r50", 2)):
+        attach(str(root / "good.nvp"), task, weights="random-tiny", top_k=1, epochs=1, sample_frames=frames,
+               kinds=["linear"], device="cpu")
+    good = attack.Good(plain, root / "good.nvp", attack.sections_of(root / "good.nvp"))
     cases = {c.name: c for c in attack.CASES}
     cases["routing_inr_layer_99"].build(good, root / "hostile_layer.nvp")
     cases["adapter_out_size_huge"].build(good, root / "hostile_adapter.nvp")
     damaged = bytearray((root / "good.nvp").read_bytes())
-    damaged[len(damaged) // 3: len(damaged) // 3 + 64] = bytes(64)
+    block0 = next(s for s in good.sections if s.name == "block/0")
+    at = damaged.index(block0.data) + len(block0.data) // 2  # the first block every route decodes
+    damaged[at:at + 32] = bytes(b ^ 0xFF for b in damaged[at:at + 32])
     (root / "damaged.nvp").write_bytes(bytes(damaged))
     (root / "garbage.nvp").write_bytes(os.urandom(3000))
     (root / "notes.txt").write_text("not a video")
@@ -143,6 +153,34 @@ def test_infer_answers_the_json_of_the_cli(lib, client):
         set(want["tasks"]["resnet50"]["timing_ms"])
     assert body["sharing"]["separate_decode_ms"] is None
     assert _without_timing(body) == _without_timing(want)
+
+
+@pytest.mark.parametrize("window,stride", [(None, None), (4, 1)])
+def test_clip_task_windows_match_the_cli_and_are_shared_across_requests(lib, window, stride):
+    from nvcodec_cli.main import app as cli
+
+    args = ["--window", str(window), "--stride", str(stride)] if window else []
+    r = CliRunner().invoke(cli, ["infer", str(lib / "good.nvp"), "--task", "i3d_r50,resnet50", "--frames", "0:6",
+                                 "--device", "cpu", "--json", *args])
+    assert r.exit_code == 0, r.output
+    want = json.loads(r.output)
+    sched = Scheduler(Library(str(lib)), device="cpu", batch_window_ms=300).start()
+    try:
+        a = sched.submit(InferRequest("good.nvp", ("i3d_r50", "resnet50"), (0, 6), window, stride))
+        b = sched.submit(InferRequest("good.nvp", ("i3d_r50",), (1, 6), window, stride))
+        got, other = a.future.result(60).report, b.future.result(60).report
+        assert _without_timing(got) == _without_timing(want)
+        assert got["tasks"]["i3d_r50"]["unit"] == "window" and got["tasks"]["i3d_r50"]["windows"]
+        s = sched.snapshot()
+        assert s["batches"] == 1 and s["decoded_blocks"] == 6 * 2  # both tasks, both requests: one prefix per frame
+        alone = Scheduler(Library(str(lib)), device="cpu", batch_window_ms=0).start()
+        try:
+            assert _without_timing(alone.infer(InferRequest("good.nvp", ("i3d_r50",), (1, 6), window, stride),
+                                               timeout=60).report) == _without_timing(other)
+        finally:
+            alone.close()
+    finally:
+        sched.close()
 
 
 def test_two_tasks_in_concurrent_requests_decode_the_shared_prefix_once(lib):
@@ -420,6 +458,7 @@ def _metric(port: int, name: str) -> float:
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
+@pytest.mark.slow
 def test_server_drops_work_of_gone_clients_answers_slow_ones_408_and_drains_on_sigterm(lib):
     proc, port = _start_server(lib, "--batch-window-ms", "1000", "--request-timeout", "3")
     try:
@@ -481,3 +520,34 @@ def test_cli_refuses_bad_settings_and_a_missing_extra(lib, tmp_path, monkeypatch
 
     monkeypatch.setattr(serve_pkg, "EXTRA_MODULES", ("fastapi", "no_such_module_for_nvcodec"))
     assert run() == 1
+
+
+def test_cli_defaults_equal_the_settings_defaults():
+    import dataclasses
+
+    from nvcodec_cli.main import app as cli
+
+    cli_defaults = {p.name: p.default for p in cli.commands["serve"].params}
+    fields = {f.name: f.default for f in dataclasses.fields(ServeSettings)}
+    for name in ("host", "port", "device", "max_frames", "max_body", "max_concurrent", "request_timeout",
+                 "batch_window_ms", "cache_mb"):
+        assert cli_defaults[name] == fields[name], name
+
+
+def test_json_nested_past_the_parser_depth_is_a_json_error(client):
+    r = client.post("/v1/infer", content=b"[" * 30000 + b"]" * 30000, headers={"content-type": "application/json"})
+    _err(r, 400)
+    assert client.get("/healthz").status_code == 200
+
+
+def test_only_the_http_modules_import_the_serve_extra():
+    import ast
+
+    http = {"app", "middleware", "metrics", "server"}
+    extra = {"fastapi", "starlette", "uvicorn", "prometheus_client", "pydantic", "httpx"}
+    for path in sorted(Path(ROOT, "nvcodec", "serve").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+        if path.stem not in http:
+            assert not names & extra, path.name

@@ -153,10 +153,13 @@ def create_app(settings: ServeSettings | None = None, service: Service | None = 
     @app.post("/v1/infer", summary="Run attached tasks on frames: the JSON of `nvcodec infer --json`",
               responses=ERRORS)
     async def infer(body: InferBody, request: Request) -> Response:
-        answer = await service.infer(body.request(), _disconnected(request), _started(request))
-        return _json(answer.report, headers={"X-Nvcodec-Server-Ms": f"{answer.server_ms:.3f}",
-                                             "X-Nvcodec-Cached-Units": f"{answer.cached_units}/{answer.units}",
-                                             "X-Nvcodec-Batch-Requests": str(answer.batch_requests)})
+        started = _started(request)
+        answer = await service.infer(body.request(), _disconnected(request), started)
+        text = dumps(answer.report)
+        return Response(text, media_type=JSON, headers={
+            "X-Nvcodec-Server-Ms": f"{(time.monotonic() - started) * 1000:.3f}",
+            "X-Nvcodec-Cached-Units": f"{answer.cached_units}/{answer.units}",
+            "X-Nvcodec-Batch-Requests": str(answer.batch_requests)})
 
     return app
 

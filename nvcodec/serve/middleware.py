@@ -24,6 +24,9 @@ UNLIMITED_PATHS = frozenset({"/healthz", "/metrics"})
 """Paths that never count against --max-concurrent (probes must get through under load)."""
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def route_label(path: str) -> str:
     """The endpoint a path belongs to (a bounded label for metrics)."""
     if path.startswith("/v1/videos/"):
@@ -101,7 +104,9 @@ class Guard:
         finally:
             if counted:
                 self.counter.in_flight -= 1
-            self.observe(route_label(scope["path"]), scope.get("method", "?"), status[0], time.monotonic() - started)
+            method = scope.get("method", "")
+            self.observe(route_label(scope["path"]), method if method in METHODS else "other", status[0],
+                         time.monotonic() - started)
 
     def _receiving(self, receive: Receive, started: float) -> Receive:
         seen = [0]

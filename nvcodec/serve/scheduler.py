@@ -82,6 +82,7 @@ class Scheduler:
 
     def preload(self, tasks: Iterable[str]) -> None:
         """Build the backbones of `tasks` (real weights) now rather than on their first request."""
+        self.start()
         for task in tasks:
             self.call(lambda spec=resolve_task(task): self.loaded.backbone(spec)).result()
 
@@ -98,6 +99,8 @@ class Scheduler:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                return  # still busy past `timeout`: what it uses stays open until the process ends
         self.loaded.close()
 
     @property

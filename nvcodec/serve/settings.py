@@ -56,14 +56,6 @@ class ServeSettings:
             raise UsageError("the bearer token is empty")
         return self
 
-    @property
-    def prefix_cache_bytes(self) -> int:
-        return int(self.cache_mb * 1024 * 1024 * 3 / 4)
-
-    @property
-    def result_cache_bytes(self) -> int:
-        return int(self.cache_mb * 1024 * 1024 / 4)
-
 
 def read_token(path: str) -> str:
     """The bearer token in the file at `path`: its first line, stripped (UsageError when unreadable or empty)."""
