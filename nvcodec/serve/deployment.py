@@ -106,15 +106,18 @@ class RayService:
         self._started_ray = started_ray
 
     def stop(self) -> None:
-        """Delete the application, stop Serve and, when this process started Ray, Ray too."""
+        """Delete the application (replicas drain); when this process started Ray, stop Serve and Ray
+        too (on a cluster it joined, other applications and the proxy are left running)."""
         import ray
         from ray import serve
 
+        if not self._started_ray:
+            serve.delete(APP_NAME)
+            return
         try:
             serve.shutdown()
         finally:
-            if self._started_ray:
-                ray.shutdown()
+            ray.shutdown()
 
 
 def start(settings: ServeSettings, options: RayOptions) -> RayService:
@@ -139,7 +142,10 @@ def start(settings: ServeSettings, options: RayOptions) -> RayService:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(build_app(settings, options), name=APP_NAME, route_prefix="/", blocking=False)
     except (RuntimeError, ValueError, ray.exceptions.RayError) as exc:
-        RayService("", started_ray).stop()
+        try:
+            RayService("", started_ray).stop()
+        except Exception:  # noqa: BLE001 - the deployment's own error is the one to report
+            pass
         raise NvcodecError(f"Ray Serve could not start the deployment: {' '.join(str(exc).split())[:300]}") from None
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     return RayService(f"http://{host}:{settings.port}", started_ray)
