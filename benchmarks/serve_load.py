@@ -861,7 +861,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the services it started (finally blocks)
     clips = find_clips(a.clips)
     if clips is None:
         print("serve_load: skipped, the shared clips are not here (../shared/clips with MANIFEST.md; --clips DIR)")
@@ -908,4 +907,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the services it started (finally blocks)
     sys.exit(main())
