@@ -729,7 +729,9 @@ def render(report: dict[str, Any]) -> str:
                           for k, x in v["tasks"].items())
             lines.append(f"| {name} | {v['clip']} | {v['frames']} | {v['width']}x{v['height']} | {v['bytes']:,} | "
                          f"{v['psnr']:.2f} | {t} |")
-        lines.append("")
+        lines += ["", "The encodes and adapters are trained briefly (budgets above) so that preparation fits in a few "
+                      "minutes here: this benchmark measures serving, not accuracy (fidelity: agreement of the adapter "
+                      "path with the full backbone on the sampled frames).", ""]
     sc = report.get("scenarios", {})
     if "a" in sc:
         a = sc["a"]
