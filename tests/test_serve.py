@@ -551,3 +551,17 @@ def test_only_the_http_modules_import_the_serve_extra():
         names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
         if path.stem not in http:
             assert not names & extra, path.name
+
+
+def test_a_changed_file_is_never_answered_from_its_older_version(lib, tmp_path):
+    shutil.copy(lib / "good.nvp", tmp_path / "v.nvp")
+    sched = Scheduler(Library(str(tmp_path)), device="cpu", batch_window_ms=0).start()
+    try:
+        req = InferRequest("v.nvp", ("resnet50",), (0, 2))
+        assert sched.infer(req, timeout=60).cached_units == 0
+        assert sched.infer(req, timeout=60).cached_units == 2
+        st = os.stat(tmp_path / "v.nvp")
+        os.utime(tmp_path / "v.nvp", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as an append would
+        assert sched.infer(req, timeout=60).cached_units == 0
+    finally:
+        sched.close()
