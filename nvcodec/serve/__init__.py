@@ -13,7 +13,8 @@ The modules here import nothing from the `serve` extra at module level except `a
 - `scheduler`: batching requests that arrive within a window, on one worker thread (no HTTP);
 - `service`: the library, the scheduler and the info cache behind the HTTP app;
 - `errors`: nvcodec errors and the service's own as HTTP statuses and JSON bodies;
-- `app`, `middleware`, `metrics`, `server`: the FastAPI app, its limits, Prometheus text, uvicorn.
+- `app`, `middleware`, `metrics`, `server`: the FastAPI app, its limits, Prometheus text, uvicorn;
+- `deployment`: the same app as a Ray Serve deployment (`--ray`, the `ray` extra).
 """
 
 from __future__ import annotations
