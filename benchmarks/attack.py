@@ -146,7 +146,7 @@ class Good:
 
 
 def build_good(work: Path, task: str = "resnet50") -> Good:
-    """Encode a 6-frame 24x40 synthetic clip and attach `task` (tiny random backbone)."""
+    """Encode a 6-frame 24x40 synthetic clip (enough epochs to clear the degenerate-fit margin) and attach `task` (tiny random backbone)."""
     from nvcodec.codec.encode import EncodeOptions, encode
     from nvcodec.adapt.attach import attach
     from nvcodec.video import write_y4m
@@ -157,7 +157,7 @@ def build_good(work: Path, task: str = "resnet50") -> Good:
     clip = work / "clip.y4m"
     write_y4m(clip, frames, 25)
     plain = work / "good.nvp"
-    encode(str(clip), str(plain), EncodeOptions(psnr=None, epochs=10, params=6000, device="cpu", seed=0))
+    encode(str(clip), str(plain), EncodeOptions(psnr=None, epochs=80, params=6000, device="cpu", seed=0))
     attached = work / "good_attached.nvp"
     shutil.copy(plain, attached)
     attach(str(attached), task, weights="random-tiny", top_k=0.2, epochs=1, device="cpu")
