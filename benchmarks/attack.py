@@ -146,7 +146,8 @@ class Good:
 
 
 def build_good(work: Path, task: str = "resnet50") -> Good:
-    """Encode a 6-frame 24x40 synthetic clip (enough epochs to clear the degenerate-fit margin) and attach `task` (tiny random backbone)."""
+    """Encode a 6-frame 24x40 synthetic clip (enough epochs to clear the degenerate-fit margin) and
+    attach `task` (tiny random backbone)."""
     from nvcodec.codec.encode import EncodeOptions, encode
     from nvcodec.adapt.attach import attach
     from nvcodec.video import write_y4m
