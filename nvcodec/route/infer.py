@@ -65,6 +65,20 @@ class _Task:
         return self.rt.spec.clip is not None
 
 
+def _threshold(threshold: float | None) -> dict[str, float]:
+    """Head options for a score threshold: none when it is None, so each task keeps its own default."""
+    return {} if threshold is None else {"threshold": float(threshold)}
+
+
+def task_threshold(spec: TaskSpec, threshold: float | None) -> float | None:
+    """The score threshold `spec`'s head applies: `threshold` when given, else the task's own default
+    (None for heads without one, e.g. classification)."""
+    if threshold is not None:
+        return float(threshold)
+    value = spec.default_options.get("threshold")
+    return None if value is None else float(value)
+
+
 def _entry(routing: dict, task: str, path: str) -> dict:
     entry = routing["tasks"].get(task)
     if entry is None:
@@ -86,14 +100,14 @@ def decode_prefix(dec: Any, x_in: torch.Tensor, layers: list[int], clock: _Clock
         yield k, feat, clock.ms["decode"] - before
 
 
-def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int], threshold: float) -> None:
+def _run_task(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int], threshold: float | None) -> None:
     cfg = video.config(seg.index)
     m = video.metadata
     point = t.entry["injection_point"]
     x = t.clock.run("adapter", lambda: t.adapters[seg.index](
         inr_to_geometry(feat.float(), t.rt.geometry, m.width, m.height, cfg.pad_width, cfg.pad_height)))
     raw = t.clock.run("backbone", t.rt.model.forward_from, x, point)
-    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), **_threshold(threshold),
                         model=t.rt.model)
     t.raw_adapter.append(_detach(raw))
     for i, p in zip(idx, preds):
@@ -119,7 +133,7 @@ def _collect_clip(t: _Task, video: NvpVideo, seg: Segment, feat: torch.Tensor, i
     t.clock.run("adapter", run)
 
 
-def _run_windows(t: _Task, threshold: float, batch_size: int) -> None:
+def _run_windows(t: _Task, threshold: float | None, batch_size: int) -> None:
     """A clip task's windows: stack each pathway's adapted frames, run the backbone tail and the head."""
     point = t.entry["injection_point"]
     positions = t.rt.model.pathway_positions(point)
@@ -129,13 +143,13 @@ def _run_windows(t: _Task, threshold: float, batch_size: int) -> None:
         act = t.clock.run("adapter", lambda: [torch.stack([torch.stack([t.mapped[q][w[j]] for j in pos], 1)
                                                             for w in batch]) for q, pos in enumerate(positions)])
         raw = t.clock.run("backbone", t.rt.model.forward_from, act, point)
-        preds = t.clock.run("head", t.rt.spec.postprocess, raw, geometry, geometry.frame_hw, threshold=threshold)
+        preds = t.clock.run("head", t.rt.spec.postprocess, raw, geometry, geometry.frame_hw, **_threshold(threshold))
         t.raw_adapter.append(_detach(raw))
         for w, p in zip(batch, preds):
             t.frames.append({"window": [w[0], w[0] + t.window], "frames": list(w), "predictions": p})
 
 
-def _clip_pixel_path(t: _Task, get_frames: Any, device: torch.device, threshold: float,
+def _clip_pixel_path(t: _Task, get_frames: Any, device: torch.device, threshold: float | None,
                      batch_size: int) -> tuple[dict[str, float], list[Any], list[list]]:
     """A clip task's full pixel path on its windows: frames from `get_frames(indices)`, each decoded once."""
     c = _Clock(device)
@@ -149,7 +163,7 @@ def _clip_pixel_path(t: _Task, get_frames: Any, device: torch.device, threshold:
         x = c.run("preprocess", t.rt.pixel_input, frames[sel].to(device))
         raw = c.run("backbone", t.rt.model, x)
         preds.extend(c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, t.rt.geometry.frame_hw,
-                           threshold=threshold))
+                           **_threshold(threshold)))
         raws.append(_detach(raw))
     return c.ms, raws, preds
 
@@ -197,7 +211,7 @@ def _gflops(video: NvpVideo, t: _Task, device: torch.device) -> dict:
 
 
 def _pixel_path(video: NvpVideo, tasks: list[_Task], idx_batches: list[list[int]], device: torch.device,
-                threshold: float) -> dict[str, dict]:
+                threshold: float | None) -> dict[str, dict]:
     m = video.metadata
     clocks = {t.name: _Clock(device) for t in tasks}
     for idx in idx_batches:
@@ -208,7 +222,7 @@ def _pixel_path(video: NvpVideo, tasks: list[_Task], idx_batches: list[list[int]
             c.ms["decode"] = c.ms.get("decode", 0.0) + shared.ms["decode"]
             x = c.run("preprocess", t.rt.pixel_input, frames)
             raw = c.run("backbone", t.rt.model, x)
-            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), **_threshold(threshold),
                           model=t.rt.model)
             t.raw_pixel.append(_detach(raw))
             t.pixel_preds.extend(preds)
@@ -231,7 +245,7 @@ def _agreement(t: _Task, raws: list[Any], preds: list[list[dict]], ref_raws: lis
 
 
 def _source_path(video: NvpVideo, tasks: list[_Task], source: str, frames: list[int], batch_size: int,
-                 device: torch.device, threshold: float) -> dict[str, tuple[list[Any], list[list]]]:
+                 device: torch.device, threshold: float | None) -> dict[str, tuple[list[Any], list[list]]]:
     """Each task's full pixel path on the original video's frames: (raw outputs, predictions)."""
     m = video.metadata
     out: dict[str, tuple[list[Any], list[list]]] = {t.name: ([], []) for t in tasks}
@@ -240,7 +254,7 @@ def _source_path(video: NvpVideo, tasks: list[_Task], source: str, frames: list[
         for t in tasks:
             raw = t.rt.model(t.rt.pixel_input(pixels))
             out[t.name][0].append(_detach(raw))
-            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), **_threshold(threshold),
                                                         model=t.rt.model))
     return out
 
@@ -252,7 +266,7 @@ def _per_frame(ms: dict[str, float], n: int) -> dict[str, float]:
 
 
 def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | None, int | None] | None = None,
-          weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
+          weights: str | None = None, threshold: float | None = None, compare_pixels: bool = False,
           source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1,
           labels: Sequence[str] | None = None, window: int | None = None, stride: int | None = None) -> dict:
     """Run `tasks` (names, each looked up here once, or their `TaskSpec`s) on frames of the `.nvp` at
@@ -266,9 +280,11 @@ def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | Non
     `compare_pixels` also runs the pixel path (full decode + preprocessing + full backbone) and
     reports agreement with it; `source` (the original video) reports agreement with the full
     backbone on the original frames, for the adapter path and (with `compare_pixels`) the pixel path.
-    `beams`: beam search width of generative heads (captions; 1 = greedy).
+    `beams`: beam search width of generative heads (captions; 1 = greedy). `threshold`: detection
+    score threshold for every detection task; None keeps each task's own default (`task_threshold`:
+    0.7 for detr, 0.35 for nanodet), which each task's report gives as ``threshold``.
     """
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold must be a score in [0, 1], got {threshold}")
     if batch_size < 1:
         raise UsageError("batch size must be at least 1")
@@ -375,6 +391,8 @@ def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | Non
                     "unit": "window" if t.clip else "frame",
                     "timing_ms": _per_frame(t.clock.ms, units), "gflops": gflops[t.name],
                 }
+                if task_threshold(t.rt.spec, threshold) is not None:
+                    r["threshold"] = task_threshold(t.rt.spec, threshold)
                 if t.clip:
                     r["clip"] = {"frames_per_window": t.rt.clip_len, "window": t.window,
                                  "stride": stride or t.window, "windows": len(t.windows),
