@@ -429,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--piece-start", type=int, default=0, help="montage: first frame taken from each clip")
     g.add_argument("--timing-frames", type=int, default=8, help="detection: frames per timed pass")
     g.add_argument("--repeat", type=int, default=3, help="detection: timed passes (median)")
+    g.add_argument("--encode-bpp", type=float, help="montage: encode at this bpp (default: the encoder's default)")
     g.add_argument("--det-ablation", action="store_true", help="detection: also attach with distill=0")
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, a.threads))
@@ -480,14 +481,21 @@ def tasks_main(a: argparse.Namespace) -> int:
                                       a.det_ablation)
             r["machine"] = mach
             name = os.path.splitext(os.path.basename(clip))[0]
-            with open(os.path.join(a.out, f"fidelity_det_{name}.json"), "w") as f:
+            path = os.path.join(a.out, f"fidelity_det_{name}.json")
+            if os.path.exists(path):  # another task on the same frames (e.g. --det-tasks centernet later): keep both
+                with open(path) as f:
+                    old = json.load(f)
+                if (old.get("frames"), old.get("size")) == (r["frames"], r["size"]):
+                    r["tasks"] = {**{k: v for k, v in old["tasks"].items() if k not in r["tasks"]}, **r["tasks"]}
+            with open(path, "w") as f:
                 json.dump(r, f, indent=1, default=float)
     if a.montage:
         w, h = (int(v) for v in a.montage_size.lower().split("x"))
         r = ft.run_montage(a.clips, a.piece_frames, a.piece_start, w, h, a.nvp_dir, a.encode_budget,
-                           [t for t in a.cls_tasks.split(",") if t])
+                           [t for t in a.cls_tasks.split(",") if t], a.encode_bpp)
         r["machine"] = mach
-        with open(os.path.join(a.out, "fidelity_montage.json"), "w") as f:
+        tag = f"_bpp{a.encode_bpp:g}" if a.encode_bpp else ""
+        with open(os.path.join(a.out, f"fidelity_montage{tag}.json"), "w") as f:
             json.dump(r, f, indent=1, default=float)
     det, mont = [], []
     for path in sorted(glob.glob(os.path.join(a.out, "fidelity_det_*.json"))):

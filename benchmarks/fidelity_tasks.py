@@ -88,13 +88,14 @@ def original(clip: str, n: int, width: int, work: str) -> tuple[str, np.ndarray,
     return folder, a, b, float(info.fps or 25.0)
 
 
-def encode_cached(src: str, out: str, budget: float) -> dict[str, Any]:
-    """`nvcodec encode` of the PNG folder `src` (all frames) into `out`, reused when already there."""
+def encode_cached(src: str, out: str, budget: float, bpp: float | None = None) -> dict[str, Any]:
+    """`nvcodec encode` of the PNG folder `src` (all frames) into `out` (at `bpp`, else the encoder's
+    default size), reused when already there."""
     meta = out + ".json"
     if os.path.exists(out) and os.path.exists(meta):
         with open(meta) as f:
             return json.load(f)
-    summary = encode(src, out, EncodeOptions(time_budget=budget, psnr=60.0, device="cpu"), overwrite=True)
+    summary = encode(src, out, EncodeOptions(time_budget=budget, psnr=60.0, device="cpu", bpp=bpp), overwrite=True)
     with open(meta, "w") as f:
         json.dump(summary, f, default=str)
     return summary
@@ -279,23 +280,28 @@ def eval_classification(path: str, task: str, a: np.ndarray, b: np.ndarray, layo
     return out
 
 
+def montage_name(clips: int, count: int, width: int, height: int, bpp: float | None) -> str:
+    """The montage's name: pieces x frames, size, and the encode bpp when one was asked for."""
+    return f"montage_{clips}x{count}_{width}x{height}" + (f"_bpp{bpp:g}" if bpp else "")
+
+
 def run_montage(clips: list[str], count: int, start: int, width: int, height: int, nvp_dir: str, budget: float,
-                tasks: list[str]) -> dict[str, Any]:
+                tasks: list[str], bpp: float | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     load_start, probe_start = _load(), compute_probe("cpu")
-    work = os.path.join(nvp_dir, "montage")
-    os.makedirs(work, exist_ok=True)
     pieces = [(c, start) for c in clips]
     a, layout = build_montage(pieces, count, width, height, "nvcodec")
     b, _ = build_montage(pieces, count, width, height, "pyav")
-    name = f"montage_{len(clips)}x{count}_{width}x{height}"
+    name = montage_name(len(clips), count, width, height, bpp)
+    work = os.path.join(nvp_dir, "montage", name) if bpp else os.path.join(nvp_dir, "montage")
+    os.makedirs(work, exist_ok=True)
     src = os.path.join(work, name)
     if not os.path.isdir(src):
         write_png_dir(src, a)
     nvp = os.path.join(work, f"{name}.nvp")
-    enc = encode_cached(src, nvp, budget)
+    enc = encode_cached(src, nvp, budget, bpp)
     out: dict[str, Any] = {
-        "clip": name, "frames": len(a), "size": [width, height], "layout": layout,
+        "clip": name, "encode_bpp": bpp, "frames": len(a), "size": [width, height], "layout": layout,
         "conversion_psnr_b_vs_a": _psnr(b, a),
         "encode": {k: enc.get(k) for k in ("psnr", "psnr_min", "ssim", "bpp", "bytes", "params", "epochs",
                                             "encode_seconds")},
