@@ -353,18 +353,23 @@ def _det_verdict(r: dict[str, Any], t: dict[str, Any]) -> str:
             why.append(f"a second RGB conversion alone gives {floor:.2f}")
         short.append(f"mAP@0.5 {m:.2f} < 0.8 ({'; '.join(why)})")
     if ratio > 0.5:
-        short.append(f"GFLOPs {ratio:.2f}x the pixel path > 0.5x")
+        g = t["gflops"]
+        short.append(f"GFLOPs {ratio:.2f}x the pixel path > 0.5x (the backbone tail from "
+                     f"{t['route']['injection_point']} alone costs {g['adapter_path']['backbone']:.2f} of the full "
+                     f"backbone's {g['pixel_path']['backbone']:.2f} GFLOPs: the task's deepest injection point is "
+                     "too shallow for any route to halve the cost)")
     if secs >= 300:
-        short.append(f"attach {secs:.0f} s >= 300 s")
+        short.append(f"attach {secs:.0f} s >= 300 s ({t['attach'].get('sample_frames')} sample frames, load "
+                     f"average {r['load_start']['load1']:.1f} on 2 cores at the start)")
     return "meets all three targets" if not short else "falls short: " + "; ".join(short)
 
 
-def _cls_verdict(t: dict[str, Any]) -> str:
+def _cls_verdict(r: dict[str, Any], t: dict[str, Any]) -> str:
     top1, const = t["adapter_path"]["top1_agreement"], t["constant_label_share"]
     short = []
     if top1 < 0.8:
-        why = [f"pixel path {_pct(t['pixel_path']['top1_agreement'])}",
-               f"noise floor {_pct(t['noise_floor']['top1_agreement'])}"]
+        why = [f"the INR's own pixels ({r['encode']['psnr']:.1f} dB) give {_pct(t['pixel_path']['top1_agreement'])}",
+               f"a second RGB conversion {_pct(t['noise_floor']['top1_agreement'])}"]
         short.append(f"top-1 {_pct(top1)} < 80% ({', '.join(why)})")
     if top1 - const < 0.4:
         short.append(f"only {100 * (top1 - const):.0f} points above the constant-label share")
@@ -465,7 +470,7 @@ def summary(det: list[dict[str, Any]], mont: list[dict[str, Any]]) -> str:
             lines += ["", "Against the targets (top-1 >= 80% and >= 40 points above the constant-label share):", ""]
             for name, by in r["tasks"].items():
                 for teacher, t in by.items():
-                    lines.append(f"- {name}, teacher {teacher}: {_cls_verdict(t)}.")
+                    lines.append(f"- {name}, teacher {teacher}: {_cls_verdict(r, t)}.")
     return "\n".join(lines) + "\n"
 
 
