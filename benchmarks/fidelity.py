@@ -504,8 +504,15 @@ def tasks_main(a: argparse.Namespace) -> int:
     for path in sorted(glob.glob(os.path.join(a.out, "fidelity_montage*.json"))):
         with open(path) as f:
             mont.append(json.load(f))
-    with open(os.path.join(a.out, "FIDELITY_DET.md"), "w") as f:
-        f.write(ft.summary(det, mont))
+    md = os.path.join(a.out, "FIDELITY_DET.md")
+    kept = ""
+    if os.path.exists(md):  # a hand-written discussion below the marker survives regeneration
+        with open(md) as f:
+            text = f.read()
+        if ft.DISCUSSION in text:
+            kept = "\n" + text[text.index(ft.DISCUSSION):]
+    with open(md, "w") as f:
+        f.write(ft.summary(det, mont) + kept)
     return 0
 
 

@@ -56,6 +56,7 @@ from nvcodec.video.writer import write_png_dir
 
 PRED_THRESHOLD = 0.05
 """Each path's boxes down to this score are ranked for mAP (COCO evaluates detectors' low-score boxes too)."""
+DISCUSSION = "<!-- discussion: written by hand, kept when the tables above are regenerated -->"
 ATTACH_KEYS = ("chosen", "fidelity", "adapter_params", "adapter_params_pct", "gflops", "seconds",
                "trained_adapters", "total_pairs", "teacher", "warnings", "distill", "sample_frames")
 
