@@ -437,8 +437,8 @@ def summary(det: list[dict[str, Any]], mont: list[dict[str, Any]]) -> str:
     if mont:
         for r in mont:
             lines += ["", f"## Classification on a montage ({r['clip']})", "",
-                      "Pieces (frames of the montage <- source frames, most common top-1 label on the original "
-                      "frames): " + "; ".join(
+                      "Pieces (frames of the montage <- source frames; the per-piece table gives each piece's most common "
+                      "top-1 label on the original frames): " + "; ".join(
                           f"{p['montage_frames'][0]}-{p['montage_frames'][1] - 1} <- {os.path.basename(p['clip'])} "
                           f"{p['source_frames'][0]}-{p['source_frames'][1] - 1}" for p in r["layout"]) + ".", "",
                       f"INR: {_f(r['encode']['psnr'])} dB at {_f(r['encode']['bpp'], '.3f')} bpp "
