@@ -3,6 +3,12 @@
     python benchmarks/fidelity.py ../shared/clips/*.mp4 ../shared/clips/*.mkv --frames 48 --nvp-dir /tmp/fid
     python benchmarks/fidelity.py --summary            # rebuild FIDELITY.md from the committed JSON
     python benchmarks/fidelity.py --product ../shared/clips [CLIP ...]   # the product path again (after attach changes)
+    python benchmarks/fidelity.py --detection CLIP ... --det-tasks nanodet   # COCO detection mAP per clip
+    python benchmarks/fidelity.py --montage CLIP ...   # Lite0/1/2 on a montage of the clips
+    python benchmarks/fidelity.py --tasks-summary      # rebuild FIDELITY_DET.md
+
+`--detection`, `--montage` and `--tasks-summary` are described in `benchmarks/fidelity_tasks.py`
+(results: RESULTS/fidelity_det_<clip>.json, RESULTS/fidelity_montage.json, RESULTS/FIDELITY_DET.md).
 
 Per clip (frames 0..N-1, encoded once with `nvcodec encode` and cached in --nvp-dir):
 
@@ -411,8 +417,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retime", metavar="CLIP_DIR", help="re-measure the latencies of the JSON files (idle machine)")
     ap.add_argument("--product", metavar="CLIP_DIR",
                     help="run only the product path (attach defaults, --source, tune) again for the JSON files")
+    g = ap.add_argument_group("detection and montage (benchmarks/fidelity_tasks.py)")
+    g.add_argument("--detection", action="store_true", help="COCO detection fidelity per clip")
+    g.add_argument("--montage", action="store_true", help="classification fidelity on a montage of the clips")
+    g.add_argument("--tasks-summary", action="store_true", help="only rebuild FIDELITY_DET.md from the JSON files")
+    g.add_argument("--det-tasks", default="nanodet", help="registered detection tasks, comma separated")
+    g.add_argument("--cls-tasks", default="efficientnet_lite0,efficientnet_lite1,efficientnet_lite2")
+    g.add_argument("--width", type=int, default=416, help="detection: clips fitted to this width (aspect kept)")
+    g.add_argument("--montage-size", default="320x180", metavar="WxH")
+    g.add_argument("--piece-frames", type=int, default=24, help="montage: frames per clip")
+    g.add_argument("--piece-start", type=int, default=0, help="montage: first frame taken from each clip")
+    g.add_argument("--timing-frames", type=int, default=8, help="detection: frames per timed pass")
+    g.add_argument("--repeat", type=int, default=3, help="detection: timed passes (median)")
+    g.add_argument("--encode-bpp", type=float, help="montage: encode at this bpp (default: the encoder's default)")
+    g.add_argument("--det-ablation", action="store_true", help="detection: also attach with distill=0")
     a = ap.parse_args(argv)
     torch.set_num_threads(max(1, a.threads))
+    if a.detection or a.montage or a.tasks_summary:
+        return tasks_main(a)
     os.makedirs(a.out, exist_ok=True)
     os.makedirs(a.nvp_dir, exist_ok=True)
     machine = describe_machine("cpu")
@@ -424,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(r, f, indent=1, default=float)
     results = []
     for path in sorted(glob.glob(os.path.join(a.out, "fidelity_*.json"))):
+        if os.path.basename(path).startswith(("fidelity_det_", "fidelity_montage")):
+            continue  # --detection / --montage results (FIDELITY_DET.md)
         with open(path) as f:
             results.append(json.load(f))
         if a.product and (not a.clips or results[-1]["clip"] in {os.path.basename(c) for c in a.clips}):
@@ -439,6 +463,56 @@ def main(argv: list[str] | None = None) -> int:
                 json.dump(results[-1], f, indent=1, default=float)
     with open(os.path.join(a.out, "FIDELITY.md"), "w") as f:
         f.write(summary(results, results[0].get("machine") if results else machine))
+    return 0
+
+
+def tasks_main(a: argparse.Namespace) -> int:
+    """--detection / --montage / --tasks-summary: see `benchmarks/fidelity_tasks.py`."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import fidelity_tasks as ft
+
+    os.makedirs(a.out, exist_ok=True)
+    os.makedirs(a.nvp_dir, exist_ok=True)
+    mach = ft.machine()
+    if a.detection:
+        for clip in a.clips:
+            r = ft.run_detection_clip(clip, a.frames, a.width, a.nvp_dir, a.encode_budget,
+                                      [t for t in a.det_tasks.split(",") if t], a.timing_frames, a.repeat,
+                                      a.det_ablation)
+            r["machine"] = mach
+            name = os.path.splitext(os.path.basename(clip))[0]
+            path = os.path.join(a.out, f"fidelity_det_{name}.json")
+            if os.path.exists(path):  # another task on the same frames (e.g. --det-tasks centernet later): keep both
+                with open(path) as f:
+                    old = json.load(f)
+                if (old.get("frames"), old.get("size")) == (r["frames"], r["size"]):
+                    r["tasks"] = {**{k: v for k, v in old["tasks"].items() if k not in r["tasks"]}, **r["tasks"]}
+            with open(path, "w") as f:
+                json.dump(r, f, indent=1, default=float)
+    if a.montage:
+        w, h = (int(v) for v in a.montage_size.lower().split("x"))
+        r = ft.run_montage(a.clips, a.piece_frames, a.piece_start, w, h, a.nvp_dir, a.encode_budget,
+                           [t for t in a.cls_tasks.split(",") if t], a.encode_bpp)
+        r["machine"] = mach
+        tag = f"_bpp{a.encode_bpp:g}" if a.encode_bpp else ""
+        with open(os.path.join(a.out, f"fidelity_montage{tag}.json"), "w") as f:
+            json.dump(r, f, indent=1, default=float)
+    det, mont = [], []
+    for path in sorted(glob.glob(os.path.join(a.out, "fidelity_det_*.json"))):
+        with open(path) as f:
+            det.append(json.load(f))
+    for path in sorted(glob.glob(os.path.join(a.out, "fidelity_montage*.json"))):
+        with open(path) as f:
+            mont.append(json.load(f))
+    md = os.path.join(a.out, "FIDELITY_DET.md")
+    kept = ""
+    if os.path.exists(md):  # a hand-written discussion below the marker survives regeneration
+        with open(md) as f:
+            text = f.read()
+        if ft.DISCUSSION in text:
+            kept = "\n" + text[text.index(ft.DISCUSSION):]
+    with open(md, "w") as f:
+        f.write(ft.summary(det, mont) + kept)
     return 0
 
 

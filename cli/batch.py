@@ -99,11 +99,13 @@ def batch(source: str, out_dir: str, tasks_: str | None, weights: str | None, to
 @click.option("-o", "--output", metavar="JSONL", help="Predictions file (default: OUT_DIR/predictions.jsonl).")
 @click.option("--frames", metavar="A:B", help="Frames A..B-1 of every file (half-open).")
 @click.option("--weights", help="PATH, ID, or 'random' (defaults to what attach recorded).")
-@click.option("--threshold", type=float, default=0.7, show_default=True, help="Detection score threshold.")
+@click.option("--threshold", type=float, default=None,
+              help="Detection score threshold (default: the task's own, e.g. detr 0.7, nanodet 0.35).")
 @click.option("--device", default="auto", show_default=True)
 @_ray_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (a row per file) on stdout.")
-def batch_infer(folder: str, task: str, output: str | None, frames: str | None, weights: str | None, threshold: float,
+def batch_infer(folder: str, task: str, output: str | None, frames: str | None, weights: str | None,
+                threshold: float | None,
                 device: str, ray: str, workers: int | None, cpus_per_job: float, gpus_per_job: float,
                 as_json: bool) -> None:
     """Run tasks on every .nvp under OUT_DIR (one Ray task per file) into one JSONL of predictions.

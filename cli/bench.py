@@ -35,7 +35,8 @@ from .render import EPILOG, print_json
 @click.option("--weights", help="PATH, ID, 'random' or 'random-tiny' (random: pipeline check only; outputs say so).")
 @click.option("--attach-epochs", type=int, default=30, show_default=True, help="Adapter epochs at attach.")
 @click.option("--attach-frames", type=int, help="Frames sampled by attach (default: attach's).")
-@click.option("--threshold", type=float, default=0.7, show_default=True, help="Detection score threshold.")
+@click.option("--threshold", type=float, default=None,
+              help="Detection score threshold (default: the task's own, e.g. detr 0.7, nanodet 0.35).")
 @click.option("--random-access", "random_access", type=int, default=5, show_default=True,
               help="Frame positions for the random-access test.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -45,7 +46,7 @@ from .render import EPILOG, print_json
 def bench(input: str, task: str, frames: str | None, codecs: str, bpps: str, params_: str | None, bpp: float | None,
           epochs: int | None, time_budget: float | None, kind: str, repeat: int, warmup: int, sample: int | None,
           device: str, threads: int | None, weights: str | None, attach_epochs: int, attach_frames: int | None,
-          threshold: float, random_access: int, seed: int, keep: str | None, plot: str | None, as_json: bool) -> None:
+          threshold: float | None, random_access: int, seed: int, keep: str | None, plot: str | None, as_json: bool) -> None:
     """Compare nvcodec with the codec pipeline on INPUT: rate-distortion, rate-accuracy, latency, FLOPs, random access.
 
     Encodes INPUT as .nvp and as H.264 (+ HEVC/AV1) at matched bpp, attaches the tasks, then times

@@ -247,7 +247,8 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
               help="Task name(s), comma separated: resnet50,detr. Tasks: {tasks}.")
 @click.option("--frames", metavar="A:B", help="Frames A..B-1 only (half-open).")
 @click.option("--weights", help="PATH, ID, or 'random' (defaults to what attach recorded).")
-@click.option("--threshold", type=float, default=0.7, show_default=True, help="Detection score threshold.")
+@click.option("--threshold", type=float, default=None,
+              help="Detection score threshold (default: the task's own, e.g. detr 0.7, nanodet 0.35).")
 @click.option("--compare-pixels", is_flag=True, help="Also run the pixel path and report agreement.")
 @click.option("--compare-source", "source", type=click.Path(exists=True), metavar="ORIGINAL",
               help="Also report agreement with the full backbone on the original video's frames.")
@@ -261,7 +262,7 @@ def attach(file: str, task: str, weights: str | None, search: str, top_k: float,
               help="Clip tasks: video frames between window starts (default: --window).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float, compare_pixels: bool,
+def infer(file: str, task: str, frames: str | None, weights: str | None, threshold: float | None, compare_pixels: bool,
           source: str | None, beams: int, labels_file: str | None, window: int | None, stride: int | None,
           device: str, as_json: bool) -> None:
     """Run tasks from the INR: partial decode, adapter, backbone tail, head. No pixels."""

@@ -70,8 +70,9 @@ def render_info(r: dict) -> str:
 
 
 def render_tasks(rows: list[dict]) -> str:
-    table = [[t["name"], t["output_type"], t["backbone"], ",".join(t["injection_points"]), t["description"]] for t in rows]
-    return _table(table, ["task", "output", "backbone", "injection points", "description"])
+    table = [[t["name"], t["output_type"], t["backbone"], ",".join(t["injection_points"]),
+              ", ".join(f"{k} {v}" for k, v in (t.get("options") or {}).items()) or "-", t["description"]] for t in rows]
+    return _table(table, ["task", "output", "backbone", "injection points", "defaults", "description"])
 
 
 def _gflops_cell(c: dict) -> str:

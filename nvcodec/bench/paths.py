@@ -29,6 +29,7 @@ from ..route.clips import plan_windows, union_frames
 from ..models.agreement import caption_agreement, classification_agreement, detection_map
 from ..route.flops import count_flops
 from ..codec.meta import read_routing
+from ..route.infer import task_threshold
 from ..route.runtime import TaskRuntime, build_runtime, inr_to_geometry, load_adapters
 from .timing import StageClock, Timing, measure_passes
 
@@ -55,7 +56,7 @@ class TaskSetup:
     rt: TaskRuntime
     entry: dict
     adapters: dict[int, MicroAdapter]
-    threshold: float
+    threshold: float | None
 
     @property
     def inr_layer(self) -> int:
@@ -75,9 +76,11 @@ class PathRun:
     preds: dict[str, list[list[dict]]] = field(default_factory=dict)
 
 
-def load_task(video: NvpVideo, name: str, weights: str | None, device: torch.device, threshold: float) -> TaskSetup:
+def load_task(video: NvpVideo, name: str, weights: str | None, device: torch.device,
+              threshold: float | None) -> TaskSetup:
     """Runtime + adapters of an attached task, built the way `infer` builds them.
 
+    `threshold` None: the task's own default score threshold (None for heads without one).
     A random backbone is BN-calibrated on the same INR-decoded frames `attach` used, so the
     backbone is identical to the one the adapter was trained against.
     """
@@ -92,7 +95,7 @@ def load_task(video: NvpVideo, name: str, weights: str | None, device: torch.dev
         calib = video.frames((entry.get("sample_frames") or [0])[:64], device=device)
     rt = build_runtime(name, w, device, m.width, m.height, calibration_frames=calib)
     adapters = load_adapters(video, entry, rt, device)
-    return TaskSetup(name, rt, entry, adapters, threshold)
+    return TaskSetup(name, rt, entry, adapters, task_threshold(rt.spec, threshold))
 
 
 def detach(raw: Any) -> Any:
@@ -108,7 +111,8 @@ def detach(raw: Any) -> Any:
 
 def _head(t: TaskSetup, raw: Any) -> list[list[dict]]:
     m = t.rt.geometry.frame_hw
-    return t.rt.spec.postprocess(raw, t.rt.geometry, m, threshold=t.threshold, model=t.rt.model)
+    opts = {} if t.threshold is None else {"threshold": t.threshold}
+    return t.rt.spec.postprocess(raw, t.rt.geometry, m, model=t.rt.model, **opts)
 
 
 def _keep(run: PathRun, key: str, raw: Any, preds: list[list[dict]]) -> None:

@@ -30,6 +30,7 @@ from ..errors import UsageError
 from ..progress import ProgressCallback, ProgressEvent, emit
 from ..adapt.attach import attach
 from ..models.registry import get_task
+from ..route.infer import task_threshold
 from ..route.runtime import RANDOM_TINY, sample_indices
 from ..video import probe_video, read_frames
 from ..video.codecs import decode_frame_at
@@ -77,7 +78,7 @@ class BenchOptions:
     attach_epochs: int = 30
     attach_frames: int | None = None
     random_access: int = 5
-    threshold: float = 0.7
+    threshold: float | None = None
     seed: int = 0
     keep: str | None = None
     decode_speed_all: bool = False
@@ -110,7 +111,7 @@ class BenchOptions:
                       time_budget=self.time_budget, device=self.device).validate()
         if "x264" not in self.codecs:
             self.codecs = ["x264", *self.codecs]
-        if not 0 < self.threshold < 1:
+        if self.threshold is not None and not 0 < self.threshold < 1:
             raise UsageError("--threshold must be in (0, 1)")
         if self.attach_epochs < 1:
             raise UsageError("--attach-epochs must be at least 1")
@@ -524,7 +525,8 @@ def _run(input_path: str, o: BenchOptions, dev: torch.device, threads: int, work
             "attach": {"epochs": o.attach_epochs, "sample_frames": o.attach_frames or "attach default"},
             "codecs": o.codecs, "codec_preset": "encoder default (x264/x265 medium)",
             "codec_rate_control": "CRF bisection (bitrate fallback) to the bpp nvcodec reached, container bytes counted",
-            "detection_threshold": o.threshold,
+            "detection_threshold": o.threshold if o.threshold is not None else
+                {n: task_threshold(get_task(n), None) for n in o.tasks},
             "timing": TIMING_NOTE, "flops": FLOPS_NOTE, "quality": QUALITY_NOTE,
             "decode_speed": (f"median of {speed_repeat} runs after 1 warm-up over all {F} frames: nvcodec "
                              "frames()/features(k) in batches of 8, codecs sequential PyAV decode + RGB conversion"),

@@ -25,7 +25,7 @@ class InferJob:
     tasks: tuple[str, ...]
     frames: tuple[int | None, int | None] | None = None
     weights: str | None = None
-    threshold: float = 0.7
+    threshold: float | None = None
     device: str = "auto"
 
 
@@ -82,7 +82,7 @@ def _write_jsonl(path: str, rows: list[dict[str, Any]]) -> int:
 
 def batch_infer(folder: str, tasks: list[str] | tuple[str, ...], *, output: str | None = None,
                 frames: tuple[int | None, int | None] | None = None, weights: str | None = None,
-                threshold: float = 0.7, device: str = "auto", ray: str = "auto", workers: int | None = None,
+                threshold: float | None = None, device: str = "auto", ray: str = "auto", workers: int | None = None,
                 cpus_per_job: float = 1.0, gpus_per_job: float = 0.0,
                 progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Infer `tasks` on every `.nvp` under `folder`; writes one JSONL (default `folder/predictions.jsonl`).

@@ -182,6 +182,8 @@ class TaskSpec:
     def readme_row(self) -> str:
         """This task's row of the README's task table (Markdown)."""
         output, backbone, points = self.docs or (self.output_type, self.backbone, ", ".join(self.injection_points))
+        if self.default_options.get("threshold") is not None:
+            output = f"{output}; score threshold {self.default_options['threshold']:g} unless `--threshold`"
         return f"| `{self.name}` | {output} | {backbone} | {points} |"
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +198,7 @@ class TaskSpec:
             "std": list(self.std),
             "output_schema": self.output_schema,
             "fidelity": self.fidelity_doc,
+            "options": dict(self.default_options),
             **({"clip": self.clip.to_dict()} if self.clip is not None else {}),
         }
 

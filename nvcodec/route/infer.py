@@ -73,6 +73,20 @@ class TaskRun:
         return self.rt.spec.clip is not None
 
 
+def _threshold(threshold: float | None) -> dict[str, float]:
+    """Head options for a score threshold: none when it is None, so each task keeps its own default."""
+    return {} if threshold is None else {"threshold": float(threshold)}
+
+
+def task_threshold(spec: TaskSpec, threshold: float | None) -> float | None:
+    """The score threshold `spec`'s head applies: `threshold` when given, else the task's own default
+    (None for heads without one, e.g. classification)."""
+    if threshold is not None:
+        return float(threshold)
+    value = spec.default_options.get("threshold")
+    return None if value is None else float(value)
+
+
 def routing_entry(routing: dict, task: str, path: str) -> dict:
     entry = routing["tasks"].get(task)
     if entry is None:
@@ -94,14 +108,14 @@ def decode_prefix(dec: Any, x_in: torch.Tensor, layers: list[int], clock: Clock)
         yield k, feat, clock.ms["decode"] - before
 
 
-def _run_task(t: TaskRun, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int], threshold: float) -> None:
+def _run_task(t: TaskRun, video: NvpVideo, seg: Segment, feat: torch.Tensor, idx: list[int], threshold: float | None) -> None:
     cfg = video.config(seg.index)
     m = video.metadata
     point = t.entry["injection_point"]
     x = t.clock.run("adapter", lambda: t.adapters[seg.index](
         inr_to_geometry(feat.float(), t.rt.geometry, m.width, m.height, cfg.pad_width, cfg.pad_height)))
     raw = t.clock.run("backbone", t.rt.model.forward_from, x, point)
-    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+    preds = t.clock.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), **_threshold(threshold),
                         model=t.rt.model)
     t.raw_adapter.append(_detach(raw))
     for i, p in zip(idx, preds):
@@ -127,7 +141,7 @@ def _collect_clip(t: TaskRun, video: NvpVideo, seg: Segment, feat: torch.Tensor,
     t.clock.run("adapter", run)
 
 
-def _run_windows(t: TaskRun, threshold: float, batch_size: int) -> None:
+def _run_windows(t: TaskRun, threshold: float | None, batch_size: int) -> None:
     """A clip task's windows: stack each pathway's adapted frames, run the backbone tail and the head."""
     point = t.entry["injection_point"]
     positions = t.rt.model.pathway_positions(point)
@@ -137,13 +151,13 @@ def _run_windows(t: TaskRun, threshold: float, batch_size: int) -> None:
         act = t.clock.run("adapter", lambda: [torch.stack([torch.stack([t.mapped[q][w[j]] for j in pos], 1)
                                                             for w in batch]) for q, pos in enumerate(positions)])
         raw = t.clock.run("backbone", t.rt.model.forward_from, act, point)
-        preds = t.clock.run("head", t.rt.spec.postprocess, raw, geometry, geometry.frame_hw, threshold=threshold)
+        preds = t.clock.run("head", t.rt.spec.postprocess, raw, geometry, geometry.frame_hw, **_threshold(threshold))
         t.raw_adapter.append(_detach(raw))
         for w, p in zip(batch, preds):
             t.frames.append({"window": [w[0], w[0] + t.window], "frames": list(w), "predictions": p})
 
 
-def _clip_pixel_path(t: TaskRun, get_frames: Any, device: torch.device, threshold: float,
+def _clip_pixel_path(t: TaskRun, get_frames: Any, device: torch.device, threshold: float | None,
                      batch_size: int) -> tuple[dict[str, float], list[Any], list[list]]:
     """A clip task's full pixel path on its windows: frames from `get_frames(indices)`, each decoded once."""
     c = Clock(device)
@@ -157,7 +171,7 @@ def _clip_pixel_path(t: TaskRun, get_frames: Any, device: torch.device, threshol
         x = c.run("preprocess", t.rt.pixel_input, frames[sel].to(device))
         raw = c.run("backbone", t.rt.model, x)
         preds.extend(c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, t.rt.geometry.frame_hw,
-                           threshold=threshold))
+                           **_threshold(threshold)))
         raws.append(_detach(raw))
     return c.ms, raws, preds
 
@@ -205,7 +219,7 @@ def task_gflops(video: NvpVideo, t: TaskRun, device: torch.device) -> dict:
 
 
 def _pixel_path(video: NvpVideo, tasks: list[TaskRun], idx_batches: list[list[int]], device: torch.device,
-                threshold: float) -> dict[str, dict]:
+                threshold: float | None) -> dict[str, dict]:
     m = video.metadata
     clocks = {t.name: Clock(device) for t in tasks}
     for idx in idx_batches:
@@ -216,7 +230,7 @@ def _pixel_path(video: NvpVideo, tasks: list[TaskRun], idx_batches: list[list[in
             c.ms["decode"] = c.ms.get("decode", 0.0) + shared.ms["decode"]
             x = c.run("preprocess", t.rt.pixel_input, frames)
             raw = c.run("backbone", t.rt.model, x)
-            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+            preds = c.run("head", t.rt.spec.postprocess, raw, t.rt.geometry, (m.height, m.width), **_threshold(threshold),
                           model=t.rt.model)
             t.raw_pixel.append(_detach(raw))
             t.pixel_preds.extend(preds)
@@ -239,7 +253,7 @@ def _agreement(t: TaskRun, raws: list[Any], preds: list[list[dict]], ref_raws: l
 
 
 def _source_path(video: NvpVideo, tasks: list[TaskRun], source: str, frames: list[int], batch_size: int,
-                 device: torch.device, threshold: float) -> dict[str, tuple[list[Any], list[list]]]:
+                 device: torch.device, threshold: float | None) -> dict[str, tuple[list[Any], list[list]]]:
     """Each task's full pixel path on the original video's frames: (raw outputs, predictions)."""
     m = video.metadata
     out: dict[str, tuple[list[Any], list[list]]] = {t.name: ([], []) for t in tasks}
@@ -248,7 +262,7 @@ def _source_path(video: NvpVideo, tasks: list[TaskRun], source: str, frames: lis
         for t in tasks:
             raw = t.rt.model(t.rt.pixel_input(pixels))
             out[t.name][0].append(_detach(raw))
-            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), threshold=threshold,
+            out[t.name][1].extend(t.rt.spec.postprocess(raw, t.rt.geometry, (m.height, m.width), **_threshold(threshold),
                                                         model=t.rt.model))
     return out
 
@@ -307,7 +321,7 @@ def _wanted(t: TaskRun, idx: list[int]) -> list[int]:
 
 
 def run_routes(video: NvpVideo, runs: list[TaskRun], decode_list: list[int], batch_size: int, device: torch.device,
-               threshold: float, shared: Clock, prefix: PrefixSource | None = None,
+               threshold: float | None, shared: Clock, prefix: PrefixSource | None = None,
                check: Callable[[], None] | None = None) -> tuple[dict[int, float], list[list[int]]]:
     """Every task's route over `decode_list`: per batch of frames, each INR prefix once, shared by every
     task at that layer (a deeper layer continues from a shallower one); clip windows run at the end.
@@ -349,8 +363,10 @@ def run_routes(video: NvpVideo, runs: list[TaskRun], decode_list: list[int], bat
     return decode_at, idx_batches
 
 
-def task_report(t: TaskRun, timing_ms: dict[str, float], gflops: dict, stride: int | None) -> dict:
-    """One task's entry in an infer report (without the comparison keys)."""
+def task_report(t: TaskRun, timing_ms: dict[str, float], gflops: dict, stride: int | None,
+                threshold: float | None = None) -> dict:
+    """One task's entry in an infer report (without the comparison keys); `threshold` is the run's
+    (the task's own, `t.threshold`, wins; the report gives the one its head applied)."""
     r = {
         "task": t.name, "output_type": t.rt.spec.output_type, "inr_layer": t.entry["inr_layer"],
         "injection_point": t.entry["injection_point"], "weights": t.rt.weights_label,
@@ -358,6 +374,9 @@ def task_report(t: TaskRun, timing_ms: dict[str, float], gflops: dict, stride: i
         "unit": "window" if t.clip else "frame",
         "timing_ms": timing_ms, "gflops": gflops,
     }
+    applied = task_threshold(t.rt.spec, threshold if t.threshold is None else t.threshold)
+    if applied is not None:
+        r["threshold"] = applied
     if t.clip:
         r["clip"] = {"frames_per_window": t.rt.clip_len, "window": t.window,
                      "stride": stride or t.window, "windows": len(t.windows),
@@ -380,7 +399,7 @@ def sharing_report(runs: list[TaskRun], gflops: dict[str, dict], shared_decode_m
 
 
 def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | None, int | None] | None = None,
-          weights: str | None = None, threshold: float = 0.7, compare_pixels: bool = False,
+          weights: str | None = None, threshold: float | None = None, compare_pixels: bool = False,
           source: str | None = None, device: str = "auto", batch_size: int = 4, beams: int = 1,
           labels: Sequence[str] | None = None, window: int | None = None, stride: int | None = None) -> dict:
     """Run `tasks` (names, each looked up here once, or their `TaskSpec`s) on frames of the `.nvp` at
@@ -394,9 +413,11 @@ def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | Non
     `compare_pixels` also runs the pixel path (full decode + preprocessing + full backbone) and
     reports agreement with it; `source` (the original video) reports agreement with the full
     backbone on the original frames, for the adapter path and (with `compare_pixels`) the pixel path.
-    `beams`: beam search width of generative heads (captions; 1 = greedy).
+    `beams`: beam search width of generative heads (captions; 1 = greedy). `threshold`: detection
+    score threshold for every detection task; None keeps each task's own default (`task_threshold`:
+    0.7 for detr, 0.35 for nanodet), which each task's report gives as ``threshold``.
     """
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold must be a score in [0, 1], got {threshold}")
     if batch_size < 1:
         raise UsageError("batch size must be at least 1")
@@ -463,7 +484,7 @@ def infer(path: str, tasks: Sequence[str | TaskSpec], *, frames: tuple[int | Non
                 if t.clip:
                     # The shared decode covered every frame any task needed; charge this task its own frames.
                     t.clock.ms["decode"] *= len(union_frames(t.windows)) / len(decode_list)
-                r = task_report(t, _per_frame(t.clock.ms, units), gflops[t.name], stride)
+                r = task_report(t, _per_frame(t.clock.ms, units), gflops[t.name], stride, threshold)
                 adapter_preds = [f["predictions"] for f in t.frames]
                 if compare_pixels:
                     r["pixel_timing_ms"] = _per_frame(pixel_ms[t.name], units)

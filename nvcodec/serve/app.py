@@ -43,11 +43,13 @@ class InferBody(BaseModel):
         description="Frames [a, b) (half-open; null: from the start / to the end); default: every frame.")
     window: StrictInt | None = Field(None, ge=1, description="Clip tasks: video frames per window.")
     stride: StrictInt | None = Field(None, ge=1, description="Clip tasks: video frames between window starts.")
-    threshold: float = Field(0.7, ge=0.0, le=1.0, allow_inf_nan=False, description="Detection score threshold.")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
+                                    description="Detection score threshold (null: each task's own default).")
 
     def request(self) -> InferRequest:
         frames = (self.frames[0], self.frames[1]) if self.frames is not None else None
-        return InferRequest(self.video, tuple(self.tasks), frames, self.window, self.stride, float(self.threshold))
+        return InferRequest(self.video, tuple(self.tasks), frames, self.window, self.stride,
+                            None if self.threshold is None else float(self.threshold))
 
 
 ERROR_SCHEMA = {"description": "A JSON error: {\"error\": {\"status\", \"type\", \"message\", \"exit_code\"}}"}

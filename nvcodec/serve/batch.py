@@ -42,7 +42,7 @@ class InferRequest:
     frames: tuple[int | None, int | None] | None = None
     window: int | None = None
     stride: int | None = None
-    threshold: float = 0.7
+    threshold: float | None = None
 
 
 @dataclass
@@ -106,7 +106,7 @@ class _Plan:
 @dataclass
 class _Variant:
     route: Route
-    threshold: float
+    threshold: float | None
     window: int
     want: dict[tuple, list[_Plan]] = field(default_factory=dict)
     have: dict[tuple, Any] = field(default_factory=dict)
@@ -261,7 +261,7 @@ def _compute(ctx: Context, opened: Opened, plans: list[_Plan]) -> tuple[dict[tup
 
     shared = Clock(ctx.device)
     source = cached_prefix(opened.video, key, ctx.device, ctx.prefixes, ctx.stats)
-    decode_at, _ = run_routes(opened.video, runs, decode_list, ctx.batch_size, ctx.device, 0.7, shared,
+    decode_at, _ = run_routes(opened.video, runs, decode_list, ctx.batch_size, ctx.device, None, shared,
                               prefix=source, check=check)
     layers = sorted(decode_at)
     for vk, v in variants.items():
@@ -300,7 +300,8 @@ def _answer(ctx: Context, p: _Plan, variants: dict[tuple, _Variant], shared_ms: 
         units += len(tp.units)
         timing = {s: spent[s] / max(1, len(tp.units)) for s in STAGES}
         timing["total"] = sum(timing.values())
-        report_tasks[t.name] = task_report(t, timing, tp.route.gflops, p.job.request.stride)
+        report_tasks[t.name] = task_report(t, timing, tp.route.gflops, p.job.request.stride,
+                                           p.job.request.threshold)
         runs.append(t)
         gflops[t.name] = tp.route.gflops
     req = p.job.request
@@ -317,7 +318,7 @@ def check_request(req: InferRequest, max_tasks: int) -> None:
         raise UsageError("tasks: give at least one task name")
     if len(req.tasks) > max_tasks:
         raise TooLarge(f"tasks: at most {max_tasks} tasks per request")
-    if not 0.0 <= req.threshold <= 1.0:
+    if req.threshold is not None and not 0.0 <= req.threshold <= 1.0:
         raise UsageError(f"threshold must be a score in [0, 1], got {req.threshold}")
     for v in (req.window, req.stride):
         if v is not None and v < 1:
