@@ -104,3 +104,23 @@ def test_cli_rejects_a_bad_frames_per_step(tmp_path) -> None:
     assert_clean_error(rc, err, 2)
     assert "frames-per-step" in err
     assert not (tmp_path / "o.nvp").exists()
+
+
+def test_rd_points_say_which_code_encoded_them() -> None:
+    import importlib.util
+    import os
+
+    from conftest import ROOT
+    from nvcodec.bench.rdreport import _code, _points_table
+
+    spec = importlib.util.spec_from_file_location("rd_code", os.path.join(ROOT, "benchmarks", "rd.py"))
+    rd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rd)
+    assert rd.code_version()
+    assert _code({}) == "not recorded"
+    assert _code({"code": "abc123", "omp_wait_policy": "PASSIVE"}) == "abc123, OMP passive"
+    point = {"kind": "hinerv", "mode": "epochs=2", "target_bpp": 0.1, "bpp": 0.1, "psnr": 30.0, "ms_ssim": 0.9,
+             "epochs": 2, "code": "abc123", "omp_wait_policy": "default"}
+    header, rule, row = _points_table({"nvcodec": {"k": point}}, {})
+    assert header.count("|") == rule.count("|") == row.count("|")
+    assert row.rstrip().endswith("| abc123 |")
