@@ -214,14 +214,21 @@ def _cpu_seconds() -> float:
 
 
 def code_version() -> str:
-    """The nvcodec source the points are encoded with: `git describe --always --dirty` of this checkout
-    (or "unknown" outside a git checkout)."""
+    """The nvcodec source the points are encoded with: the checkout's short commit, "+changes" when the
+    code (nvcodec/, cli/, this script) differs from it ("unknown" outside a git checkout). Results
+    files that the run itself rewrites do not count."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                             capture_output=True, text=True, timeout=10, check=False)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=False)
+        diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "nvcodec", "cli", "benchmarks/rd.py"], cwd=root,
+                              capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return out.stdout.strip() or "unknown"
+    commit = head.stdout.strip()
+    if head.returncode != 0 or not commit:
+        return "unknown"
+    return commit + ("+changes" if diff.returncode != 0 else "")
 
 
 def _load() -> list[float] | None:
