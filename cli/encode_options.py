@@ -18,7 +18,7 @@ _OPTIONS = [
     click.option("--time-budget", type=float, metavar="SECONDS",
                  help="Stop so that the whole encode takes at most this long (a safety cap beside --epochs)."),
     click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True),
-    click.option("--lr", type=float, help="Peak learning rate (default: 0.003; 0.008 for hinerv)."),
+    click.option("--lr", type=float, help="Peak learning rate (default: the fitter's)."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N]."),
     click.option("--stream", type=int, help="Video stream number (default: the first video stream)."),

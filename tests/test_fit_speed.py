@@ -124,11 +124,3 @@ def test_rd_points_say_which_code_encoded_them() -> None:
     header, rule, row = _points_table({"nvcodec": {"k": point}}, {})
     assert header.count("|") == rule.count("|") == row.count("|")
     assert row.rstrip().endswith("| abc123 |")
-
-
-def test_kind_learning_rate_presets() -> None:
-    from nvcodec.codec.encode import KIND_LR
-
-    assert EncodeOptions(kind="hinerv").resolved().lr == KIND_LR["hinerv"]
-    assert EncodeOptions(kind="hnerv").resolved().lr is None  # the fitter's DEFAULT_LR, as before
-    assert EncodeOptions(kind="hinerv", lr=1e-3).resolved().lr == 1e-3

@@ -36,8 +36,6 @@ KIND_PRESETS = {"hnerv": (8, 6, 0.0), "nerv": (8, 6, 0.0), "hinerv": (6, 5, 0.3)
 # "Fitting speed" for the measurements behind them.
 KIND_FRAMES_PER_STEP = {"hnerv": 1, "nerv": 1, "hinerv": 1}
 MAX_FRAMES_PER_STEP = 64
-# Peak learning rate per kind when not given (`--lr`); kinds not listed use the fitter's DEFAULT_LR.
-KIND_LR = {"hinerv": 8e-3}
 LOSSES = ("l2", "l1+ssim")
 
 
@@ -98,15 +96,14 @@ class EncodeOptions:
         r.check_rate_options()
 
     def resolved(self) -> "EncodeOptions":
-        """A copy with the kind's presets filling what is None: weight_bits, embed_bits and qat
-        (`KIND_PRESETS`), frames_per_step (`KIND_FRAMES_PER_STEP`) and lr (`KIND_LR`, where listed)."""
+        """A copy with the kind's codec preset (`KIND_PRESETS`) filling weight_bits, embed_bits and qat
+        where they are None."""
         wb, eb, qat = KIND_PRESETS[self.kind]
         fps = KIND_FRAMES_PER_STEP[self.kind]
         return replace(self, weight_bits=wb if self.weight_bits is None else self.weight_bits,
                        embed_bits=eb if self.embed_bits is None else self.embed_bits,
                        qat=qat if self.qat is None else self.qat,
-                       frames_per_step=fps if self.frames_per_step is None else self.frames_per_step,
-                       lr=KIND_LR.get(self.kind) if self.lr is None else self.lr)
+                       frames_per_step=fps if self.frames_per_step is None else self.frames_per_step)
 
     def check_rate_options(self) -> None:
         """UsageError for QAT, pruning and bit-allocation settings that cannot work (resolved options)."""
