@@ -176,10 +176,11 @@ class INRDecoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Decoder input (see `input_for`) -> RGB (N, 3, pad_height, pad_width) in [0, 1].
 
-        HiNeRV runs its blocks on (features, frame times) and never materialises the time channel
-        between blocks (the same values as `features` + `head_forward`, without a concatenation and
-        a strided channel slice per block)."""
-        if self.config.kind == "hinerv":
+        In training mode HiNeRV runs its blocks on (features, frame times) and never materialises the
+        time channel between blocks (the same values as `features` + `head_forward`, without a
+        concatenation and a strided channel slice per block); evaluation keeps the block calls, so
+        forward hooks on blocks see every block's output."""
+        if self.config.kind == "hinerv" and self.training:
             self._check(self.num_blocks - 1)
             t_frame = x[:, -1, 0, 0].float()
             feat = x[:, :-1]
