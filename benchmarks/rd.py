@@ -28,6 +28,7 @@ import resource
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -212,6 +213,24 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def code_version() -> str:
+    """The nvcodec source the points are encoded with: the checkout's short commit, "+changes" when the
+    code (nvcodec/, cli/, this script) differs from it ("unknown" outside a git checkout). Results
+    files that the run itself rewrites do not count."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=False)
+        diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "nvcodec", "cli", "benchmarks/rd.py"], cwd=root,
+                              capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = head.stdout.strip()
+    if head.returncode != 0 or not commit:
+        return "unknown"
+    return commit + ("+changes" if diff.returncode != 0 else "")
+
+
 def _load() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -238,6 +257,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
 
     rec: dict[str, Any] = {"kind": kind, "mode": mode[0], "target_bpp": bpp, "target_params": params,
                            "epochs_planned": epochs, "time_budget": budget, "load_start": load_start,
+                           "code": code_version(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     opts = EncodeOptions(kind=kind, bpp=bpp, params=params, psnr=None, epochs=epochs, time_budget=budget,
                          seed=a.seed, device=a.device, frames=clip["src_frames"])

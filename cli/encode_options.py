@@ -33,6 +33,9 @@ _OPTIONS = [
                  help="Prune this fraction of each conv weight when QAT starts (needs --qat)."),
     click.option("--bit-alloc/--no-bit-alloc", default=False, show_default=True,
                  help="Per-tensor bit depths around --weight-bits, by sensitivity, when QAT starts."),
+    click.option("--frames-per-step", type=int, metavar="N",
+                 help="Frames per optimisation step while fitting (default: 1 for every kind; see the README's "
+                      "fitting speed)."),
     click.option("--threads", type=int, metavar="N",
                  help="CPU threads for fitting (default: the CPUs this process may use: affinity and cgroup quota)."),
     click.option("--entropy", type=click.Choice(["rans", "none"]), default="rans", show_default=True,
@@ -40,7 +43,7 @@ _OPTIONS = [
                       "feature) or raw (any 1.0 reader)."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
-          "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc", "threads", "entropy")
+          "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc", "frames_per_step", "threads", "entropy")
 
 
 def encode_options(fn: Callable) -> Callable:
@@ -60,5 +63,5 @@ def build_options(kwargs: dict[str, Any], **extra: Any) -> Any:
                          psnr=v["psnr"], epochs=v["epochs"], time_budget=v["time_budget"], loss=v["loss"], lr=v["lr"],
                          seed=v["seed"], device=v["device"], stream=v["stream"], frames=parse_range(v["frames"]),
                          segment_frames=v["segment_frames"], weight_bits=v["weight_bits"], embed_bits=v["embed_bits"],
-                         prune=v["prune"], bit_alloc=v["bit_alloc"], **({"qat": v["qat"]} if v["qat"] is not None else {}), threads=v["threads"],
+                         prune=v["prune"], bit_alloc=v["bit_alloc"], frames_per_step=v["frames_per_step"], **({"qat": v["qat"]} if v["qat"] is not None else {}), threads=v["threads"],
                          entropy=v["entropy"], **extra)

@@ -178,20 +178,29 @@ def analyse(data: dict) -> dict[str, Any]:
 
 def _points_table(clip: dict, a: dict) -> list[str]:
     lines = ["| kind | mode | target bpp | bpp | PSNR dB | MS-SSIM | epochs | encode s (CPU s) | s to 30 dB | s to 33 dB | "
-             "load 1-min start -> end |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "load 1-min start -> end | code |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     pts = sorted(clip.get("nvcodec", {}).values(),
                  key=lambda p: (p.get("mode", ""), kind_order([p["kind"], ANCHOR_KIND]).index(p["kind"]), p["target_bpp"]))
     for p in pts:
         if p.get("psnr") is None:
-            lines.append(f"| {p['kind']} | {p['mode']} | {p['target_bpp']:g} | failed: {p.get('error', '?')} |||||||| ")
+            lines.append(f"| {p['kind']} | {p['mode']} | {p['target_bpp']:g} | failed: {p.get('error', '?')} ||||||||| ")
             continue
         t30, t33 = (seconds_to_reach(p.get("trace", []), t) for t in SPEED_TARGETS)
         la, lb = (p.get("load_start") or [None])[0], (p.get("load_end") or [None])[0]
         lines.append(f"| {p['kind']} | {p['mode']} | {p['target_bpp']:g} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
                      f"{p['ms_ssim']:.4f} | {p.get('epochs')} | {_fmt(p.get('encode_seconds'), 1)} ({_fmt(p.get('cpu_seconds'), 0)}) | "
                      f"{_fmt(t30, 0)} | "
-                     f"{_fmt(t33, 0)} | {_fmt(la)} -> {_fmt(lb)} |")
+                     f"{_fmt(t33, 0)} | {_fmt(la)} -> {_fmt(lb)} | {_code(p)} |")
     return lines
+
+
+def _code(p: dict) -> str:
+    """Which nvcodec source encoded a point (`git describe`, plus the OpenMP wait policy when set)."""
+    code = p.get("code")
+    if not code:
+        return "not recorded"
+    policy = p.get("omp_wait_policy")
+    return f"{code}" + (f", OMP {policy.lower()}" if policy and policy != "default" else "")
 
 
 def _codec_table(clip: dict) -> list[str]:

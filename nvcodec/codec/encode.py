@@ -32,6 +32,10 @@ KINDS = ("hnerv", "nerv", "hinerv")
 # Per kind: (weight bits, embedding bits, QAT fraction) when not given. The older kinds keep what
 # they always used (post-training 8/6-bit quantization); hinerv trains its last 30% at 6/5 bits.
 KIND_PRESETS = {"hnerv": (8, 6, 0.0), "nerv": (8, 6, 0.0), "hinerv": (6, 5, 0.3)}
+# Frames per optimisation step when not given (`--frames-per-step`), per kind: see the README's
+# "Fitting speed" for the measurements behind them.
+KIND_FRAMES_PER_STEP = {"hnerv": 1, "nerv": 1, "hinerv": 1}
+MAX_FRAMES_PER_STEP = 64
 LOSSES = ("l2", "l1+ssim")
 
 
@@ -58,6 +62,7 @@ class EncodeOptions:
     qat: float | None = None
     prune: float = 0.0
     bit_alloc: bool = False
+    frames_per_step: int | None = None
     entropy: str = "rans"
     resume: bool = False
     threads: int | None = None
@@ -94,9 +99,11 @@ class EncodeOptions:
         """A copy with the kind's codec preset (`KIND_PRESETS`) filling weight_bits, embed_bits and qat
         where they are None."""
         wb, eb, qat = KIND_PRESETS[self.kind]
+        fps = KIND_FRAMES_PER_STEP[self.kind]
         return replace(self, weight_bits=wb if self.weight_bits is None else self.weight_bits,
                        embed_bits=eb if self.embed_bits is None else self.embed_bits,
-                       qat=qat if self.qat is None else self.qat)
+                       qat=qat if self.qat is None else self.qat,
+                       frames_per_step=fps if self.frames_per_step is None else self.frames_per_step)
 
     def check_rate_options(self) -> None:
         """UsageError for QAT, pruning and bit-allocation settings that cannot work (resolved options)."""
@@ -106,6 +113,8 @@ class EncodeOptions:
             raise UsageError("--prune must be in [0, 0.9) and needs --qat above 0")
         if self.bit_alloc and self.qat == 0.0:
             raise UsageError("--bit-alloc needs --qat above 0")
+        if not isinstance(self.frames_per_step, int) or not 1 <= self.frames_per_step <= MAX_FRAMES_PER_STEP:
+            raise UsageError(f"--frames-per-step must be between 1 and {MAX_FRAMES_PER_STEP}")
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise UsageError(f"--threads must be between 1 and {MAX_THREADS}")
         if self.entropy not in ("rans", "none"):
@@ -288,7 +297,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     emit(progress, "segment", index, count, frames=(a, b))
     kwargs = dict(epochs=opts.epochs, time_budget=budget, psnr_target=opts.psnr, loss=opts.loss, seed=opts.seed,
                   device=str(device), amp=opts.amp, weight_bits=opts.weight_bits, embed_bits=opts.embed_bits,
-                  qat=opts.qat, prune=opts.prune, bit_alloc=opts.bit_alloc,
+                  qat=opts.qat, prune=opts.prune, bit_alloc=opts.bit_alloc, batch_size=opts.frames_per_step,
                   checkpoint_path=os.path.join(ckpt_dir, f"seg{index}.pt"), resume=opts.resume, progress=seg_progress)
     if opts.lr is not None:
         kwargs["lr"] = opts.lr

@@ -122,6 +122,16 @@ def auto_amp(device: torch.device) -> bool:
     return False
 
 
+def make_optimizer(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    """Adam (betas 0.9, 0.999), fused into one kernel per step where this torch build has it for the
+    parameters' device (CPU since torch 2.4, CUDA): on the small INR models most of a step's Adam
+    time was per-tensor dispatch. Falls back to the plain implementation elsewhere."""
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+
+
 def lr_factor(p: float, warmup: float = WARMUP) -> float:
     """Linear warm-up over the first `warmup` of progress, then cosine decay to 0 at p = 1."""
     p = min(max(p, 0.0), 1.0)
@@ -364,7 +374,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     if encoder is not None:
         encoder.to(dev, memory_format=torch.channels_last)
     params = list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+    opt = make_optimizer(params, lr)
 
     epoch, step, elapsed_before = 0, 0, 0.0
     history: list[dict[str, Any]] = []

@@ -126,15 +126,19 @@ class HiNeRVBlock(nn.Module):
         self.act = act()
 
     def forward(self, x: Tensor) -> Tensor:
-        feat, t = x[:, :-1], x[:, -1:]
+        t_frame = x[:, -1, 0, 0].float()
+        return append_time(self.forward_features(x[:, :-1], t_frame), t_frame)
+
+    def forward_features(self, feat: Tensor, t_frame: Tensor) -> Tensor:
+        """The block on features without the time channel and frame times (N,): the output features
+        (N, C_out, H * s, W * s), without the time channel (`forward` appends it)."""
         s = self.stride
         y = self.shuffle(self.conv(feat))
         y = y + F.interpolate(self.proj(feat), scale_factor=s, mode="bilinear", align_corners=False)
-        t_frame = t[:, 0, 0, 0].float()
         if self.grid is not None:
             g = sample_grid(self.grid, t_frame).to(y.dtype)
             y = y + g.repeat(1, 1, y.shape[-2] // s, y.shape[-1] // s)
-        return append_time(self.act(y), t_frame)
+        return self.act(y)
 
 
 class INRDecoder(nn.Module):
@@ -170,7 +174,19 @@ class INRDecoder(nn.Module):
             raise UsageError(f"block {layer} was not loaded (decoder holds blocks 0..{self.loaded_blocks - 1})")
 
     def forward(self, x: Tensor) -> Tensor:
-        """Decoder input (see `input_for`) -> RGB (N, 3, pad_height, pad_width) in [0, 1]."""
+        """Decoder input (see `input_for`) -> RGB (N, 3, pad_height, pad_width) in [0, 1].
+
+        In training mode HiNeRV runs its blocks on (features, frame times) and never materialises the
+        time channel between blocks (the same values as `features` + `head_forward`, without a
+        concatenation and a strided channel slice per block); evaluation keeps the block calls, so
+        forward hooks on blocks see every block's output."""
+        if self.config.kind == "hinerv" and self.training:
+            self._check(self.num_blocks - 1)
+            t_frame = x[:, -1, 0, 0].float()
+            feat = x[:, :-1]
+            for block in self.blocks:
+                feat = block.forward_features(feat, t_frame)
+            return self._head(feat)
         return self.head_forward(self.features(x, self.num_blocks - 1))
 
     def features(self, x: Tensor, layer: int) -> Tensor:
@@ -191,10 +207,13 @@ class INRDecoder(nn.Module):
 
     def head_forward(self, feat_last: Tensor) -> Tensor:
         """Last block output -> RGB in [0, 1]."""
-        if not self.has_head:
-            raise UsageError("the head was not loaded (decoder loaded with upto_block)")
         if self.config.kind == "hinerv":
             feat_last = feat_last[:, :-1]
+        return self._head(feat_last)
+
+    def _head(self, feat_last: Tensor) -> Tensor:
+        if not self.has_head:
+            raise UsageError("the head was not loaded (decoder loaded with upto_block)")
         y = self.head(feat_last)
         out = torch.sigmoid(y) if self.config.out_activation == "sigmoid" else y.clamp(0.0, 1.0)
         if self.training and y.requires_grad:
