@@ -45,8 +45,7 @@ def parse_variant(text: str) -> dict:
 def prepare(clip: str, frames: int, scale: float, cache: str) -> str:
     """Frames 0:frames of the clip, area-downscaled like benchmarks/rd.py, saved as .npy once."""
     import numpy as np
-    import torch
-    import torch.nn.functional as F
+    from rd import area_downscale  # benchmarks/rd.py: the same downscaling as the RD benchmark
 
     from nvcodec.video import probe_video, read_frames
 
@@ -56,11 +55,7 @@ def prepare(clip: str, frames: int, scale: float, cache: str) -> str:
     info = probe_video(clip)
     ref, _ = read_frames(clip, frames=(0, frames))
     if scale < 1:
-        h = max(2, int(round(info.height * scale / 2)) * 2)
-        w = max(2, int(round(info.width * scale / 2)) * 2)
-        t = torch.from_numpy(ref).permute(0, 3, 1, 2).float()
-        t = torch.cat([F.interpolate(t[i:i + 8], size=(h, w), mode="area") for i in range(0, t.shape[0], 8)])
-        ref = t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+        ref = area_downscale(ref, info.height, info.width, scale)
     os.makedirs(cache, exist_ok=True)
     np.save(path, ref)
     return path

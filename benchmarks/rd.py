@@ -172,17 +172,22 @@ def clip_key(path: str, frames: tuple[int, int], scale: float) -> str:
     return f"{os.path.splitext(os.path.basename(path))[0]}|{frames[0]}:{frames[1]}|scale={scale:g}"
 
 
+def area_downscale(ref: np.ndarray, height: int, width: int, scale: float) -> np.ndarray:
+    """uint8 frames (N, H, W, 3) of a height x width clip scaled by `scale` (even sizes) by area averaging."""
+    h = max(2, int(round(height * scale / 2)) * 2)
+    w = max(2, int(round(width * scale / 2)) * 2)
+    t = torch.from_numpy(ref).permute(0, 3, 1, 2).float()
+    t = torch.cat([F.interpolate(t[i:i + 8], size=(h, w), mode="area") for i in range(0, t.shape[0], 8)])
+    return t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
 def prepare_clip(path: str, frames: tuple[int, int], scale: float, workdir: str) -> dict[str, Any]:
     """Reference frames (PyAV rgb24, downscaled by area averaging when scale < 1) and what nvcodec encodes."""
     info = probe_video(path)
     ref, _ = read_frames(path, frames=frames)
     src, src_frames, source = path, frames, "the original clip"
     if scale < 1:
-        h = max(2, int(round(info.height * scale / 2)) * 2)
-        w = max(2, int(round(info.width * scale / 2)) * 2)
-        t = torch.from_numpy(ref).permute(0, 3, 1, 2).float()
-        t = torch.cat([F.interpolate(t[i:i + 8], size=(h, w), mode="area") for i in range(0, t.shape[0], 8)])
-        ref = t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+        ref = area_downscale(ref, info.height, info.width, scale)
         src = os.path.join(workdir, "frames_" + os.path.splitext(os.path.basename(path))[0])
         os.makedirs(src, exist_ok=True)
         for i, f in enumerate(ref):
