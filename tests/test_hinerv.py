@@ -15,9 +15,11 @@ from test_cli import assert_clean_error, nv
 
 def test_plan_and_config_roundtrip() -> None:
     c = plan_config(64, 40, 9, kind="hinerv", params=2e4)
-    assert c.grid_frames == 9 and c.block_grid_frames == [3] * c.num_blocks
+    assert c.grid_frames == 2 and c.block_grid_frames == [2] * c.num_blocks
     assert INRConfig.from_dict(c.to_dict()) == c
-    assert c.embedding_shape() == (9, c.embed_channels, c.embed_height, c.embed_width)
+    assert c.embedding_shape() == (2, c.embed_channels, c.embed_height, c.embed_width)
+    long = plan_config(160, 90, 96, kind="hinerv", bpp=0.1, weight_bits=6, embed_bits=5)
+    assert long.grid_frames == 4 and long.block_grid_frames == [12] * long.num_blocks
     assert sum(p.numel() for p in INRDecoder(c).parameters()) == c.decoder_params()
     old = plan_config(64, 40, 9, kind="hnerv", params=2e4).to_dict()
     assert "grid_frames" not in old and "block_grid_frames" not in old
@@ -71,7 +73,7 @@ def test_encode_info_view_and_partial_decoding(tmp_path) -> None:
     rc, so, se = nv("info", out, "--json")
     assert rc == 0, se
     model = json.loads(so)["model"]
-    assert model["kind"] == "hinerv" and model["grid_frames"] == 6 and len(model["block_grid_frames"]) == model["blocks"]
+    assert model["kind"] == "hinerv" and model["grid_frames"] == 2 and len(model["block_grid_frames"]) == model["blocks"]
     v = nvcodec.open(out)
     frames = v.frames(range(6))
     assert frames.shape == (6, 32, 48, 3) and frames.dtype == torch.uint8
@@ -83,6 +85,31 @@ def test_encode_info_view_and_partial_decoding(tmp_path) -> None:
     rc, _, se = nv("encode", clip, str(tmp_path / "bad.nvp"), "--kind", "hinerv", "--prune", "0.2", "--qat", "0")
     assert_clean_error(rc, se, 2)
     assert not (tmp_path / "bad.nvp").exists()
+
+
+def test_fit_learns_the_base_grid_without_an_encoder(tmp_path) -> None:
+    """HiNeRV's base grid is a learned parameter (no encoder), stored as the embeddings; frames between grid
+    frames decode from the interpolated grid; a checkpoint carries the grid and resumes to the same fit."""
+    from nvcodec.inr.fit import fit
+    from nvcodec.inr.quant import dequantize_into
+
+    frames = torch.from_numpy(np.ascontiguousarray(synthetic_frames(10, 24, 32)))
+    c = plan_config(32, 24, 10, kind="hinerv", params=6e3)
+    assert c.grid_frames == 2
+    r = fit(frames, c, epochs=3, psnr_target=None, eval_every=None, weight_bits=6, embed_bits=5, qat=0.3)
+    assert r.encoder is None and tuple(r.embeddings.shape) == c.embedding_shape()
+    assert r.quantized.embeddings is not None
+    dec = INRDecoder(c).eval()
+    emb = dequantize_into(dec, r.quantized)
+    with torch.no_grad():
+        mid = dec.input_for(torch.tensor([4]), emb)[:, :-1]
+    assert torch.allclose(mid[0], emb[0] * (5 / 9) + emb[1] * (4 / 9), atol=1e-6)
+    ck = str(tmp_path / "fit.ckpt")
+    first = fit(frames, c, epochs=2, psnr_target=None, eval_every=None, checkpoint_path=ck)
+    state = torch.load(ck, weights_only=True)
+    assert torch.equal(state["grid"], first.embeddings)
+    resumed = fit(frames, c, epochs=2, psnr_target=None, eval_every=None, checkpoint_path=ck, resume=True)
+    assert torch.equal(resumed.embeddings, first.embeddings) and resumed.psnr == first.psnr
 
 
 @pytest.mark.parametrize("kind", ["hnerv", "nerv"])

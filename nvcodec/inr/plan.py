@@ -57,9 +57,11 @@ REDUCE = 1.2
 MIN_CHANNELS = 12
 CELL_COST = 0.003
 STRIDE_CHOICES = (5, 4, 3, 2)
-GRID_FRAME_STEP = 4
+GRID_FRAME_STEP = 8
+BASE_GRID_STEP = 24
 EMBED_SHARE = 0.2
 MIN_EMBED_CHANNELS = 2
+MAX_GRID_CHANNELS = 32
 
 
 @dataclass
@@ -325,12 +327,18 @@ def _build(kind: str, width: int, height: int, frames: int, strides: list[int], 
         pe_levels, fc = 0, []
     grid, block_grids = 0, []
     if kind == "hinerv":
-        grid = frames
+        grid = base_grid_frames(frames)
         block_grids = [grid_frames_for(frames)] * n
     return INRConfig(kind=kind, width=width, height=height, pad_width=ew * s, pad_height=eh * s,
                      num_frames=frames, strides=list(strides), channels=_channels(c1, n), kernel_sizes=ks,
                      embed_channels=embed_c, embed_height=eh, embed_width=ew, pe_levels=pe_levels, fc_dims=fc,
                      grid_frames=grid, block_grid_frames=block_grids)
+
+
+def base_grid_frames(frames: int) -> int:
+    """HiNeRV's base grid size T0 for a clip: one grid frame per BASE_GRID_STEP frames (at least 2 for a
+    clip of 2 frames or more); frames in between take the linear interpolation of their neighbours."""
+    return min(frames, max(2, -(-frames // BASE_GRID_STEP)))
 
 
 def grid_frames_for(frames: int) -> int:
@@ -394,8 +402,9 @@ def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
     embed_c = 16
     if kind == "hinerv":
         s = math.prod(strides)
-        per_channel = frames * -(-height // s) * -(-width // s) * (embed_bits if params is None else 1.0)
-        embed_c = int(min(16, max(MIN_EMBED_CHANNELS, EMBED_SHARE * target // per_channel)))
+        per_channel = (base_grid_frames(frames) * -(-height // s) * -(-width // s)
+                       * (embed_bits if params is None else 1.0))
+        embed_c = int(min(MAX_GRID_CHANNELS, max(MIN_EMBED_CHANNELS, EMBED_SHARE * target // per_channel)))
     lo, hi = 4, MAX_CHANNELS
     while lo < hi:
         mid = (lo + hi) // 2
