@@ -33,9 +33,11 @@ is cropped top-left to the frame size before the loss, so padding never enters t
 For HNeRV the encoder sees the frames edge-padded to the padded size. HiNeRV has no encoder: its
 temporal base grid (`grid_frames` x embed_channels x eh x ew, what the file stores as embeddings) is
 a parameter learned directly, sampled at each frame's time like the decoder does (`input_for`),
-initialised N(0, GRID_INIT^2) and trained at the kind's learning rate (`DEFAULT_LRS`). Measured on
-dog (96 frames, 160x90, 25 epochs, ~0.1 bpp): 4 grid frames x 32 channels learned directly reached
-34.2 dB in 30 s where per-frame encoder embeddings gave 30.0 dB in 41 s (benchmarks/results/RD.md).
+initialised N(0, GRID_INIT^2) and trained at GRID_LR_SCALE times the decoder's learning rate (the
+kind's default is `DEFAULT_LRS`). Measured on dog (96 frames, 160x90, 25 epochs, ~0.1 bpp): 4 grid
+frames x 32 channels learned directly reached 34.2 dB in 30 s where per-frame encoder embeddings
+gave 30.0 dB in 41 s. One learning rate of 0.02 for both was 0.4 dB better on dog but collapsed the
+car clip to a constant frame; the decoder at 0.01 and the grid at 0.02 fit both (README, "Fitting speed").
 
 Quality checks every `eval_every` epochs (and at the end) measure the *dequantized* model
 (weights and embeddings quantized with `weight_bits` / `embed_bits`) in fp32, on outputs rounded to
@@ -76,8 +78,9 @@ from .quant import QuantizedINR, dequantize_into, quantize_inr
 
 DEFAULT_EPOCHS = 300
 DEFAULT_LR = 3e-3
-DEFAULT_LRS = {"hinerv": 2e-2}
+DEFAULT_LRS = {"hinerv": 1e-2}
 GRID_INIT = 0.1
+GRID_LR_SCALE = 2.0
 DEFAULT_BATCH = 1
 WARMUP = 0.1
 CHECKPOINT_SECONDS = 30.0
@@ -129,7 +132,7 @@ def auto_amp(device: torch.device) -> bool:
     return False
 
 
-def make_optimizer(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+def make_optimizer(params: list[Tensor] | list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
     """Adam (betas 0.9, 0.999), fused into one kernel per step where this torch build has it for the
     parameters' device (CPU since torch 2.4, CUDA): on the small INR models most of a step's Adam
     time was per-tensor dispatch. Falls back to the plain implementation elsewhere."""
@@ -390,9 +393,10 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
         encoder.to(dev, memory_format=torch.channels_last)
     if grid is not None:
         grid = torch.nn.Parameter(grid.detach().to(dev))
-    params = (list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
-              + ([grid] if grid is not None else []))
-    opt = make_optimizer(params, lr)
+    params = list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
+    groups = [{"params": params, "lr": lr}] + ([{"params": [grid], "lr": lr * GRID_LR_SCALE}] if grid is not None else [])
+    opt = make_optimizer(groups, lr)
+    peak_lrs = [g["lr"] for g in opt.param_groups]
 
     epoch, step, elapsed_before = 0, 0, 0.0
     history: list[dict[str, Any]] = []
@@ -486,8 +490,8 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                     break
                 t_step = _budget.now()
                 frac = progress_frac()
-                for g in opt.param_groups:
-                    g["lr"] = lr * lr_factor(frac)
+                for g, peak in zip(opt.param_groups, peak_lrs):
+                    g["lr"] = peak * lr_factor(frac)
                 if qat > 0.0 and qat_state["ste"] is None and frac >= 1.0 - qat:
                     start_qat()
                 ste = qat_state["ste"]
