@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--bunny-params", help="also a fixed-epoch point at this size (e.g. 1.5M) on the bunny clip, all frames")
     ap.add_argument("--bunny-clip", help="the clip for --bunny-params (default: the clip whose name holds 'bunny')")
     ap.add_argument("--bunny-epochs", type=int, help="epochs of the --bunny-params points (default --epochs)")
+    ap.add_argument("--bunny-only", action="store_true", help="only the --bunny-params points (no per-clip RD points)")
     ap.add_argument("--out", default=RESULTS, help="folder of rd.json, RD.md and plots/")
     ap.add_argument("--name", default="rd", help="file stem: <name>.json (default rd)")
     ap.add_argument("--md-name", default="RD.md")
@@ -136,6 +137,8 @@ def check_args(a: argparse.Namespace) -> None:
     a.bunny_size = parse_size(a.bunny_params) if a.bunny_params else None
     if a.bunny_size is not None and (a.bunny_epochs or a.epochs) is None:
         raise UsageError("--bunny-params needs --bunny-epochs or --epochs (a fixed epoch plan)")
+    if a.bunny_only and a.bunny_size is None:
+        raise UsageError("--bunny-only needs --bunny-params")
     a.modes = []
     if a.epochs is not None:
         a.modes.append((f"epochs={a.epochs}", a.epochs, None))
@@ -462,7 +465,7 @@ def run(a: argparse.Namespace) -> int:
     workdir = a.workdir or tempfile.mkdtemp(prefix="nvcodec_rd_")
     os.makedirs(workdir, exist_ok=True)
     try:
-        for path in clips:
+        for path in ([] if a.bunny_only else clips):
             frames = clip_frames(path, infos[path].frames, a.frame_range)
             ckey = clip_key(path, frames, a.scale)
             print(f"{ckey}: preparing", file=sys.stderr)

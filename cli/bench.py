@@ -26,7 +26,7 @@ from .render import EPILOG, print_json
 @click.option("--bpp", type=float, help="Main nvcodec encode at this target bpp instead of the top --bpps.")
 @click.option("--epochs", type=int, help="Fitting epochs per nvcodec encode.")
 @click.option("--time-budget", type=float, metavar="SECONDS", help="Fitting time per nvcodec encode (default 60 s without --epochs).")
-@click.option("--kind", type=click.Choice(["hnerv", "nerv"]), default="hnerv", show_default=True)
+@click.option("--kind", type=click.Choice(["hnerv", "nerv", "hinerv"]), default="hinerv", show_default=True)
 @click.option("--repeat", type=int, default=5, show_default=True, help="Timed passes; figures are medians.")
 @click.option("--warmup", type=int, default=1, show_default=True, help="Untimed passes before timing.")
 @click.option("--sample", type=int, metavar="N", help="Frames per task pass (evenly spaced; default: all frames).")

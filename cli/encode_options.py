@@ -7,7 +7,7 @@ from typing import Any, Callable
 import click
 
 _OPTIONS = [
-    click.option("--kind", type=click.Choice(["hnerv", "nerv", "hinerv"]), default="hnerv", show_default=True,
+    click.option("--kind", type=click.Choice(["hnerv", "nerv", "hinerv"]), default="hinerv", show_default=True,
                  help="INR family."),
     click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k (default: a bpp target for the clip length, "
                       "capped at the source's bpp)."),
@@ -18,7 +18,8 @@ _OPTIONS = [
     click.option("--time-budget", type=float, metavar="SECONDS",
                  help="Stop so that the whole encode takes at most this long (a safety cap beside --epochs)."),
     click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True),
-    click.option("--lr", type=float, help="Peak learning rate (default: the fitter's)."),
+    click.option("--lr", type=float, help="Peak learning rate of the decoder (default per kind: hinerv 0.01, its "
+                                          "base grid twice that; hnerv/nerv 0.003)."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N]."),
     click.option("--stream", type=int, help="Video stream number (default: the first video stream)."),

@@ -182,6 +182,19 @@ def test_rd_end_to_end_tiny(tmp_path):
     assert (out / "RD.md").read_text() == md
 
 
+def test_rd_bunny_only_runs_just_the_fixed_size_points(tmp_path):
+    rd = _rd_module()
+    clip = write_clip(str(tmp_path / "tiny_bunny.mp4"), synthetic_frames(4, 32, 48))
+    out = tmp_path / "res"
+    assert rd.main([clip, "--kinds", "hinerv", "--codecs", "", "--epochs", "1", "--bunny-params", "6k",
+                    "--bunny-only", "--threads", "1", "--out", str(out)]) == 0
+    data = json.loads((out / "rd.json").read_text())
+    assert data["clips"] == {}
+    (key, rec), = data["bunny"].items()
+    assert key == "hinerv|params=6k|epochs=1|scale=1" and rec["psnr"] > 0 and rec["epochs"] == 1
+    assert rd.main([clip, "--epochs", "1", "--bunny-only", "--out", str(out)]) == 2  # needs --bunny-params
+
+
 def _synthetic_rd(factor):
     """One clip: hnerv and a new kind at `factor` x hnerv's rate for the same PSNR, x264 better than both."""
     def pt(kind, mode, bpp, psnr, trace):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..codec.encode import EncodeOptions, encode
+from ..codec.encode import DEFAULT_KIND, EncodeOptions, encode
 from ..codec.frames import resolve_range
 from ..codec.video import NvpVideo, open as open_nvp, resolve_device
 from ..errors import UsageError
@@ -68,7 +68,7 @@ class BenchOptions:
     bpp: float | None = None
     epochs: int | None = None
     time_budget: float | None = None
-    kind: str = "hnerv"
+    kind: str = DEFAULT_KIND
     repeat: int = 5
     warmup: int = 1
     device: str = "auto"

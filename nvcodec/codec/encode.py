@@ -29,6 +29,9 @@ from .serialize import inr_sections
 from .video import resolve_device
 
 KINDS = ("hnerv", "nerv", "hinerv")
+# The kind `nvcodec encode` uses when none is given: hinerv since it won benchmarks/rd.py against hnerv
+# at equal epochs and equal CPU time on every shared clip (README, "Codec results").
+DEFAULT_KIND = "hinerv"
 # Per kind: (weight bits, embedding bits, QAT fraction) when not given. The older kinds keep what
 # they always used (post-training 8/6-bit quantization); hinerv trains its last 30% at 6/5 bits.
 KIND_PRESETS = {"hnerv": (8, 6, 0.0), "nerv": (8, 6, 0.0), "hinerv": (6, 5, 0.3)}
@@ -43,7 +46,7 @@ LOSSES = ("l2", "l1+ssim")
 class EncodeOptions:
     """Every knob of `encode()`; the defaults are what `nvcodec encode` uses."""
 
-    kind: str = "hnerv"
+    kind: str = DEFAULT_KIND
     params: float | None = None
     bpp: float | None = None
     psnr: float | None = 33.0
