@@ -8,7 +8,7 @@ import os
 import pytest
 
 from nvcodec.bench.bdrate import (bd_quality, bd_rate, msssim_db, pchip_eval, pchip_integral, quality_at_rate,
-                                  seconds_to_reach)
+                                  rd_front, seconds_to_reach)
 from nvcodec.bench.crf import match_bpp
 
 from conftest import ROOT, synthetic_frames, write_clip
@@ -58,6 +58,20 @@ def test_bd_rate_without_overlap_or_with_too_few_points_is_null_with_a_reason():
     assert r["bd_rate_pct"] is None and "do not overlap" in r["reason"]
     r = bd_rate(RATES, PSNR, [0.05], [33.0])
     assert r["bd_rate_pct"] is None and "at least 2" in r["reason"]
+
+
+def test_dominated_points_leave_the_curves():
+    """A point another beats (no more rate, more quality) is not on the RD front: it changes no BD figure."""
+    assert rd_front([0.07, 0.068, 0.16, 0.2, 0.1], [28.5, 28.7, 33.1, 32.0, 28.7]) == [(0.068, 28.7), (0.16, 33.1)]
+    extra_r, extra_q = RATES + [0.041, 0.2], PSNR + [32.0, 37.0]  # both dominated
+    test_r, test_q = [0.03, 0.05, 0.09, 0.2], [31.0, 33.5, 35.0, 38.0]
+    clean = bd_rate(RATES, PSNR, test_r, test_q)
+    noisy = bd_rate(extra_r, extra_q, test_r, test_q)
+    assert noisy["bd_rate_pct"] == pytest.approx(clean["bd_rate_pct"], abs=1e-12)
+    assert noisy["dominated"] == {"anchor": 2, "test": 0} and not noisy["monotone"]
+    assert bd_quality(extra_r, extra_q, test_r, test_q)["bd_quality"] == pytest.approx(
+        bd_quality(RATES, PSNR, test_r, test_q)["bd_quality"], abs=1e-12)
+    assert quality_at_rate(extra_r, extra_q, 0.06) == pytest.approx(quality_at_rate(RATES, PSNR, 0.06))
 
 
 def test_bd_quality_of_a_constant_db_shift_is_that_shift():

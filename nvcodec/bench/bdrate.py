@@ -8,6 +8,12 @@ VCEG-M33's single cubic fit); the integral of each curve over the overlap is tak
 BD-rate = exp((I_test - I_anchor) / (hi - lo)) - 1. Negative means the test needs less rate.
 BD-quality swaps the roles (quality over log-rate). Curves that do not overlap give None with a
 reason instead of an extrapolated number.
+
+Each curve is first reduced to its operating points that no other point beats (`rd_front`: a point
+is dropped when another has at most its rate and more quality): a dominated point is one an encoder
+would never choose, and left in, it bends the interpolant (e.g. two model sizes that land at the
+same rate, or a larger model that got too few epochs in a time budget). The outputs count what was
+dropped (`dominated`).
 """
 
 from __future__ import annotations
@@ -88,18 +94,33 @@ def pchip_eval(x: Sequence[float], y: Sequence[float], at: float) -> float:
             + (-2 * t ** 3 + 3 * t ** 2) * ys[i + 1] + (t ** 3 - t ** 2) * h * m[i + 1])
 
 
-def _curve(rates: Sequence[float], qualities: Sequence[float]) -> tuple[list[float], list[float], bool]:
-    """(quality, log-rate) sorted by quality, equal qualities merged (mean log-rate); also whether the
-    input was monotone (more rate, more quality)."""
-    pts = [(float(q), math.log(float(r))) for r, q in zip(rates, qualities)
-           if r is not None and q is not None and float(r) > 0 and math.isfinite(float(q))]
-    by_rate = sorted(pts, key=lambda p: p[1])
-    monotone = all(b[0] > a[0] for a, b in zip(by_rate, by_rate[1:]))
-    merged: dict[float, list[float]] = {}
-    for q, lr in pts:
-        merged.setdefault(round(q, 9), []).append(lr)
-    qs = sorted(merged)
-    return qs, [sum(merged[q]) / len(merged[q]) for q in qs], monotone
+def _valid(rates: Sequence[float], qualities: Sequence[float]) -> list[tuple[float, float]]:
+    return [(float(r), float(q)) for r, q in zip(rates, qualities)
+            if r is not None and q is not None and float(r) > 0 and math.isfinite(float(q))
+            and math.isfinite(float(r))]
+
+
+def rd_front(rates: Sequence[float], qualities: Sequence[float]) -> list[tuple[float, float]]:
+    """The (rate, quality) points that no other point dominates (at most the rate and more quality, or
+    less rate and the same quality), sorted by rate: quality rises strictly with rate along them."""
+    best: list[tuple[float, float]] = []
+    for r, q in sorted(_valid(rates, qualities), key=lambda p: (p[0], -p[1])):
+        if best and q <= best[-1][1]:
+            continue
+        if best and r == best[-1][0]:
+            continue
+        best.append((r, q))
+    return best
+
+
+def _curve(rates: Sequence[float], qualities: Sequence[float]) -> tuple[list[float], list[float], bool, int]:
+    """(quality, log-rate) of the RD front sorted by quality; whether the input was monotone (more
+    rate, more quality) and how many points the front dropped."""
+    pts = _valid(rates, qualities)
+    by_rate = sorted(pts)
+    monotone = all(b[1] > a[1] for a, b in zip(by_rate, by_rate[1:]))
+    front = rd_front(rates, qualities)
+    return [q for _, q in front], [math.log(r) for r, _ in front], monotone, len(pts) - len(front)
 
 
 def bd_rate(anchor_rates: Sequence[float], anchor_quality: Sequence[float],
@@ -107,13 +128,15 @@ def bd_rate(anchor_rates: Sequence[float], anchor_quality: Sequence[float],
     """BD-rate of the test curve against the anchor, in percent (negative: the test saves rate).
 
     Returns {"bd_rate_pct", "reason", "overlap": [lo, hi] quality, "anchor_points", "test_points",
-    "monotone": both curves rise with rate}; "bd_rate_pct" is None (with "reason") when a curve has
+    "monotone": both curves rise with rate, "dominated": points dropped from each curve's front};
+    "bd_rate_pct" is None (with "reason") when a curve has
     fewer than 2 distinct points or the quality ranges do not overlap.
     """
-    qa, la, mono_a = _curve(anchor_rates, anchor_quality)
-    qt, lt, mono_t = _curve(test_rates, test_quality)
+    qa, la, mono_a, drop_a = _curve(anchor_rates, anchor_quality)
+    qt, lt, mono_t, drop_t = _curve(test_rates, test_quality)
     out: dict[str, Any] = {"bd_rate_pct": None, "reason": None, "overlap": None,
-                           "anchor_points": len(qa), "test_points": len(qt), "monotone": mono_a and mono_t}
+                           "anchor_points": len(qa), "test_points": len(qt), "monotone": mono_a and mono_t,
+                           "dominated": {"anchor": drop_a, "test": drop_t}}
     if len(qa) < MIN_POINTS or len(qt) < MIN_POINTS:
         out["reason"] = f"needs at least {MIN_POINTS} points of distinct quality per curve (anchor {len(qa)}, test {len(qt)})"
         return out
@@ -134,9 +157,8 @@ def bd_quality(anchor_rates: Sequence[float], anchor_quality: Sequence[float],
     out: dict[str, Any] = {"bd_quality": None, "reason": None, "overlap_bpp": None}
     curves = []
     for rates, quals in ((anchor_rates, anchor_quality), (test_rates, test_quality)):
-        pts = sorted({math.log(float(r)): float(q) for r, q in zip(rates, quals)
-                      if r is not None and q is not None and float(r) > 0}.items())
-        curves.append(([p[0] for p in pts], [p[1] for p in pts]))
+        front = rd_front(rates, quals)
+        curves.append(([math.log(r) for r, _ in front], [q for _, q in front]))
     (ra, qa), (rt, qt) = curves
     if len(ra) < MIN_POINTS or len(rt) < MIN_POINTS:
         out["reason"] = f"needs at least {MIN_POINTS} points of distinct rate per curve"
@@ -151,9 +173,9 @@ def bd_quality(anchor_rates: Sequence[float], anchor_quality: Sequence[float],
 
 
 def quality_at_rate(rates: Sequence[float], qualities: Sequence[float], rate: float) -> float | None:
-    """Quality at `rate`, interpolated (PCHIP over log-rate) between measured points; None outside their range."""
-    pts = sorted({math.log(float(r)): float(q) for r, q in zip(rates, qualities)
-                  if r is not None and q is not None and float(r) > 0}.items())
+    """Quality at `rate`, interpolated (PCHIP over log-rate) between the points of the RD front (`rd_front`);
+    None outside their range."""
+    pts = [(math.log(r), q) for r, q in rd_front(rates, qualities)]
     if not pts or rate <= 0:
         return None
     x = math.log(rate)

@@ -280,7 +280,10 @@ def render_markdown(data: dict, analysis: dict, plots: list[str] | None = None, 
              "mean over frames. Codecs: yuv420p, CRF rate control; matched points by CRF search to within "
              f"{c.get('match_tolerance', 0.02) * 100:g}% of the nvcodec point's bpp where the CRF grid allows.",
              "* BD-rate: Bjontegaard, log-rate over quality by piecewise-cubic (PCHIP) interpolation, integrated over "
-             "the overlapping quality range (nvcodec.bench.bdrate); null with the reason when ranges do not overlap.",
+             "the overlapping quality range (nvcodec.bench.bdrate); null with the reason when ranges do not overlap. "
+             "Each curve keeps only its RD front: a point that another point of the same kind and mode beats (no "
+             "more rate, more quality) is left out of BD-rates and of the gap to x264 (the JSON counts them under "
+             "`dominated`); every point stays in the tables.",
              "* Time to 30 / 33 dB: the first dequantized-PSNR check of the fit (every 10 epochs, and the final "
              "quantized model) at or above the level, in seconds since the encode started (clip reading included).",
              ""]
