@@ -14,6 +14,7 @@ import nvcodec
 from nvcodec.bench.rate import parse_bpps, parse_codecs
 from nvcodec.bench.report import render_report
 from nvcodec.bench.run import BenchOptions, run_bench
+from nvcodec.codec.encode import DEFAULT_KIND
 from nvcodec.errors import UsageError, WeightsError
 from nvcodec.codec.meta import read_routing
 from nvcodec.tasks.runtime import build_runtime
@@ -121,12 +122,15 @@ def test_report_schema_and_measured_figures(report):
 
 
 def _analytic_decoder_flops(cfg, upto: int, head: bool) -> int:
-    """2 * MACs of the HNeRV decoder convs for one frame: blocks 0..upto (conv before PixelShuffle), optional RGB head."""
+    """2 * MACs of the decoder convs for one frame: blocks 0..upto (conv before PixelShuffle; HiNeRV also its
+    1x1 projection at the block's input size), optional RGB head."""
     h, w = cfg.embed_height, cfg.embed_width
     total = 0
     for k in range(upto + 1):
         s, ks = cfg.strides[k], cfg.kernel_sizes[k]
         total += 2 * cfg.block_in_channels(k) * ks * ks * cfg.channels[k] * s * s * h * w
+        if cfg.kind == "hinerv":
+            total += 2 * cfg.block_in_channels(k) * cfg.channels[k] * h * w
         h, w = h * s, w * s
     if head:
         total += 2 * cfg.channels[-1] * 3 * cfg.head_kernel ** 2 * h * w
@@ -145,7 +149,7 @@ def test_flops_match_an_independent_count(report):
     with nvcodec.open(path) as v:
         cfg = v.config(0)
         routing = read_routing(v.reader)["tasks"]
-    assert cfg.kind == "hnerv"
+    assert cfg.kind == DEFAULT_KIND == "hinerv"
     c = report["conditions"]
     for name, t in report["tasks"].items():
         entry = routing[name]

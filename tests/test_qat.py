@@ -135,11 +135,12 @@ def test_tune_keeps_the_files_per_tensor_bits_layout_and_sparsity(tmp_path) -> N
         with NvpReader(nvp) as rd:
             dec, _ = load_decoder(rd)
             plan = stored_plan(rd, dec, keep_zeros=True)
-        zeros = sum(float((~m).float().mean()) for m in plan.masks.values()) / max(len(plan.masks), 1)
+        pruned = [m for m in plan.masks.values() if m.numel() >= 64]  # make_plan prunes tensors of 64+ values
+        zeros = sum(float((~m).sum()) for m in pruned) / max(sum(m.numel() for m in pruned), 1)
         return plan.bits, plan.axes, zeros
 
     bits0, axes0, zeros0 = layout()
-    assert len(set(bits0.values())) > 1 and zeros0 >= 0.15
+    assert len(set(bits0.values())) > 1 and zeros0 >= 0.19
     attach(nvp, "resnet50", weights="random-tiny", top_k=1, epochs=1)
     tune(nvp, "resnet50", epochs=2, inr_lr=1e-3)
     bits1, axes1, zeros1 = layout()

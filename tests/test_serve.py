@@ -58,15 +58,16 @@ TASKS = ["resnet50", "efficientnet_lite0"]
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory) -> Path:
-    """LIBRARY (a 6-frame 24x40 clip as `benchmarks/attack.py` makes it): good.nvp (resnet50 at INR
-    layer 0, efficientnet_lite0 and the clip task i3d_r50 at layer 1), sub/plain.nvp (no task), damaged and hostile files, a
+    """LIBRARY (a 6-frame 24x40 clip as `benchmarks/attack.py` makes it, encoded as hnerv, whose seeded
+    routes are these): good.nvp (resnet50 at INR layer 0, efficientnet_lite0 and the clip task i3d_r50 at layer 1), sub/plain.nvp (no task), damaged and hostile files, a
     link leaving LIBRARY, a non-.nvp file; `outside/` beside it."""
     work = tmp_path_factory.mktemp("serve")
     yy, xx = np.mgrid[0:24, 0:40]
     write_y4m(work / "clip.y4m", [np.stack([(xx * 6 + t * 9) % 256, (yy * 10) % 256, np.full_like(xx, 40 * t)], -1)
                                   .astype(np.uint8) for t in range(6)], 25)
     plain = work / "plain.nvp"
-    encode(str(work / "clip.y4m"), str(plain), EncodeOptions(psnr=None, epochs=10, params=6000, device="cpu", seed=0))
+    encode(str(work / "clip.y4m"), str(plain), EncodeOptions(psnr=None, epochs=10, params=6000, device="cpu", seed=0,
+                                                             kind="hnerv"))
     root = work / "lib"
     (root / "sub").mkdir(parents=True)
     shutil.copy(plain, root / "sub" / "plain.nvp")

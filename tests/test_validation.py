@@ -131,7 +131,8 @@ def test_adapter_section_is_bounded_by_its_shapes_before_decoding(good, tmp_path
 
 def test_decode_work_per_frame_is_capped(good, tmp_path):
     size = {"width": 640, "height": 384}
-    wide = {**good.meta("model"), **size, "pad_width": 640, "pad_height": 384, "embed_width": 80, "embed_height": 48,
+    base = {k: v for k, v in good.meta("model").items() if k not in ("grid_frames", "block_grid_frames")}
+    wide = {**base, "kind": "hnerv", **size, "pad_width": 640, "pad_height": 384, "embed_width": 80, "embed_height": 48,
             "embed_channels": 1, "strides": [4, 2], "channels": [1, 4096], "kernel_sizes": [1, 1], "head_kernel": 1}
     path = _craft(good, tmp_path, attack.zstd("model", SectionKind.MODEL, pack_msgpack(wide)),
                   _section(good, "video", SectionKind.VIDEO, size))
