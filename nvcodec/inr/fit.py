@@ -19,6 +19,13 @@ first steps fit structure instead of shifting every pixel towards the mean; toge
 head's surrogate gradient (`model.OUT_LEAK`) this keeps dark, bright and low-contrast clips from
 collapsing to a constant frame.
 
+Collapse: a fit whose training loss (l2) over a whole epoch, from epoch COLLAPSE_MIN_EPOCHS on and before
+quantization-aware training, is still COLLAPSE_RATIO or more of the constant-frame MSE (every pixel the
+clip's mean colour) has collapsed: its last activations died and no gradient reaches the network. It
+starts again from a fresh initialisation (the next seed) at COLLAPSE_LR_SCALE times the learning rate,
+at most MAX_RESTARTS times; the epoch plan starts over, a time budget's schedule spans what is left.
+The history marks each restart (`restart`, `lr_peak`).
+
 Degenerate fits: the final check (`check_not_degenerate`) raises `DegenerateFitError` when the
 source is not flat but the decoded output is (every channel's standard deviation below
 FLAT_STD), or when the pooled PSNR is less than MIN_GAIN_DB above the constant-frame baseline (every
@@ -81,6 +88,10 @@ DEFAULT_LR = 3e-3
 DEFAULT_LRS = {"hinerv": 1e-2}
 GRID_INIT = 0.1
 GRID_LR_SCALE = 2.0
+COLLAPSE_RATIO = 0.98
+COLLAPSE_MIN_EPOCHS = 2
+COLLAPSE_LR_SCALE = 0.5
+MAX_RESTARTS = 2
 DEFAULT_BATCH = 1
 WARMUP = 0.1
 CHECKPOINT_SECONDS = 30.0
@@ -297,6 +308,28 @@ def _raise_degenerate(problem: str, budget: Budget, stopped_by: str, epochs_done
                              f"or a larger model (--params/--bpp)")
 
 
+def _init_models(config: INRConfig, clip_mean: Tensor, seed: int, dev: torch.device, embedded: bool,
+                 learned_grid: bool, lr: float) -> tuple[INRDecoder, HNeRVEncoder | None, Tensor | None,
+                                                         torch.optim.Optimizer, list[float]]:
+    """Fresh decoder (head bias at the clip's mean colour), HNeRV encoder or HiNeRV base grid, their Adam
+    (the grid at GRID_LR_SCALE x `lr`) and the groups' peak learning rates."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        decoder = INRDecoder(config)
+        decoder.init_output(clip_mean)
+        encoder = HNeRVEncoder(config) if embedded else None
+        grid = torch.randn(config.embedding_shape()) * GRID_INIT if learned_grid else None
+    decoder.to(dev, memory_format=torch.channels_last)
+    if encoder is not None:
+        encoder.to(dev, memory_format=torch.channels_last)
+    if grid is not None:
+        grid = torch.nn.Parameter(grid.to(dev))
+    params = list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
+    groups = [{"params": params, "lr": lr}] + ([{"params": [grid], "lr": lr * GRID_LR_SCALE}] if grid is not None else [])
+    opt = make_optimizer(groups, lr)
+    return decoder, encoder, grid, opt, [g["lr"] for g in opt.param_groups]
+
+
 def default_lr(kind: str) -> float:
     """The peak learning rate of a kind when none is given: DEFAULT_LRS, else DEFAULT_LR."""
     return DEFAULT_LRS.get(kind, DEFAULT_LR)
@@ -382,21 +415,10 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     if not 0.0 <= qat <= 1.0 or not 0.0 <= prune < 1.0 or (prune > 0.0 and qat == 0.0):
         raise UsageError("qat must be in [0, 1] and prune in [0, 1) (pruning needs qat > 0)")
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        decoder = INRDecoder(config)
-        decoder.init_output(mean_rgb(frames))
-        encoder = HNeRVEncoder(config) if embedded else None
-        grid = (torch.nn.Parameter(torch.randn(config.embedding_shape()) * GRID_INIT) if learned_grid else None)
-    decoder.to(dev, memory_format=torch.channels_last)
-    if encoder is not None:
-        encoder.to(dev, memory_format=torch.channels_last)
-    if grid is not None:
-        grid = torch.nn.Parameter(grid.detach().to(dev))
-    params = list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
-    groups = [{"params": params, "lr": lr}] + ([{"params": [grid], "lr": lr * GRID_LR_SCALE}] if grid is not None else [])
-    opt = make_optimizer(groups, lr)
-    peak_lrs = [g["lr"] for g in opt.param_groups]
+    clip_mean = mean_rgb(frames)
+    constant_mse = float((source_std.double() ** 2).mean())
+    lr_scale, restarts, restart_at = 1.0, 0, 0.0
+    decoder, encoder, grid, opt, peak_lrs = _init_models(config, clip_mean, seed, dev, embedded, learned_grid, lr)
 
     epoch, step, elapsed_before = 0, 0, 0.0
     history: list[dict[str, Any]] = []
@@ -414,6 +436,10 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 encoder.load_state_dict(state["encoder"])
             if grid is not None:
                 grid.data.copy_(state["grid"].to(grid))
+            restarts, restart_at = int(state.get("restarts", 0)), float(state.get("restart_at", 0.0))
+            if restarts:
+                lr_scale = COLLAPSE_LR_SCALE ** restarts
+                peak_lrs = [p * lr_scale for p in peak_lrs]
             opt.load_state_dict(state["optimizer"])
             epoch, step = int(state["epoch"]), int(state["step"])
             elapsed_before = float(state["elapsed"])
@@ -445,7 +471,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     def progress_frac() -> float:
         if total_epochs is not None:
             return (epoch + step / steps_per_epoch) / total_epochs
-        return elapsed() / budget.train_seconds()
+        return (elapsed() - restart_at) / max(budget.train_seconds() - restart_at, 1e-9)
 
     def make_state() -> dict[str, Any]:
         return {"format": CKPT_FORMAT, "version": 1, "config": config.to_dict(),
@@ -454,7 +480,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 "encoder": encoder.state_dict() if encoder is not None else {},
                 "grid": grid.detach().cpu() if grid is not None else None,
                 "optimizer": opt.state_dict(), "history": history, "loss_sum": loss_sum + float(loss_acc),
-                "loss_count": loss_count, "last_psnr": last_psnr}
+                "loss_count": loss_count, "last_psnr": last_psnr, "restarts": restarts, "restart_at": restart_at}
 
     def inputs_for(dec: INRDecoder, emb: Tensor | None):
         return lambda idx: dec.input_for(idx.to(dev), emb)
@@ -535,6 +561,20 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                                      "lr": float(opt.param_groups[0]["lr"]), "seconds": elapsed()}
             loss_sum, loss_count = 0.0, 0
             loss_acc.zero_()
+            if (loss == "l2" and restarts < MAX_RESTARTS and epoch >= COLLAPSE_MIN_EPOCHS
+                    and qat_state["ste"] is None and entry["loss"] >= COLLAPSE_RATIO * constant_mse):
+                restarts += 1
+                lr_scale *= COLLAPSE_LR_SCALE
+                decoder, encoder, grid, opt, peak_lrs = _init_models(config, clip_mean, seed + restarts, dev,
+                                                                      embedded, learned_grid, lr * lr_scale)
+                decoder.train()
+                eval_decoder = copy.deepcopy(decoder)
+                restart_at = elapsed()
+                history.append({**entry, "restart": restarts, "lr_peak": lr * lr_scale})
+                emit(progress, "fit", 0, total_epochs, psnr=None, eta=None, loss=entry["loss"], lr=lr * lr_scale,
+                     restart=restarts)
+                epoch, last_psnr = 0, None
+                continue
             last_epoch = total_epochs is not None and epoch >= total_epochs
             if (eval_every is not None and epoch % eval_every == 0) and not last_epoch and budget.check_fits():
                 t_eval = _budget.now()
