@@ -135,11 +135,12 @@ def test_a_collapsed_fit_starts_again_at_half_the_learning_rate(monkeypatch) -> 
     frames = torch.from_numpy(np.ascontiguousarray(synthetic_frames(6, 24, 32)))
     c = plan_config(32, 24, 6, kind="hinerv", params=6e3)
     monkeypatch.setattr(fit_mod, "COLLAPSE_RATIO", 0.0)
+    monkeypatch.setattr(fit_mod, "COLLAPSE_MIN_STEPS", 12)
     monkeypatch.setattr(fit_mod, "MAX_RESTARTS", 1)
     events = []
     r = fit_mod.fit(frames, c, epochs=4, psnr_target=None, eval_every=None, lr=0.01, progress=events.append)
     marks = [h for h in r.history if h.get("restart")]
-    assert len(marks) == 1 and marks[0]["epoch"] == fit_mod.COLLAPSE_MIN_EPOCHS and marks[0]["lr_peak"] == 0.005
+    assert len(marks) == 1 and marks[0]["epoch"] == 2 and marks[0]["lr_peak"] == 0.005  # 12 steps: 2 epochs
     assert r.epochs == 4 and [h["epoch"] for h in r.history] == [1, 2, 1, 2, 3, 4]  # epoch 2 is the mark
     assert max(h["lr"] for h in r.history[-4:]) <= 0.005 + 1e-12
     assert any(e.info.get("restart") == 1 for e in events)

@@ -19,8 +19,9 @@ first steps fit structure instead of shifting every pixel towards the mean; toge
 head's surrogate gradient (`model.OUT_LEAK`) this keeps dark, bright and low-contrast clips from
 collapsing to a constant frame.
 
-Collapse: a fit whose training loss (l2) over a whole epoch, from epoch COLLAPSE_MIN_EPOCHS on and before
-quantization-aware training, is still COLLAPSE_RATIO or more of the constant-frame MSE (every pixel the
+Collapse: a fit whose training loss (l2) over a whole epoch, once warm-up is over and at least
+COLLAPSE_MIN_STEPS steps in, and before quantization-aware training, is still COLLAPSE_RATIO or more of
+the constant-frame MSE (every pixel the
 clip's mean colour) has collapsed: its last activations died and no gradient reaches the network. It
 starts again from a fresh initialisation (the next seed) at COLLAPSE_LR_SCALE times the learning rate,
 at most MAX_RESTARTS times; the epoch plan starts over, a time budget's schedule spans what is left.
@@ -89,7 +90,7 @@ DEFAULT_LRS = {"hinerv": 1e-2}
 GRID_INIT = 0.1
 GRID_LR_SCALE = 2.0
 COLLAPSE_RATIO = 0.98
-COLLAPSE_MIN_EPOCHS = 2
+COLLAPSE_MIN_STEPS = 200
 COLLAPSE_LR_SCALE = 0.5
 MAX_RESTARTS = 2
 DEFAULT_BATCH = 1
@@ -456,7 +457,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     elapsed = budget.elapsed
     last_save = time.monotonic()
     stop_level = None if psnr_target is None else max(psnr_target, usable_psnr(source_std))
-    steps_run = 0
+    steps_run = steps_since_restart = 0
 
     def out_of_time() -> bool:
         if not budget.out_of_time():
@@ -548,6 +549,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 if time_budget is not None:
                     float(loss_acc)  # wait for the device, so that the step is timed
                 steps_run += 1
+                steps_since_restart += 1
                 _budget.on_step(steps_run)
                 budget.record_step(_budget.now() - t_step)
                 if checkpoint_path is not None and time.monotonic() - last_save >= CHECKPOINT_SECONDS:
@@ -561,15 +563,16 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                                      "lr": float(opt.param_groups[0]["lr"]), "seconds": elapsed()}
             loss_sum, loss_count = 0.0, 0
             loss_acc.zero_()
-            if (loss == "l2" and restarts < MAX_RESTARTS and epoch >= COLLAPSE_MIN_EPOCHS
-                    and qat_state["ste"] is None and entry["loss"] >= COLLAPSE_RATIO * constant_mse):
+            if (loss == "l2" and restarts < MAX_RESTARTS and steps_since_restart >= COLLAPSE_MIN_STEPS
+                    and progress_frac() >= WARMUP and qat_state["ste"] is None
+                    and entry["loss"] >= COLLAPSE_RATIO * constant_mse):
                 restarts += 1
                 lr_scale *= COLLAPSE_LR_SCALE
                 decoder, encoder, grid, opt, peak_lrs = _init_models(config, clip_mean, seed + restarts, dev,
                                                                       embedded, learned_grid, lr * lr_scale)
                 decoder.train()
                 eval_decoder = copy.deepcopy(decoder)
-                restart_at = elapsed()
+                restart_at, steps_since_restart = elapsed(), 0
                 history.append({**entry, "restart": restarts, "lr_peak": lr * lr_scale})
                 emit(progress, "fit", 0, total_epochs, psnr=None, eta=None, loss=entry["loss"], lr=lr * lr_scale,
                      restart=restarts)
