@@ -21,10 +21,10 @@ collapsing to a constant frame.
 
 Collapse: a fit whose training loss (l2) over a whole epoch, once warm-up is over and at least
 COLLAPSE_MIN_STEPS steps in, and before quantization-aware training, is still COLLAPSE_RATIO or more of
-the constant-frame MSE (every pixel the
-clip's mean colour) has collapsed: its last activations died and no gradient reaches the network. It
-starts again from a fresh initialisation (the next seed) at COLLAPSE_LR_SCALE times the learning rate,
-at most MAX_RESTARTS times; the epoch plan starts over, a time budget's schedule spans what is left.
+the constant-frame MSE (every pixel the clip's mean colour) has collapsed: its last activations died
+and no gradient reaches the network. It starts again from a fresh initialisation (the next seed) at
+COLLAPSE_LR_SCALE times the learning rate, at most MAX_RESTARTS times; the epoch plan starts over, a
+time budget's schedule spans what is left.
 The history marks each restart (`restart`, `lr_peak`).
 
 Degenerate fits: the final check (`check_not_degenerate`) raises `DegenerateFitError` when the
@@ -326,7 +326,9 @@ def _init_models(config: INRConfig, clip_mean: Tensor, seed: int, dev: torch.dev
     if grid is not None:
         grid = torch.nn.Parameter(grid.to(dev))
     params = list(decoder.parameters()) + (list(encoder.parameters()) if encoder is not None else [])
-    groups = [{"params": params, "lr": lr}] + ([{"params": [grid], "lr": lr * GRID_LR_SCALE}] if grid is not None else [])
+    groups = [{"params": params, "lr": lr}]
+    if grid is not None:
+        groups.append({"params": [grid], "lr": lr * GRID_LR_SCALE})
     opt = make_optimizer(groups, lr)
     return decoder, encoder, grid, opt, [g["lr"] for g in opt.param_groups]
 
@@ -398,8 +400,8 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     `qat`: the final fraction of training run quantization-aware (`qat.WeightSTE`, 0 = post-training
     quantization only); `prune`: fraction of each conv weight pruned when QAT starts (needs qat > 0);
     `bit_alloc`: per-tensor bits around `weight_bits` (`qat.allocate_bits`) when QAT starts.
-    `lr=None` takes the kind's default (`default_lr`). `amp=None` picks bf16 autocast where it helps (`auto_amp`). `eval_every`: epochs between
-    dequantized-PSNR checks (None: only at the end). Progress events: stage "fit", one per epoch,
+    `lr=None` takes the kind's default (`default_lr`). `amp=None` picks bf16 autocast where it helps
+    (`auto_amp`). `eval_every`: epochs between dequantized-PSNR checks (None: only at the end). Progress events: stage "fit", one per epoch,
     info psnr (last dequantized check or None), loss (epoch mean), eta (seconds or None), lr.
     """
     lr = default_lr(config.kind) if lr is None else lr
