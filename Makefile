@@ -14,6 +14,7 @@ OUT ?= out
 DEMO_EPOCHS ?= 300
 DEMO_BUDGET ?= 3600
 DEVICE ?= auto
+TEST_WORKERS ?= 2
 
 .PHONY: demo test venv clean human-models
 
@@ -33,8 +34,10 @@ human-models:
 demo: venv human-models
 	CLIP="$(CLIP)" OUT="$(OUT)" DEMO_EPOCHS="$(DEMO_EPOCHS)" DEMO_BUDGET="$(DEMO_BUDGET)" DEVICE="$(DEVICE)" VENV="$(VENV)" bash scripts/demo.sh
 
+# Two pytest-xdist workers, one per core of the 2-core reference machine (each test runs torch on one thread);
+# TEST_WORKERS=0 runs them in this process, one after another.
 test: venv human-models
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(OUT) .pytest_cache .hypothesis

@@ -11,15 +11,17 @@ _OPTIONS = [
                  help="INR family."),
     click.option("--params", "params_", metavar="N", help="Model size incl. embeddings, e.g. 1.5M or 300k (default: a bpp target for the clip length, "
                       "capped at the source's bpp)."),
-    click.option("--bpp", type=float, help="Target bits per pixel instead of --params."),
+    click.option("--bpp", type=float, help="Bits per pixel of the whole file (a cap: the model is planned so the file lands at or just below it) "
+                 "instead of --params."),
     click.option("--psnr", type=float, default=33.0, show_default=True,
                  help="Stop when the dequantized model reaches this PSNR (dB)."),
     click.option("--epochs", type=int, help="Stop after this many epochs."),
     click.option("--time-budget", type=float, metavar="SECONDS",
                  help="Stop so that the whole encode takes at most this long (a safety cap beside --epochs)."),
     click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True),
-    click.option("--lr", type=float, help="Peak learning rate of the decoder (default per kind: hinerv 0.01, its "
-                                          "base grid twice that; hnerv/nerv 0.003)."),
+    click.option("--lr", type=float, help="Peak learning rate of the decoder (default per kind: hinerv 0.01, halved "
+                                          "per block beyond 4 (640x360 and larger), its base grid twice that; "
+                                          "hnerv/nerv 0.003)."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N]."),
     click.option("--stream", type=int, help="Video stream number (default: the first video stream)."),

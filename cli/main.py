@@ -109,6 +109,7 @@ def encode(input: str, output: str, resume: bool, tasks_: str | None, weights: s
         summary = do_encode(input, output, opts, overwrite=force or resume, progress=bar)
     finally:
         bar.close()
+    _warn(summary)
     if task_names:
         from nvcodec.adapt.attach import attach
 

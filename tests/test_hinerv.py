@@ -147,3 +147,23 @@ def test_a_collapsed_fit_starts_again_at_half_the_learning_rate(monkeypatch) -> 
     monkeypatch.setattr(fit_mod, "MAX_RESTARTS", 0)
     plain = fit_mod.fit(frames, c, epochs=4, psnr_target=None, eval_every=None, lr=0.01)
     assert not any(h.get("restart") for h in plain.history) and len(plain.history) == 4
+
+
+def test_deeper_plans_default_to_a_lower_learning_rate() -> None:
+    """A hinerv plan of more than 4 blocks halves the default rate per extra block (5 blocks did not learn
+    at 0.01 on bunny at 640x360); an explicit --lr is taken as given."""
+    import dataclasses
+    import importlib
+
+    fit_mod = importlib.import_module("nvcodec.inr.fit")
+    assert [fit_mod.default_lr("hinerv", b) for b in (3, 4, 5, 6)] == [0.01, 0.01, 0.005, 0.0025]
+    assert fit_mod.default_lr("hnerv", 6) == fit_mod.default_lr("hnerv") == fit_mod.DEFAULT_LR
+    assert plan_config(640, 360, 96, kind="hinerv").num_blocks == 5
+    base = plan_config(64, 32, 4, kind="hinerv", params=4e3)
+    deep = dataclasses.replace(base, strides=[2] * 5, channels=[4] * 5, kernel_sizes=[1, 3, 3, 3, 3],
+                               embed_height=1, embed_width=2, block_grid_frames=[2] * 5)
+    deep.validate()
+    frames = torch.from_numpy(np.ascontiguousarray(synthetic_frames(4, 32, 64)))
+    r = fit_mod.fit(frames, deep, epochs=2, psnr_target=None, eval_every=None)
+    given = fit_mod.fit(frames, deep, epochs=2, psnr_target=None, eval_every=None, lr=0.02)
+    assert r.history[0]["lr"] > 0 and r.history[0]["lr"] == pytest.approx(given.history[0]["lr"] * 0.005 / 0.02)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, synthetic_frames, write_clip
 from nvcodec.codec import ratecap
 from nvcodec.codec.encode import EncodeOptions, encode, source_bpp
 from nvcodec.inr.plan import plan_config
@@ -32,3 +32,21 @@ def test_default_size_encode_stays_at_or_below_the_source_bpp(tmp_path) -> None:
     assert s["bytes"] == os.path.getsize(out)
     assert s["bpp"] <= source_bpp(info), (s["bpp"], source_bpp(info))
     assert s["kbps"] <= s["source_kbps"]
+
+
+def test_bpp_is_a_cap_on_the_file(tmp_path) -> None:
+    """--bpp counts the file's bytes (quantization parameters, headers, metadata), not only the model's bits."""
+    n, cap = 32, 0.12
+    plain = plan_config(320, 180, n, kind="hinerv", bpp=cap)
+    assert ratecap.file_bpp(plain, 8, 6, n) > cap  # the model's bits alone put the file above the target
+    out = str(tmp_path / "dog.nvp")
+    s = encode(DOG, out, EncodeOptions(bpp=cap, psnr=None, epochs=1, device="cpu", frames=(0, n)))
+    assert s["bpp"] <= cap and s["target_bpp"] == cap and s["warnings"] == []
+    assert s["bpp"] > 0.6 * cap  # at, or a little below, the cap: not a much smaller model
+
+
+def test_bpp_below_the_smallest_model_warns(tmp_path) -> None:
+    clip = write_clip(str(tmp_path / "c.mp4"), synthetic_frames(8, 40, 64))
+    s = encode(clip, str(tmp_path / "c.nvp"), EncodeOptions(bpp=0.001, psnr=None, epochs=15, device="cpu"))
+    assert s["bpp"] > 0.001
+    assert len(s["warnings"]) == 1 and "above --bpp 0.001" in s["warnings"][0]

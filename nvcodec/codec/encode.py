@@ -265,9 +265,15 @@ def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite
     shutil.rmtree(ckpt_dir, ignore_errors=True)
 
     size = os.path.getsize(output_path)
+    bpp = size * 8 / (info.width * info.height * total)
+    warnings = []
+    if opts.bpp is not None and bpp > opts.bpp:
+        warnings.append(f"the file takes {bpp:.4f} bpp, above --bpp {opts.bpp:g}: the smallest {opts.kind} model "
+                        f"for {info.width}x{info.height} frames is that large (ask for fewer --weight-bits, or "
+                        "segments of more frames)")
     return {
         "output": output_path, "bytes": size,
-        "bpp": size * 8 / (info.width * info.height * total),
+        "bpp": bpp, "target_bpp": opts.bpp,
         "psnr": psnr, "psnr_frame_mean": psnr_frame_mean, "psnr_min": psnr_min, "ssim": ssim, "params": params,
         "source_kbps": None if not meta.source_bit_rate else meta.source_bit_rate / 1000,
         "kbps": size * 8 / 1000 / (total / info.fps),
@@ -275,7 +281,7 @@ def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite
         "kind": opts.kind, "segments": len(spans), "device": seg_reports[0]["device"],
         "dtype": seg_reports[0]["dtype"], "epochs": [r["epochs"] for r in seg_reports],
         "stopped_by": [r["stopped_by"] for r in seg_reports],
-        "encode_seconds": encode_seconds,
+        "encode_seconds": encode_seconds, "warnings": warnings,
     }
 
 
@@ -339,11 +345,17 @@ def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig
 
     def plan(cap: float | None) -> INRConfig:
         return plan_config(info.width, info.height, n, kind=opts.kind, params=_segment_params(opts, n, total),
-                           bpp=opts.bpp, source_bpp=cap, weight_bits=opts.weight_bits,
-                           embed_bits=opts.embed_bits)
+                           source_bpp=cap, weight_bits=opts.weight_bits, embed_bits=opts.embed_bits)
 
-    if opts.params is None and opts.bpp is None and src is not None:
-        config = capped_config(plan, src, opts.weight_bits, opts.embed_bits, total)  # the file, not just the model
+    def plan_bpp(target: float) -> INRConfig:
+        return plan_config(info.width, info.height, n, kind=opts.kind, bpp=target,
+                           weight_bits=opts.weight_bits, embed_bits=opts.embed_bits)
+
+    # --bpp and the default size count the file's bytes, not just the model's bits (ratecap)
+    if opts.bpp is not None:
+        config = capped_config(plan_bpp, opts.bpp, opts.weight_bits, opts.embed_bits, total, entropy=opts.entropy)
+    elif opts.params is None and src is not None:
+        config = capped_config(plan, src, opts.weight_bits, opts.embed_bits, total, entropy=opts.entropy)
     else:
         config = plan(src)
     limit = max_model_params(info.width, info.height, n)
