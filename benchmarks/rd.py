@@ -256,8 +256,11 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     last: list[float | None] = [None]
+    restarts = [0]
 
     def cb(event) -> None:
+        if event.stage == "fit" and event.info.get("restart"):
+            restarts[0] += 1
         psnr = event.info.get("psnr")
         if event.stage == "fit" and psnr is not None and psnr != last[0]:
             last[0] = psnr
@@ -272,7 +275,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
     try:
         summary = encode(clip["src"], path, opts, overwrite=True, progress=cb)
     except NvcodecError as exc:
-        rec.update(error=f"{type(exc).__name__}: {exc}", load_end=_load())
+        rec.update(error=f"{type(exc).__name__}: {exc}", load_end=_load(), restarts=restarts[0])
         return rec
     seconds = time.perf_counter() - t0
     cpu_seconds = _cpu_seconds() - cpu0
@@ -285,7 +288,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
     size = os.path.getsize(path)
     rec.update(bytes=size, bpp=size * 8 / (w * h * n), **q, ssim_encoder=summary["ssim"],
                psnr_encoder=summary["psnr"], params=summary["params"], epochs=int(sum(summary["epochs"])),
-               stopped_by=summary["stopped_by"], encode_seconds=seconds, cpu_seconds=cpu_seconds, device=summary["device"],
+               stopped_by=summary["stopped_by"], restarts=restarts[0], encode_seconds=seconds, cpu_seconds=cpu_seconds, device=summary["device"],
                dtype=summary["dtype"], frames=n, width=w, height=h, trace=trace,
                seconds_to_30=seconds_to_reach(trace, 30.0), seconds_to_33=seconds_to_reach(trace, 33.0),
                load_end=_load())

@@ -172,6 +172,7 @@ def test_rd_end_to_end_tiny(tmp_path):
     for p in pts.values():
         assert p["epochs"] == 2 and p["bpp"] > 0 and 0 < p["psnr"] < 100 and 0 < p["ms_ssim"] <= 1
         assert p["trace"][-1]["final"] and p["encode_seconds"] > 0 and p["load_start"] is not None
+        assert p["restarts"] == 0
     x264 = clip_rec["codecs"]["x264"]
     assert x264["available"] and x264["via"] == "pyav" and x264["preset"] == "medium"
     assert sum(1 for p in x264["points"].values() if p.get("curve")) == 3
