@@ -309,11 +309,14 @@ def choose(cands: list[Candidate], tie: float = TIE) -> tuple[Candidate, str, di
     return min(near, key=lambda r: (r[2]["gflops"], -r[2]["fidelity"]))
 
 
-def feature_variation(inr: dict[int, torch.Tensor]) -> float:
+def feature_variation(inr: dict[int, torch.Tensor], time_channel: bool = False) -> float:
     """How much the INR's features change across the sampled frames: the largest, over blocks, share
-    of a block's feature energy that is not common to every frame (0: identical for all frames)."""
+    of a block's feature energy that is not common to every frame (0: identical for all frames).
+    `time_channel`: the maps' last channel is HiNeRV's frame time (left out: it varies by construction)."""
     best = 0.0
     for t in inr.values():
+        if time_channel and t.ndim >= 2 and t.shape[1] > 1:
+            t = t[:, :-1]
         if t.shape[0] < 2:
             continue
         x = t.detach().reshape(t.shape[0], -1).double()
@@ -428,7 +431,8 @@ def attach(path: str, task: str | TaskSpec, *, weights: str | None = None, top_k
         pathways = _pathways(rt, p, data) if clip else None
         backbone_params = data.backbone_params
 
-    warnings = quality_warnings(cands, best["fidelity"], FIDELITY_FLOOR, feature_variation(data.inr))
+    variation = feature_variation(data.inr, time_channel=video.config().kind == "hinerv")
+    warnings = quality_warnings(cands, best["fidelity"], FIDELITY_FLOOR, variation)
     if strict and warnings:
         raise LowFidelityError(f"{task} not attached (--strict): {'; '.join(warnings)}")
     adapter_params = int(best["adapter"].num_parameters())
