@@ -46,11 +46,16 @@ kind's default is `DEFAULT_LRS`). Measured on dog (96 frames, 160x90, 25 epochs,
 frames x 32 channels learned directly reached 34.2 dB in 30 s where per-frame encoder embeddings
 gave 30.0 dB in 41 s. One learning rate of 0.02 for both was 0.4 dB better on dog but collapsed the
 car clip to a constant frame; the decoder at 0.01 and the grid at 0.02 fit both (README, "Fitting speed").
-Deeper plans need less: a `hinerv` plan of more than DEPTH_LR_BLOCKS blocks (640x360 and larger frames)
-halves the rate for each block beyond. On bunny (132 frames, 60 steps after a 10-step warm-up), 4 blocks
-at 320x180 learnt at 0.01 (loss 0.057 -> 0.025), 5 blocks at 640x360 stayed at the constant frame's
-loss at 0.01 (0.058, spiking) and learnt at 0.005 (0.025), and 5 blocks at 1280x720 with 1.5M parameters
-spiked above the constant frame at 0.01 and learnt at 0.005.
+The rate follows the plan's depth: 0.01 at DEPTH_LR_BLOCKS (4) blocks, twice that at 3 (frames under
+120 px on the short side), half at 5 (640x360 to 720p), a quarter at 6; `hinerv` runs Adam with
+beta2 = 0.99 (ADAM_BETAS), which forgets a burst of large gradients sooner. On bunny (132 frames, 60
+steps after a 10-step warm-up), 4 blocks at 320x180 learnt at 0.01 (loss 0.057 -> 0.025), 5 blocks at
+640x360 stayed at the constant frame's loss at 0.01 (0.058, spiking) and learnt at 0.005 (0.025), and 5
+blocks at 1280x720 with 1.5M parameters spiked above the constant frame at 0.01 and learnt at 0.005.
+At 3 blocks (quarter-size clips, 25 epochs, 0.1 bpp) 0.02 gave dog 33.52 dB against 32.79 at 0.01,
+ASL 34.23 / 33.42, flower 34.65 / 34.04, but collapsed car at 0.2 bpp and cost it 2.7 dB at 0.05;
+with beta2 0.99 dog reached 33.67 and car 27.86 / 27.74 dB at 0.2 / 0.05 bpp without a restart
+(README, "Fitting speed").
 
 Quality checks every `eval_every` epochs (and at the end) measure the *dequantized* model
 (weights and embeddings quantized with `weight_bits` / `embed_bits`) in fp32, on outputs rounded to
@@ -93,6 +98,8 @@ DEFAULT_EPOCHS = 300
 DEFAULT_LR = 3e-3
 DEFAULT_LRS = {"hinerv": 1e-2}
 DEPTH_LR_BLOCKS = 4
+MIN_LR_BLOCKS = 3
+ADAM_BETAS = {"hinerv": (0.9, 0.99)}
 GRID_INIT = 0.1
 GRID_LR_SCALE = 2.0
 COLLAPSE_RATIO = 0.98
@@ -150,14 +157,15 @@ def auto_amp(device: torch.device) -> bool:
     return False
 
 
-def make_optimizer(params: list[Tensor] | list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
-    """Adam (betas 0.9, 0.999), fused into one kernel per step where this torch build has it for the
-    parameters' device (CPU since torch 2.4, CUDA): on the small INR models most of a step's Adam
+def make_optimizer(params: list[Tensor] | list[dict[str, Any]], lr: float,
+                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """Adam (betas 0.9, 0.999 unless given), fused into one kernel per step where this torch build has it
+    for the parameters' device (CPU since torch 2.4, CUDA): on the small INR models most of a step's Adam
     time was per-tensor dispatch. Falls back to the plain implementation elsewhere."""
     try:
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+        return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 def lr_factor(p: float, warmup: float = WARMUP) -> float:
@@ -335,16 +343,17 @@ def _init_models(config: INRConfig, clip_mean: Tensor, seed: int, dev: torch.dev
     groups = [{"params": params, "lr": lr}]
     if grid is not None:
         groups.append({"params": [grid], "lr": lr * GRID_LR_SCALE})
-    opt = make_optimizer(groups, lr)
+    opt = make_optimizer(groups, lr, ADAM_BETAS.get(config.kind, (0.9, 0.999)))
     return decoder, encoder, grid, opt, [g["lr"] for g in opt.param_groups]
 
 
 def default_lr(kind: str, blocks: int | None = None) -> float:
-    """The peak learning rate of a kind when none is given: DEFAULT_LRS, else DEFAULT_LR; a `hinerv` plan
-    of more than DEPTH_LR_BLOCKS blocks halves it for each block beyond (see the module docstring)."""
+    """The peak learning rate of a kind when none is given: DEFAULT_LRS, else DEFAULT_LR; for `hinerv` that
+    is the rate of a DEPTH_LR_BLOCKS-block plan, doubled per block fewer (down to MIN_LR_BLOCKS) and
+    halved per block more (see the module docstring)."""
     lr = DEFAULT_LRS.get(kind, DEFAULT_LR)
-    if kind == "hinerv" and blocks is not None and blocks > DEPTH_LR_BLOCKS:
-        lr *= 0.5 ** (blocks - DEPTH_LR_BLOCKS)
+    if kind == "hinerv" and blocks is not None:
+        lr *= 2.0 ** (DEPTH_LR_BLOCKS - max(blocks, MIN_LR_BLOCKS))
     return lr
 
 
