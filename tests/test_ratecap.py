@@ -50,3 +50,21 @@ def test_bpp_below_the_smallest_model_warns(tmp_path) -> None:
     s = encode(clip, str(tmp_path / "c.nvp"), EncodeOptions(bpp=0.001, psnr=None, epochs=15, device="cpu"))
     assert s["bpp"] > 0.001
     assert len(s["warnings"]) == 1 and "above --bpp 0.001" in s["warnings"][0]
+
+
+def test_cap_holds_where_plans_come_in_coarse_steps() -> None:
+    """Small models grow in whole channel widths: the plan for 0.1 bpp (7 channels) predicts a file just
+    above 0.1, and re-planning a few percent lower gives the same plan; the search still finds one under
+    the cap, and the largest that is."""
+    n = 96
+
+    def plan(b: float):
+        return plan_config(160, 90, n, kind="hinerv", bpp=b, weight_bits=6, embed_bits=5)
+
+    assert ratecap.file_bpp(plan(0.1), 6, 5, n) > 0.1 * ratecap.MARGIN
+    c = ratecap.capped_config(plan, 0.1, 6, 5, n)
+    assert ratecap.file_bpp(c, 6, 5, n) <= 0.1 * ratecap.MARGIN
+    wider = plan_config(160, 90, n, kind="hinerv", bpp=0.1, weight_bits=6, embed_bits=5)
+    assert c.channels[0] == wider.channels[0] - 1  # one width step below, not more
+    tiny = ratecap.capped_config(plan, 1e-4, 6, 5, n)  # nothing fits: the smallest plan
+    assert tiny.channels == plan(1e-6).channels
