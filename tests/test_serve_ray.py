@@ -21,7 +21,7 @@ pytest.importorskip("ray.serve", reason="needs Ray Serve: pip install 'nvcodec[r
 from nvcodec.adapt.attach import attach  # noqa: E402
 from nvcodec.errors import UsageError  # noqa: E402
 from nvcodec.route.infer import infer  # noqa: E402
-from nvcodec.serve.deployment import RayOptions, start  # noqa: E402
+from nvcodec.serve.deployment import PROXY_READY_S, RayOptions, start  # noqa: E402
 from nvcodec.serve.settings import ServeSettings  # noqa: E402
 from nvcodec_cli.main import main  # noqa: E402
 
@@ -55,6 +55,7 @@ def deployed(library):
     if ray.is_initialized():
         pytest.skip("Ray is already initialised in this process")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", str(PROXY_READY_S))  # as `start` does
     try:
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2 ** 20,
                  configure_logging=True, logging_level="warning")

@@ -26,6 +26,7 @@ DEPLOYMENT_NAME = "nvcodec_serve"
 RAY_SERVE_EXTRA = "pip install 'nvcodec[ray]'"
 MAX_REPLICAS = 1024
 SHUTDOWN_GRACE_S = 5.0
+PROXY_READY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,9 @@ def start(settings: ServeSettings, options: RayOptions) -> RayService:
 
     from ..jobs.runner import connect_ray
 
+    # Serve kills a proxy that is not ready within 5 s; on a busy machine importing its web stack takes
+    # longer, and `serve --ray` failed with "killed by ray.kill". A Ray started here inherits this.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", str(PROXY_READY_S))
     _, started_ray = connect_ray(ray, options.address, options.replicas, max(options.cpus_per_replica, 0.01))
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
