@@ -21,6 +21,7 @@ nvcodec's code for the error (4: an unreadable clip; see the README's table).
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -221,10 +222,12 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """The nvcodec source the points are encoded with: the checkout's short commit, "+changes" when the
     code (nvcodec/, cli/, this script) differs from it ("unknown" outside a git checkout). Results
-    files that the run itself rewrites do not count."""
+    files that the run itself rewrites do not count. Read once, on the first point: the process keeps
+    the code it imported, whatever is committed while it runs."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
