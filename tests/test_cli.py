@@ -171,8 +171,11 @@ def test_ctrl_c_during_encode_then_resume(tmp_path):
     out = tmp_path / "c.nvp"
     args = [sys.executable, "-m", "nvcodec_cli.main", "encode", clip, str(out), "--params", "6k", "--epochs", "100000",
             "--psnr", "99", "--device", "cpu"]
+    # A test run started in the background by a non-interactive shell ignores SIGINT, and so would the
+    # encode it starts (an ignored signal stays ignored across exec): give the encode the default.
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "NVCODEC_DEBUG": ""})
+                         env={**os.environ, "NVCODEC_DEBUG": ""},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt = str(out) + ".ckpt"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (os.path.isdir(ckpt) and p.poll() is None):
