@@ -319,7 +319,7 @@ def render_markdown(data: dict, analysis: dict, plots: list[str] | None = None, 
                          f"{_fmt(p.get('encode_seconds'), 0)} | {p.get('device')} |")
         lines += ["", "The published figures are for 300 epochs on a GPU, from the lossless PNG frames and before "
                   "quantization; the rows here got the epochs shown, from the H.264-decoded clip, and report the "
-                  "8-bit quantized .nvp's PSNR.", ""]
+                  "quantized .nvp's PSNR (the kind's stored bits: hnerv 8/6, hinerv 6/5 with QAT).", ""]
     lines += ["## Targets (issue 19)", "",
               f"BD-rate vs {ANCHOR_KIND} <= {TARGET_EPOCHS_BD:g}% at equal epochs and <= {TARGET_TIME_BD:g}% at equal "
               f"time on every clip; the gap to x264 medium at {GAP_BPP} bpp at least halved against {ANCHOR_KIND}'s gap "
