@@ -19,9 +19,9 @@ _OPTIONS = [
     click.option("--time-budget", type=float, metavar="SECONDS",
                  help="Stop so that the whole encode takes at most this long (a safety cap beside --epochs)."),
     click.option("--loss", type=click.Choice(["l2", "l1+ssim"]), default="l2", show_default=True),
-    click.option("--lr", type=float, help="Peak learning rate of the decoder (default per kind: hinerv 0.01, halved "
-                                          "per block beyond 4 (640x360 and larger), its base grid twice that; "
-                                          "hnerv/nerv 0.003)."),
+    click.option("--lr", type=float, help="Peak learning rate of the decoder (default per kind: hinerv 0.01 at 4 blocks, "
+                                          "0.02 at 3 (small frames), halved per block beyond 4 (640x360 and "
+                                          "larger), its base grid twice that; hnerv/nerv 0.003)."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N]."),
     click.option("--stream", type=int, help="Video stream number (default: the first video stream)."),
