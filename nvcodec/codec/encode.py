@@ -268,9 +268,9 @@ def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite
     bpp = size * 8 / (info.width * info.height * total)
     warnings = []
     if opts.bpp is not None and bpp > opts.bpp:
-        warnings.append(f"the file takes {bpp:.4f} bpp, above --bpp {opts.bpp:g}: the smallest {opts.kind} model "
-                        f"for {info.width}x{info.height} frames is that large (ask for fewer --weight-bits, or "
-                        "segments of more frames)")
+        warnings.append(f"the file takes {bpp:.4f} bpp, above --bpp {opts.bpp:g}: no smaller {opts.kind} model "
+                        f"for {info.width}x{info.height} frames was predicted to fit (ask for fewer --weight-bits, "
+                        "or segments of more frames)")
     return {
         "output": output_path, "bytes": size,
         "bpp": bpp, "target_bpp": opts.bpp,
@@ -343,19 +343,16 @@ def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig
     """The INR plan of a segment of `n` frames; UsageError when it is larger than readers accept."""
     src = source_bpp(info)
 
-    def plan(cap: float | None) -> INRConfig:
-        return plan_config(info.width, info.height, n, kind=opts.kind, params=_segment_params(opts, n, total),
-                           source_bpp=cap, weight_bits=opts.weight_bits, embed_bits=opts.embed_bits)
+    rate = "bpp" if opts.bpp is not None else "source_bpp"  # what a capped plan's target sets
 
-    def plan_bpp(target: float) -> INRConfig:
-        return plan_config(info.width, info.height, n, kind=opts.kind, bpp=target,
-                           weight_bits=opts.weight_bits, embed_bits=opts.embed_bits)
+    def plan(target: float | None) -> INRConfig:
+        return plan_config(info.width, info.height, n, kind=opts.kind, params=_segment_params(opts, n, total),
+                           weight_bits=opts.weight_bits, embed_bits=opts.embed_bits, **{rate: target})
 
     # --bpp and the default size count the file's bytes, not just the model's bits (ratecap)
-    if opts.bpp is not None:
-        config = capped_config(plan_bpp, opts.bpp, opts.weight_bits, opts.embed_bits, total, entropy=opts.entropy)
-    elif opts.params is None and src is not None:
-        config = capped_config(plan, src, opts.weight_bits, opts.embed_bits, total, entropy=opts.entropy)
+    cap = opts.bpp if opts.bpp is not None else (src if opts.params is None else None)
+    if cap is not None:
+        config = capped_config(plan, cap, opts.weight_bits, opts.embed_bits, total, entropy=opts.entropy)
     else:
         config = plan(src)
     limit = max_model_params(info.width, info.height, n)

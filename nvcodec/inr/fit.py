@@ -420,8 +420,9 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     quantization only); `prune`: fraction of each conv weight pruned when QAT starts (needs qat > 0);
     `bit_alloc`: per-tensor bits around `weight_bits` (`qat.allocate_bits`) when QAT starts.
     `lr=None` takes the kind's default (`default_lr`). `amp=None` picks bf16 autocast where it helps
-    (`auto_amp`). `eval_every`: epochs between dequantized-PSNR checks (None: only at the end). Progress events: stage "fit", one per epoch,
-    info psnr (last dequantized check or None), loss (epoch mean), eta (seconds or None), lr.
+    (`auto_amp`). `eval_every`: epochs between dequantized-PSNR checks (None: only at the end). Progress
+    events: stage "fit", one per epoch, info psnr (last dequantized check or None), loss (epoch mean),
+    eta (seconds or None), lr.
     """
     lr = default_lr(config.kind, config.num_blocks) if lr is None else lr
     _check_args(frames, config, epochs, time_budget, psnr_target, loss, lr, batch_size, eval_every)
