@@ -291,7 +291,8 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
     size = os.path.getsize(path)
     rec.update(bytes=size, bpp=size * 8 / (w * h * n), **q, ssim_encoder=summary["ssim"],
                psnr_encoder=summary["psnr"], params=summary["params"], epochs=int(sum(summary["epochs"])),
-               stopped_by=summary["stopped_by"], restarts=restarts[0], encode_seconds=seconds, cpu_seconds=cpu_seconds, device=summary["device"],
+               stopped_by=summary["stopped_by"], restarts=restarts[0], widen=max(summary.get("widen", [1.0])),
+               encode_seconds=seconds, cpu_seconds=cpu_seconds, device=summary["device"],
                dtype=summary["dtype"], frames=n, width=w, height=h, trace=trace,
                seconds_to_30=seconds_to_reach(trace, 30.0), seconds_to_33=seconds_to_reach(trace, 33.0),
                load_end=_load())

@@ -178,3 +178,22 @@ def test_hinerv_runs_adam_with_a_shorter_second_moment_memory() -> None:
         *_, opt, _ = fit_mod._init_models(c, torch.full((3,), 0.5), 0, torch.device("cpu"), kind == "hnerv",
                                           kind == "hinerv", 0.01)
         assert all(g["betas"] == (0.9, beta2) for g in opt.param_groups)
+
+
+def test_plan_narrows_kernels_and_sizes_the_base_grid_by_the_width() -> None:
+    """hinerv plans use kernels 1, 3, 3, ... and EMBED_RATIO x channels[0] base-grid channels (within
+    MIN_EMBED_CHANNELS..MAX_GRID_CHANNELS), so a bigger target widens the grid with the decoder; hnerv
+    keeps HNeRV's 1, 3, 5, 5 and 16 embedding channels."""
+    from nvcodec.inr import plan as plan_mod
+
+    small = plan_config(160, 120, 96, kind="hinerv", bpp=0.05)
+    big = plan_config(160, 120, 96, kind="hinerv", bpp=0.4)
+    for c in (small, big):
+        assert c.kernel_sizes == [1] + [3] * (c.num_blocks - 1)
+        assert c.embed_channels == plan_mod.grid_channels(c.channels[0])
+    assert small.embed_channels < big.embed_channels <= plan_mod.MAX_GRID_CHANNELS
+    assert plan_mod.grid_channels(8) == round(plan_mod.EMBED_RATIO * 8)
+    assert plan_mod.grid_channels(1) == plan_mod.MIN_EMBED_CHANNELS
+    assert plan_mod.grid_channels(1000) == plan_mod.MAX_GRID_CHANNELS
+    hn = plan_config(160, 120, 96, kind="hnerv", bpp=0.05)
+    assert hn.kernel_sizes == [1, 3, 5, 5] and hn.embed_channels == 16

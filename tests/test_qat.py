@@ -108,7 +108,7 @@ def test_bit_allocation_keeps_the_mean_and_favours_sensitive_tensors() -> None:
 def test_fit_with_bit_allocation_and_pruning_stores_the_plan() -> None:
     frames = torch.from_numpy(synthetic_frames(4, 32, 48))
     c = plan_config(48, 32, 4, kind="hinerv", params=2e4)
-    r = fit(frames, c, epochs=20, psnr_target=None, lr=1e-2, eval_every=None, weight_bits=6, embed_bits=5,
+    r = fit(frames, c, epochs=20, psnr_target=None, eval_every=None, weight_bits=6, embed_bits=5,
             qat=0.5, prune=0.2, bit_alloc=True)
     bits = [p.bits for b in r.quantized.blocks for _, p in b.values()]
     assert len(set(bits)) > 1 and r.psnr > 20

@@ -108,3 +108,19 @@ def test_quantize_inr_roundtrip(kind: str) -> None:
     q16 = quantize_inr(dec, emb, weight_bits=10, embed_bits=12)
     assert q16.blocks[0]["conv.weight"][0].dtype == np.uint16
     assert q16.payload_bits() > qinr.payload_bits()
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 9)), elements=st.floats(-50, 50, width=32)),
+       st.integers(3, 10), st.floats(1.0, 4.0), st.sampled_from([None, 0]), st.sampled_from(["affine", "symmetric"]))
+def test_a_widened_step_keeps_the_error_bound_and_uses_fewer_levels(x: np.ndarray, bits: int, widen: float, axis,
+                                                                   mode: str) -> None:
+    q, p = quantize_tensor(x, bits, axis, mode=mode, widen=widen)
+    assert _bound_ok(x, q, p)
+    assert int(q.max()) - int(q.min()) <= (2 ** bits - 1) / widen + 1
+
+
+def test_widen_below_one_or_not_finite_is_refused() -> None:
+    for w in (0.5, float("nan"), float("inf")):
+        with pytest.raises(UsageError, match="widen"):
+            quantize_tensor(np.ones((2, 2), np.float32), 6, widen=w)

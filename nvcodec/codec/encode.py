@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -19,12 +20,13 @@ from ..inr.budget import BudgetTooSmallError
 from ..inr.fit import fit
 from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
+from ..inr.quant import MAX_WIDEN
 from ..progress import ProgressCallback, emit
 from ..threads import MAX_THREADS, use_threads
 from ..video import VideoInfo, probe_video, read_frames
 from .frames import resolve_range
 from .meta import VideoMetadata, decode_values, max_decode_values, max_model_params
-from .ratecap import capped_config
+from .ratecap import capped_config, coded_bytes, model_byte_limit
 from .serialize import inr_sections
 from .video import resolve_device
 
@@ -268,9 +270,10 @@ def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite
     bpp = size * 8 / (info.width * info.height * total)
     warnings = []
     if opts.bpp is not None and bpp > opts.bpp:
-        warnings.append(f"the file takes {bpp:.4f} bpp, above --bpp {opts.bpp:g}: no smaller {opts.kind} model "
-                        f"for {info.width}x{info.height} frames was predicted to fit (ask for fewer --weight-bits, "
-                        "or segments of more frames)")
+        warnings.append(f"the file takes {bpp:.4f} bpp, above --bpp {opts.bpp:g}: the smallest {opts.kind} "
+                        f"model for {info.width}x{info.height} frames does not fit even with a {MAX_WIDEN:g}x "
+                        "coarser quantization step, so it keeps its own (ask for fewer --weight-bits, or "
+                        "segments of more frames)")
     return {
         "output": output_path, "bytes": size,
         "bpp": bpp, "target_bpp": opts.bpp,
@@ -282,6 +285,7 @@ def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite
         "dtype": seg_reports[0]["dtype"], "epochs": [r["epochs"] for r in seg_reports],
         "stopped_by": [r["stopped_by"] for r in seg_reports],
         "encode_seconds": encode_seconds, "warnings": warnings,
+        "widen": [float(r.get("widen", 1.0)) for r in seg_reports],
     }
 
 
@@ -293,6 +297,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     frames = torch.from_numpy(frames_np)
     n = frames.shape[0]
     config = _plan(opts, info, n, total)
+    cap = _cap_bpp(opts, info)
     # What is left of the whole encode's budget (reading included), shared by frame count.
     t_seg = time.monotonic()
     budget = None if deadline is None else max((deadline - t_seg) * n / frames_left, 1e-3)
@@ -310,6 +315,9 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
                   checkpoint_path=os.path.join(ckpt_dir, f"seg{index}.pt"), resume=opts.resume, progress=seg_progress)
     if opts.lr is not None:
         kwargs["lr"] = opts.lr
+    if cap is not None:
+        kwargs["coded_bytes"] = functools.partial(coded_bytes, config, entropy=opts.entropy)
+        kwargs["max_bytes"] = model_byte_limit(config, cap, total)
     try:
         result = fit(frames, config, **kwargs)
     except BudgetTooSmallError as exc:
@@ -327,6 +335,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
         "psnr_min": float(result.psnr_min), "ssim": float(result.ssim), "psnr_constant": float(result.psnr_constant),
         "params": int(result.params), "epochs": int(result.epochs), "seconds": float(result.seconds),
         "stopped_by": str(result.stopped_by), "device": str(result.device), "dtype": str(result.dtype),
+        "widen": float(result.widen),
     }
     return inr_sections(config, result.quantized, prefix, entropy=opts.entropy), report
 
@@ -350,7 +359,7 @@ def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig
                            weight_bits=opts.weight_bits, embed_bits=opts.embed_bits, **{rate: target})
 
     # --bpp and the default size count the file's bytes, not just the model's bits (ratecap)
-    cap = opts.bpp if opts.bpp is not None else (src if opts.params is None else None)
+    cap = _cap_bpp(opts, info)
     if cap is not None:
         config = capped_config(plan, cap, opts.weight_bits, opts.embed_bits, total, entropy=opts.entropy)
     else:
@@ -363,6 +372,11 @@ def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig
         raise UsageError(f"a model with {max(config.channels)} channels decodes more values per frame than readers "
                          f"accept ({max_decode_values(config):,}): ask for fewer --params")
     return config
+
+
+def _cap_bpp(opts: EncodeOptions, info: VideoInfo) -> float | None:
+    """The bpp the file must stay at or below: --bpp, else the source's own bpp for the default size."""
+    return opts.bpp if opts.bpp is not None else (source_bpp(info) if opts.params is None else None)
 
 
 def source_bpp(info: VideoInfo) -> float | None:

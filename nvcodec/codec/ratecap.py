@@ -6,10 +6,16 @@ float16 tensors, tensor headers and alignment, the container's index, and the vi
 segment sections. `capped_config` plans a segment, measures the bytes its model sections take in a
 real container (a randomly initialised model quantized and entropy-coded the same way), adds the
 segment's share of SIDE_BYTES (video metadata, provenance, segment table) and SEGMENT_BYTES (its
-provenance report), and searches the plan's target for the largest model under MARGIN x the cap. A
-trained model codes to within a few percent of the random one (dog 160x90, 96 frames, 6/5-bit `hinerv`
-at 0.1 bpp: 17,667 bytes written for 17,390 predicted, +1.6%), hence the margin; plans come in
-channel-width steps, so a file lands up to a step below the cap.
+provenance report), and searches the plan's target for the largest model under MARGIN x the cap; plans
+come in size steps, so a file lands up to a step below the cap.
+
+The random model's `hinerv` local grids, zeros at initialisation, are filled with Laplace values: a
+trained model's grids are not zeros. With zeros, trained `hinerv` models (kernels 1, 3, 3, 25 epochs,
+0.03-0.2 bpp, the shared clips) coded up to 13% above the prediction; with Laplace grids, most code
+below it (RD benchmark files 2-18% under their cap) and a few still above (6 of 40, at most 0.03 bpp
+or on car). What a trained model codes to is only known after the fit, so the cap is also kept there
+by rate control: `model_byte_limit` is handed to `fit`, which widens the quantization step of a model
+that codes above it (`quant.widen_to_fit`) and reports the quality of the widened model.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ import torch
 from ..container import write_nvp
 from ..inr.model import INRDecoder
 from ..inr.plan import INRConfig
-from ..inr.quant import quantize_inr
+from ..inr.quant import QuantizedINR, quantize_inr
 from .serialize import inr_sections
 
-SIDE_BYTES = 1536
-SEGMENT_BYTES = 320
+# Measured: 859 bytes beside the model sections for one segment (a 92-character source name), 1,091 for
+# two; a little more here, so a cap is kept, not much more, since at 0.03 bpp a 160x120 clip's file is 7 KB.
+SIDE_BYTES = 768
+SEGMENT_BYTES = 256
 ROUNDS = 10
 MARGIN = 0.975
 
@@ -43,23 +51,44 @@ def model_bytes(config: INRConfig, weight_bits: int, embed_bits: int, entropy: s
 @functools.lru_cache(maxsize=64)
 def _model_bytes(key: str, weight_bits: int, embed_bits: int, entropy: str) -> int:
     config = INRConfig.from_dict(json.loads(key))
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(0)
         decoder = INRDecoder(config)
+        for name, p in decoder.named_parameters():
+            if name.endswith(".grid"):  # zeros at init, not once trained: Laplace-like values
+                p.copy_(torch.distributions.Laplace(0.0, 1.0).sample(p.shape))
         shape = config.embedding_shape()
         emb = torch.randn(*shape) if shape is not None else None
     q = quantize_inr(decoder, emb, weight_bits=weight_bits, embed_bits=embed_bits)
+    return coded_bytes(config, q, entropy)
+
+
+def coded_bytes(config: INRConfig, q: QuantizedINR, entropy: str = "rans") -> int:
+    """Bytes that the quantized model `q` of `config` takes as model sections of an .nvp file."""
     with tempfile.TemporaryDirectory(prefix="nvcodec-size-") as d:
         path = os.path.join(d, "m.nvp")
         write_nvp(path, inr_sections(config, q, entropy=entropy))
         return os.path.getsize(path)
 
 
+def side_bytes(config: INRConfig, frames_total: int) -> float:
+    """The segment's share of the file's bytes outside its model sections (SIDE_BYTES, SEGMENT_BYTES)."""
+    n = config.num_frames
+    return SIDE_BYTES * n / max(frames_total, n) + SEGMENT_BYTES
+
+
+def model_byte_limit(config: INRConfig, cap_bpp: float, frames_total: int) -> int:
+    """The most bytes the segment's model sections may take for its file share to stay at `cap_bpp`
+    (rate control's limit after the fit; at least 1)."""
+    n = config.num_frames
+    return max(1, int(cap_bpp * config.width * config.height * n / 8.0 - side_bytes(config, frames_total)))
+
+
 def file_bpp(config: INRConfig, weight_bits: int, embed_bits: int, frames_total: int,
              entropy: str = "rans") -> float:
     """Predicted bits per pixel of the segment `config` plans, with its share of the metadata."""
     n = config.num_frames
-    side = SIDE_BYTES * n / max(frames_total, n) + SEGMENT_BYTES
+    side = side_bytes(config, frames_total)
     return 8.0 * (model_bytes(config, weight_bits, embed_bits, entropy) + side) / (config.width * config.height * n)
 
 

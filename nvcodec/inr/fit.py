@@ -76,6 +76,7 @@ import io
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +93,7 @@ from .metrics import ssim as ssim_fn
 from .model import HNeRVEncoder, INRDecoder, crop, pad_frames
 from .plan import INRConfig
 from .qat import WeightSTE, allocate_bits, fake_quant_ste, make_plan
-from .quant import QuantizedINR, dequantize_into, quantize_inr
+from .quant import QuantizedINR, dequantize_into, quantize_inr, widen_to_fit
 
 DEFAULT_EPOCHS = 300
 DEFAULT_LR = 3e-3
@@ -121,7 +122,8 @@ MIN_GAIN_ENV = "NVCODEC_MIN_FIT_GAIN_DB"
 @dataclass
 class FitResult:
     """Outcome of `fit`. Quality numbers are for the dequantized model: `psnr` pooled over the clip,
-    `psnr_frame_mean` and `psnr_min` over frames, `mse` pooled (see `metrics`)."""
+    `psnr_frame_mean` and `psnr_min` over frames, `mse` pooled (see `metrics`). `widen`: the rate
+    control's step factor (1.0: the model was quantized at its planned step)."""
 
     decoder: INRDecoder
     encoder: HNeRVEncoder | None
@@ -143,6 +145,7 @@ class FitResult:
     output_std: list[float] = field(default_factory=list)
     source_std: list[float] = field(default_factory=list)
     psnr_constant: float = float("nan")
+    widen: float = 1.0
 
 
 def auto_amp(device: torch.device) -> bool:
@@ -413,12 +416,16 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
         batch_size: int = DEFAULT_BATCH, seed: int = 0, device: str | torch.device = "cpu",
         amp: bool | None = None, weight_bits: int = 8, embed_bits: int = 6, eval_every: int | None = 10,
         checkpoint_path: str | None = None, resume: bool = False, qat: float = DEFAULT_QAT, prune: float = 0.0,
-        bit_alloc: bool = False, progress: ProgressCallback | None = None) -> FitResult:
+        bit_alloc: bool = False, progress: ProgressCallback | None = None,
+        coded_bytes: Callable[[QuantizedINR], int] | None = None, max_bytes: int | None = None) -> FitResult:
     """Fit `config`'s INR to uint8 frames (N, H, W, 3); see the module docstring for the schedule and stops.
 
     `qat`: the final fraction of training run quantization-aware (`qat.WeightSTE`, 0 = post-training
     quantization only); `prune`: fraction of each conv weight pruned when QAT starts (needs qat > 0);
     `bit_alloc`: per-tensor bits around `weight_bits` (`qat.allocate_bits`) when QAT starts.
+    `coded_bytes` and `max_bytes`: rate control; when the final quantized model codes to more than
+    `max_bytes`, its quantization step is widened until it fits (`quant.widen_to_fit`), and the quality
+    reported is that of the widened model (`FitResult.widen`).
     `lr=None` takes the kind's default (`default_lr`). `amp=None` picks bf16 autocast where it helps
     (`auto_amp`). `eval_every`: epochs between dequantized-PSNR checks (None: only at the end). Progress
     events: stage "fit", one per epoch, info psnr (last dequantized check or None), loss (epoch mean),
@@ -509,17 +516,26 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
         return lambda idx: dec.input_for(idx.to(dev), emb)
 
     qat_state: dict[str, Any] = {"plan": None, "ste": None}
+    rate_state = {"widen": 1.0}
 
     def start_qat() -> None:
         bits = allocate_bits(decoder, opt, weight_bits) if bit_alloc else None
         plan = make_plan(decoder, weight_bits, embed_bits, bits=bits, prune=prune)
         qat_state["plan"], qat_state["ste"] = plan, WeightSTE(decoder, plan)
 
-    def quantize_now() -> tuple[QuantizedINR, Tensor | None, Tensor | None]:
+    def quantize_now(final: bool = False) -> tuple[QuantizedINR, Tensor | None, Tensor | None]:
         emb = _embed_all(encoder, frames, config, dev, max(batch_size, 4), use_amp) if encoder is not None else None
         if grid is not None:
             emb = grid.detach().clone()
-        q = quantize_inr(decoder, emb, weight_bits=weight_bits, embed_bits=embed_bits, plan=qat_state["plan"])
+
+        def quantized(widen: float) -> QuantizedINR:
+            return quantize_inr(decoder, emb, weight_bits=weight_bits, embed_bits=embed_bits,
+                                plan=qat_state["plan"], widen=widen)
+
+        if final and coded_bytes is not None and max_bytes is not None:
+            q, rate_state["widen"] = widen_to_fit(quantized, coded_bytes, max_bytes)
+        else:
+            q = quantized(1.0)
         emb_deq = dequantize_into(eval_decoder, q)
         return q, emb, emb_deq
 
@@ -617,7 +633,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
         if checkpoint_path is not None:
             _save_checkpoint(checkpoint_path, make_state())
         decoder.eval()
-        q, emb, emb_deq = quantize_now()
+        q, emb, emb_deq = quantize_now(final=True)
         ev = evaluate(eval_decoder, inputs_for(eval_decoder, emb_deq), frames, dev, max(batch_size, 4),
                       with_ssim=True)
         ev_float = None if budget.lean else evaluate(decoder, inputs_for(decoder, emb), frames, dev,
@@ -643,7 +659,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                      psnr_frame_mean=quality["psnr_frame_mean"],
                      mse=quality["mse"], output_std=[float(v) for v in ev.output_std],
                      source_std=[float(v) for v in source_std],
-                     psnr_constant=constant_psnr(source_std))
+                     psnr_constant=constant_psnr(source_std), widen=rate_state["widen"])
 
 
 def _eta(epoch: int, total: int | None, now: float, budget: float | None) -> float | None:

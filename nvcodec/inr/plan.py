@@ -22,6 +22,11 @@ of SHORT_CLIP_FRAMES (128) frames or more, sqrt(128 / frames) times that for sho
 decoder is shared by fewer frames), at most MAX_DEFAULT_BPP, and never above the source's own bpp
 when it is known; the result is at least min(DEFAULT_MIN_PARAMS, raw RGB values) and at most
 DEFAULT_MAX_PARAMS parameters.
+
+HiNeRV plans differ in two ways, both measured at 0.05-0.2 bpp (README, "Codec results"): kernels
+1, 3, 3, ... (HNeRV's 1, 3, 5, 5, ... spend a narrow decoder's weights on kernel area rather than
+width), and the base grid's channels follow the width (`grid_channels`: EMBED_RATIO x channels[0])
+rather than a fixed share of the bits, since each grid channel also costs block 0 a slice of weights.
 """
 
 from __future__ import annotations
@@ -59,8 +64,8 @@ CELL_COST = 0.003
 STRIDE_CHOICES = (5, 4, 3, 2)
 GRID_FRAME_STEP = 8
 BASE_GRID_STEP = 24
-EMBED_SHARE = 0.2
-MIN_EMBED_CHANNELS = 2
+EMBED_RATIO = 1.5
+MIN_EMBED_CHANNELS = 4
 MAX_GRID_CHANNELS = 32
 
 
@@ -299,25 +304,45 @@ def plan_strides(width: int, height: int) -> list[int]:
     return best[1]
 
 
-def _kernel_sizes(n: int) -> list[int]:
+def _kernel_sizes(n: int, kind: str) -> list[int]:
+    if kind == "hinerv":
+        return [1] + [3] * (n - 1) if n >= 3 else [3] * n
     return [min(1 + 2 * k, 5) for k in range(n)] if n >= 3 else [3] * n
 
 
-def _channels(c1: int, n: int) -> list[int]:
+def grid_channels(c1: float) -> int:
+    """HiNeRV's base-grid channels for a first-block width `c1`: EMBED_RATIO x c1, in
+    MIN_EMBED_CHANNELS..MAX_GRID_CHANNELS (every grid channel also costs block 0 c1 x s0^2 weights)."""
+    return int(min(MAX_GRID_CHANNELS, max(MIN_EMBED_CHANNELS, round(EMBED_RATIO * c1))))
+
+
+def _channels(c1: int, n: int, extra: int = 0) -> list[int]:
     out, c = [], float(c1)
     floor = min(c1, MIN_CHANNELS)
-    for _ in range(n):
-        out.append(max(int(round(c)), floor))
+    for k in range(n):
+        out.append(max(int(round(c)), floor) + (1 if k < extra else 0))
         c /= REDUCE
     return out
 
 
+def _build_units(kind: str, width: int, height: int, frames: int, strides: list[int], units: int,
+                 embed_c: int = 16) -> INRConfig:
+    """The plan of size step `units`: the first-block width for hnerv and nerv; for hinerv, whose narrow
+    plans are flat (every block c wide), c = units // n and the first units % n blocks one channel wider
+    while c < MIN_CHANNELS (steps of one channel in one block, not in all n), then c1 = units // n."""
+    if kind != "hinerv":
+        return _build(kind, width, height, frames, strides, units, embed_c)
+    n = len(strides)
+    c1, extra = divmod(units, n)
+    return _build(kind, width, height, frames, strides, c1, embed_c, extra if c1 < MIN_CHANNELS else 0)
+
+
 def _build(kind: str, width: int, height: int, frames: int, strides: list[int], c1: int,
-           embed_c: int = 16) -> INRConfig:
+           embed_c: int = 16, extra: int = 0) -> INRConfig:
     s = math.prod(strides)
     eh, ew = -(-height // s), -(-width // s)
     n = len(strides)
-    ks = _kernel_sizes(n)
+    ks = _kernel_sizes(n, kind)
     if kind == "nerv":
         ks[0] = 3
         embed_c = max(8, min(64, c1 // 2))
@@ -327,10 +352,11 @@ def _build(kind: str, width: int, height: int, frames: int, strides: list[int], 
         pe_levels, fc = 0, []
     grid, block_grids = 0, []
     if kind == "hinerv":
+        embed_c = grid_channels(c1 + extra / n)
         grid = base_grid_frames(frames)
         block_grids = [grid_frames_for(frames)] * n
     return INRConfig(kind=kind, width=width, height=height, pad_width=ew * s, pad_height=eh * s,
-                     num_frames=frames, strides=list(strides), channels=_channels(c1, n), kernel_sizes=ks,
+                     num_frames=frames, strides=list(strides), channels=_channels(c1, n, extra), kernel_sizes=ks,
                      embed_channels=embed_c, embed_height=eh, embed_width=ew, pe_levels=pe_levels, fc_dims=fc,
                      grid_frames=grid, block_grid_frames=block_grids)
 
@@ -400,19 +426,15 @@ def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
         def cost(c: INRConfig) -> float:
             return float(c.num_params())
     embed_c = 16
-    if kind == "hinerv":
-        s = math.prod(strides)
-        per_channel = (base_grid_frames(frames) * -(-height // s) * -(-width // s)
-                       * (embed_bits if params is None else 1.0))
-        embed_c = int(min(MAX_GRID_CHANNELS, max(MIN_EMBED_CHANNELS, EMBED_SHARE * target // per_channel)))
-    lo, hi = 4, MAX_CHANNELS
+    per = len(strides) if kind == "hinerv" else 1  # size steps per channel of width (`_build_units`)
+    lo, hi = 4 * per, MAX_CHANNELS * per
     while lo < hi:
         mid = (lo + hi) // 2
-        if cost(_build(kind, width, height, frames, strides, mid, embed_c)) < target:
+        if cost(_build_units(kind, width, height, frames, strides, mid, embed_c)) < target:
             lo = mid + 1
         else:
             hi = mid
-    cands = [_build(kind, width, height, frames, strides, c, embed_c) for c in {max(4, lo - 1), lo}]
+    cands = [_build_units(kind, width, height, frames, strides, u, embed_c) for u in {max(4 * per, lo - 1), lo}]
     best = min(cands, key=lambda c: abs(cost(c) - target))
     if best.decoder_params() > MAX_PARAMS:
         raise UsageError("requested model size is too large")

@@ -21,6 +21,8 @@ well-trained 100k-parameter HNeRV (160x90, 42.5 dB) and an under-trained 300k on
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +34,8 @@ from ..errors import UsageError
 
 QTensor = tuple[np.ndarray, QuantParams]
 SIDE_BITS_PER_CHANNEL = 64
+MAX_WIDEN = 2.0
+WIDEN_ROUNDS = 7
 
 
 def _check_bits(bits: int) -> None:
@@ -54,9 +58,14 @@ def _bshape(ndim: int, axis: int | None, n: int) -> tuple[int, ...]:
 
 
 def quantize_tensor(x: np.ndarray | Tensor, bits: int, axis: int | None = None,
-                    mode: str = "affine") -> QTensor:
-    """Quantize `x` per tensor (axis None) or per channel along `axis`; mode "affine" or "symmetric"."""
+                    mode: str = "affine", widen: float = 1.0) -> QTensor:
+    """Quantize `x` per tensor (axis None) or per channel along `axis`; mode "affine" or "symmetric".
+
+    `widen` >= 1 multiplies the step: the values then use about 2^bits / widen of the levels (a coarser
+    quantizer at the same stored bit depth, which entropy-codes smaller; rate control's knob)."""
     _check_bits(bits)
+    if not (math.isfinite(widen) and widen >= 1.0):
+        raise UsageError(f"widen must be a finite number >= 1, got {widen!r}")
     a = _as_numpy(x).astype(np.float64)
     if a.size == 0:
         raise UsageError("cannot quantize an empty tensor")
@@ -68,12 +77,12 @@ def quantize_tensor(x: np.ndarray | Tensor, bits: int, axis: int | None = None,
     levels = 2 ** bits - 1
     if mode == "affine":
         lo, hi = a.min(axis=red), a.max(axis=red)
-        scale = np.where(hi > lo, (hi - lo) / levels, 1.0)
+        scale = np.where(hi > lo, (hi - lo) / levels * widen, 1.0)
         zp = -lo / scale
     elif mode == "symmetric":
         half = 2 ** (bits - 1) - 1
         amax = np.abs(a).max(axis=red)
-        scale = np.where(amax > 0, amax / half, 1.0)
+        scale = np.where(amax > 0, amax / half * widen, 1.0)
         zp = np.full_like(scale, float(half))
     else:
         raise UsageError(f"unknown quantization mode {mode!r}")
@@ -99,13 +108,13 @@ def quant_mse(x: np.ndarray | Tensor, qt: QTensor) -> float:
     return float(np.mean((a - dequantize_tensor(*qt)) ** 2))
 
 
-def quantize_auto(x: np.ndarray | Tensor, bits: int, channel_axis: int | None) -> QTensor:
+def quantize_auto(x: np.ndarray | Tensor, bits: int, channel_axis: int | None, widen: float = 1.0) -> QTensor:
     """Per-tensor or per-channel affine quantization, whichever wins the rate-distortion rule above."""
     a = _as_numpy(x)
-    per_tensor = quantize_tensor(a, bits, None)
+    per_tensor = quantize_tensor(a, bits, None, widen=widen)
     if channel_axis is None or a.ndim < 2 or a.shape[channel_axis] < 2:
         return per_tensor
-    per_channel = quantize_tensor(a, bits, channel_axis)
+    per_channel = quantize_tensor(a, bits, channel_axis, widen=widen)
     mse_t, mse_c = quant_mse(a, per_tensor), quant_mse(a, per_channel)
     if mse_c <= 0.0:
         return per_channel if mse_t > 0.0 else per_tensor
@@ -162,37 +171,61 @@ def _dequantized(qd: dict[str, QTensor], floats: dict[str, np.ndarray]) -> dict[
     return out
 
 
-def _quantize_state(sd: dict[str, Tensor], bits: int, plan=None, part: tuple[str, int] = ("block", 0)
-                    ) -> dict[str, QTensor]:
+def _quantize_state(sd: dict[str, Tensor], bits: int, plan=None, part: tuple[str, int] = ("block", 0),
+                    widen: float = 1.0) -> dict[str, QTensor]:
     if plan is None:
-        return {name: quantize_auto(t, bits, 0 if t.ndim >= 2 else None) for name, t in sd.items()}
+        return {name: quantize_auto(t, bits, 0 if t.ndim >= 2 else None, widen) for name, t in sd.items()}
     out = {}
     for name, t in sd.items():
         key = (*part, name)
         mask = plan.masks.get(key)
         values = t * mask.to(t.device) if mask is not None else t
-        out[name] = quantize_tensor(values, plan.bits[key], plan.axes[key])
+        out[name] = quantize_tensor(values, plan.bits[key], plan.axes[key], widen=widen)
     return out
 
 
 def quantize_inr(decoder: torch.nn.Module, embeddings: Tensor | None, weight_bits: int = 8,
-                 embed_bits: int = 6, plan=None) -> QuantizedINR:
+                 embed_bits: int = 6, plan=None, widen: float = 1.0) -> QuantizedINR:
     """Quantize every decoder parameter (`weight_bits`) and the embeddings (`embed_bits`, channel axis 1).
 
     With a `qat.QuantPlan`, each tensor takes the plan's bits, axis and pruning mask instead (what
-    quantization-aware training trained for), and the embeddings the plan's bits and axis."""
+    quantization-aware training trained for), and the embeddings the plan's bits and axis. `widen`
+    coarsens every tensor's step (see `quantize_tensor`)."""
     _check_bits(weight_bits)
     _check_bits(embed_bits)
-    blocks = [_quantize_state(decoder.block_state_dict(k), weight_bits, plan, ("block", k))
+    blocks = [_quantize_state(decoder.block_state_dict(k), weight_bits, plan, ("block", k), widen)
               for k in range(decoder.num_blocks)]
-    head = _quantize_state(decoder.head_state_dict(), weight_bits, plan, ("head", 0))
+    head = _quantize_state(decoder.head_state_dict(), weight_bits, plan, ("head", 0), widen)
     emb = None
     if embeddings is not None and plan is not None:
-        emb = quantize_tensor(embeddings, plan.embed_bits, plan.embed_axis)
+        emb = quantize_tensor(embeddings, plan.embed_bits, plan.embed_axis, widen=widen)
     elif embeddings is not None:
-        emb = quantize_auto(embeddings, embed_bits, 1 if embeddings.ndim >= 2 else None)
+        emb = quantize_auto(embeddings, embed_bits, 1 if embeddings.ndim >= 2 else None, widen)
     return QuantizedINR(blocks=blocks, head=head, embeddings=emb, block_floats=[{} for _ in blocks],
                         head_floats={}, weight_bits=weight_bits, embed_bits=embed_bits)
+
+
+def widen_to_fit(quantize: Callable[[float], QuantizedINR], coded_bytes: Callable[[QuantizedINR], int],
+                 max_bytes: int) -> tuple[QuantizedINR, float]:
+    """Rate control: `quantize(1.0)` when it codes to at most `max_bytes`, else `quantize(w)` for the
+    smallest step factor w in 1..MAX_WIDEN (log bisection, WIDEN_ROUNDS rounds) found to fit. When even
+    MAX_WIDEN does not fit, `quantize(1.0)`: the limit cannot be kept, so the quality is (the caller
+    compares the file with its cap). Returns the model and w."""
+    q = quantize(1.0)
+    if coded_bytes(q) <= max_bytes:
+        return q, 1.0
+    q_top = quantize(MAX_WIDEN)
+    if coded_bytes(q_top) > max_bytes:
+        return q, 1.0
+    lo, hi, best = 1.0, MAX_WIDEN, q_top
+    for _ in range(WIDEN_ROUNDS):
+        mid = math.sqrt(lo * hi)
+        q = quantize(mid)
+        if coded_bytes(q) <= max_bytes:
+            hi, best = mid, q
+        else:
+            lo = mid
+    return best, hi
 
 
 def _load(target: dict[str, Tensor], values: dict[str, Tensor]) -> dict[str, Tensor]:
