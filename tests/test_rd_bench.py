@@ -248,6 +248,12 @@ def test_rd_analysis_bd_vs_hnerv_gap_speed_losses_and_targets():
     assert _synthetic_rd(0.7) and analyse(_synthetic_rd(0.7))["targets"][0]["bd_met"] is False  # -30% < 40%
     md = render_markdown(data, a)
     assert "-50.0%" in md and "newkind" in md
+    runs = [{"started": f"2026-12-0{i}T00:00:00+00:00", "conditions": {"kinds": ["newkind"], "bpps": [0.05, 0.1],
+             "modes": [mode], "scale": 0.25, "threads": i, "device": "cpu"}} for i, mode in ((1, "epochs=300"),
+                                                                                           (2, "time=600s"))]
+    md = render_markdown({**data, "runs": runs}, a)
+    assert "## Runs" in md and "| 2026-12-01T00:00:00+00:00 | newkind | 0.05, 0.1 | epochs=300 | 0.25 | 1 | cpu |" in md
+    assert "| 2026-12-02T00:00:00+00:00 | newkind | 0.05, 0.1 | time=600s | 0.25 | 2 | cpu |" in md
 
 
 def test_codec_route_and_the_ffmpeg_program_path(tmp_path):
