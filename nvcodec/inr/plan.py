@@ -23,10 +23,11 @@ decoder is shared by fewer frames), at most MAX_DEFAULT_BPP, and never above the
 when it is known; the result is at least min(DEFAULT_MIN_PARAMS, raw RGB values) and at most
 DEFAULT_MAX_PARAMS parameters.
 
-HiNeRV plans differ in two ways, both measured at 0.05-0.2 bpp (README, "Codec results"): kernels
+HiNeRV plans differ in three ways, measured at 0.05-0.2 bpp (README, "`hinerv`'s plan shape"): kernels
 1, 3, 3, ... (HNeRV's 1, 3, 5, 5, ... spend a narrow decoder's weights on kernel area rather than
-width), and the base grid's channels follow the width (`grid_channels`: EMBED_RATIO x channels[0])
-rather than a fixed share of the bits, since each grid channel also costs block 0 a slice of weights.
+width); the base grid's channels follow the width (`grid_channels`: EMBED_RATIO x channels[0])
+rather than a fixed share of the bits, since each grid channel also costs block 0 a slice of weights;
+and a narrow plan's size steps add one channel to one block, not to all (`_build_units`).
 """
 
 from __future__ import annotations
