@@ -1,16 +1,22 @@
-"""A default-size encode never writes a file above the source stream's bits per pixel."""
+"""A capped encode (`--bpp`, or the source stream's bpp at the default size) keeps its file at or below
+the cap: the plan's size measure, its search, and rate control after the fit."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
+import torch
 
+import nvcodec
 from conftest import ROOT, synthetic_frames, write_clip
+from nvcodec.codec import encode as encode_mod
 from nvcodec.codec import ratecap
 from nvcodec.codec.encode import EncodeOptions, encode, source_bpp
+from nvcodec.inr import INRDecoder, quant
 from nvcodec.inr.plan import plan_config
-from nvcodec.video import probe_video
+from nvcodec.video import probe_video, read_frames
 
 DOG = os.path.join(ROOT, "fixtures", "dog_320x180.mp4")
 
@@ -56,8 +62,6 @@ def test_cap_holds_where_plans_come_in_steps() -> None:
     """Plans grow in steps (for a narrow `hinerv`, one channel in one block): the plan for 0.1 bpp
     predicts a file above the margin, and the search still finds one under it, the largest that is
     (no plan for any target in between fits and is larger), one small step below the next."""
-    import numpy as np
-
     n = 96
 
     def plan(b: float):
@@ -79,10 +83,6 @@ def test_cap_holds_where_plans_come_in_steps() -> None:
 
 
 def _random_hinerv():
-    import torch
-
-    from nvcodec.inr import INRDecoder
-
     c = plan_config(64, 40, 9, kind="hinerv", params=6e3)
     torch.manual_seed(0)
     dec = INRDecoder(c)
@@ -93,8 +93,6 @@ def _random_hinerv():
 
 
 def test_widen_to_fit_finds_a_step_under_the_limit() -> None:
-    from nvcodec.inr import quant
-
     c, dec, emb = _random_hinerv()
 
     def quantized(w: float):
@@ -119,8 +117,6 @@ def test_rate_control_keeps_the_limit_handed_to_the_fit(tmp_path, monkeypatch) -
     trained model coded 20% above the random one the plan measures) the same fit is quantized with a
     wider step into a smaller file, whose decoded PSNR is the one reported; the uncut encode keeps its
     step."""
-    from nvcodec.codec import encode as encode_mod
-
     n, cap = 32, 0.12
     opts = EncodeOptions(bpp=cap, psnr=None, epochs=1, device="cpu", frames=(0, n))
     free = encode(DOG, str(tmp_path / "a.nvp"), opts)
@@ -129,11 +125,6 @@ def test_rate_control_keeps_the_limit_handed_to_the_fit(tmp_path, monkeypatch) -
     tight = encode(DOG, str(tmp_path / "b.nvp"), opts)
     assert free["widen"] == [1.0] and tight["widen"][0] > 1.0
     assert tight["bytes"] < free["bytes"] and tight["bpp"] <= cap and tight["warnings"] == []
-    import numpy as np
-
-    import nvcodec
-    from nvcodec.video import read_frames
-
     ref, _ = read_frames(DOG, frames=(0, n))
     with nvcodec.open(str(tmp_path / "b.nvp")) as v:
         dec = np.concatenate([np.asarray(f) for f in v.iter_frames(None, batch_size=8)])
