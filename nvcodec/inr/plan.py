@@ -306,9 +306,9 @@ def plan_strides(width: int, height: int) -> list[int]:
 
 
 def _kernel_sizes(n: int, kind: str) -> list[int]:
-    if kind == "hinerv":
-        return [1] + [3] * (n - 1) if n >= 3 else [3] * n
-    return [min(1 + 2 * k, 5) for k in range(n)] if n >= 3 else [3] * n
+    if n < 3:
+        return [3] * n
+    return [1] + [3] * (n - 1) if kind == "hinerv" else [min(1 + 2 * k, 5) for k in range(n)]
 
 
 def grid_channels(c1: float) -> int:
