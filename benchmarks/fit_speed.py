@@ -75,12 +75,13 @@ def worker(spec: dict) -> dict:
     frames = torch.from_numpy(np.load(spec["frames"]))
     n, h, w, _ = frames.shape
     kind = spec["kind"]
-    wb, eb, qat = KIND_PRESETS[kind]
+    wb, eb, qat, alloc = KIND_PRESETS[kind]
     wb, eb = int(spec.get("weight_bits", wb)), int(spec.get("embed_bits", eb))
     qat = float(spec.get("qat", qat))
+    alloc = bool(spec.get("bit_alloc", alloc)) and qat > 0.0
     config = plan_config(w, h, n, kind=kind, bpp=float(spec["bpp"]), weight_bits=wb, embed_bits=eb)
     kwargs = dict(epochs=spec.get("epochs"), time_budget=spec.get("time_budget"), psnr_target=None,
-                  weight_bits=wb, embed_bits=eb, qat=qat, eval_every=spec["eval_every"],
+                  weight_bits=wb, embed_bits=eb, qat=qat, bit_alloc=alloc, eval_every=spec["eval_every"],
                   batch_size=int(spec.get("batch", 1)))
     if "lr" in spec:
         kwargs["lr"] = float(spec["lr"])

@@ -34,8 +34,9 @@ _OPTIONS = [
                       "default: 0 for hnerv/nerv, 0.3 for hinerv)."),
     click.option("--prune", type=float, default=0.0, show_default=True, metavar="FRACTION",
                  help="Prune this fraction of each conv weight when QAT starts (needs --qat)."),
-    click.option("--bit-alloc/--no-bit-alloc", default=False, show_default=True,
-                 help="Per-tensor bit depths around --weight-bits, by sensitivity, when QAT starts."),
+    click.option("--bit-alloc/--no-bit-alloc", default=None,
+                 help="Per-tensor bit depths around --weight-bits, by sensitivity, when QAT starts "
+                      "(default: on for hinerv, off for hnerv/nerv)."),
     click.option("--frames-per-step", type=int, metavar="N",
                  help="Frames per optimisation step while fitting (default: 1 for every kind; see the README's "
                       "fitting speed)."),

@@ -37,7 +37,7 @@ def test_encode_cli_defaults_equal_the_library_defaults():
     for name in ("kind", "psnr", "loss", "seed"):
         assert cli[name] == lib[name], name
     unset = (None, getattr(click.core, "UNSET", None))
-    for name in ("weight_bits", "embed_bits", "qat"):  # None: the kind's preset (encode.KIND_PRESETS)
+    for name in ("weight_bits", "embed_bits", "qat", "bit_alloc"):  # None: the kind's preset (encode.KIND_PRESETS)
         assert lib[name] is None and cli[name] in unset, name
 
 

@@ -146,3 +146,16 @@ def test_tune_keeps_the_files_per_tensor_bits_layout_and_sparsity(tmp_path) -> N
     bits1, axes1, zeros1 = layout()
     assert bits1 == bits0 and axes1 == axes0
     assert zeros1 >= zeros0 - 1e-6
+
+
+def test_bit_allocation_is_hinervs_preset_only_where_qat_runs() -> None:
+    from nvcodec.codec.encode import EncodeOptions
+    from nvcodec.errors import UsageError
+
+    assert EncodeOptions(kind="hinerv").resolved().bit_alloc is True
+    assert EncodeOptions(kind="hinerv", qat=0.0).resolved().bit_alloc is False  # no QAT: nothing to allocate
+    assert EncodeOptions(kind="hinerv", bit_alloc=False).resolved().bit_alloc is False
+    assert EncodeOptions(kind="hnerv").resolved().bit_alloc is False
+    assert EncodeOptions(kind="hnerv", qat=0.3, bit_alloc=True).resolved().bit_alloc is True
+    with pytest.raises(UsageError, match="--bit-alloc needs --qat"):
+        EncodeOptions(kind="hinerv", qat=0.0, bit_alloc=True).validate()

@@ -34,9 +34,10 @@ KINDS = ("hnerv", "nerv", "hinerv")
 # The kind `nvcodec encode` uses when none is given: hinerv since it won benchmarks/rd.py against hnerv
 # at equal epochs and equal CPU time on every shared clip (README, "Codec results").
 DEFAULT_KIND = "hinerv"
-# Per kind: (weight bits, embedding bits, QAT fraction) when not given. The older kinds keep what
-# they always used (post-training 8/6-bit quantization); hinerv trains its last 30% at 6/5 bits.
-KIND_PRESETS = {"hnerv": (8, 6, 0.0), "nerv": (8, 6, 0.0), "hinerv": (6, 5, 0.3)}
+# Per kind: (weight bits, embedding bits, QAT fraction, per-tensor bit allocation) when not given. The
+# older kinds keep what they always used (post-training 8/6-bit quantization); hinerv trains its last
+# 30% at 6/5 bits with bits allocated per tensor (benchmarks/results/RATE_LEVERS.md).
+KIND_PRESETS = {"hnerv": (8, 6, 0.0, False), "nerv": (8, 6, 0.0, False), "hinerv": (6, 5, 0.3, True)}
 # Frames per optimisation step when not given (`--frames-per-step`), per kind: see the README's
 # "Fitting speed" for the measurements behind them.
 KIND_FRAMES_PER_STEP = {"hnerv": 1, "nerv": 1, "hinerv": 1}
@@ -66,7 +67,7 @@ class EncodeOptions:
     embed_bits: int | None = None
     qat: float | None = None
     prune: float = 0.0
-    bit_alloc: bool = False
+    bit_alloc: bool | None = None
     frames_per_step: int | None = None
     entropy: str = "rans"
     resume: bool = False
@@ -101,13 +102,15 @@ class EncodeOptions:
         r.check_rate_options()
 
     def resolved(self) -> "EncodeOptions":
-        """A copy with the kind's codec preset (`KIND_PRESETS`) filling weight_bits, embed_bits and qat
-        where they are None."""
-        wb, eb, qat = KIND_PRESETS[self.kind]
+        """A copy with the kind's codec preset (`KIND_PRESETS`) filling weight_bits, embed_bits, qat and
+        bit_alloc where they are None (the preset's bit allocation only where QAT runs: it happens when
+        QAT starts)."""
+        wb, eb, qat, alloc = KIND_PRESETS[self.kind]
         fps = KIND_FRAMES_PER_STEP[self.kind]
+        qat = qat if self.qat is None else self.qat
         return replace(self, weight_bits=wb if self.weight_bits is None else self.weight_bits,
-                       embed_bits=eb if self.embed_bits is None else self.embed_bits,
-                       qat=qat if self.qat is None else self.qat,
+                       embed_bits=eb if self.embed_bits is None else self.embed_bits, qat=qat,
+                       bit_alloc=(alloc and qat > 0.0) if self.bit_alloc is None else self.bit_alloc,
                        frames_per_step=fps if self.frames_per_step is None else self.frames_per_step)
 
     def check_rate_options(self) -> None:
