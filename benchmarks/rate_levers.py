@@ -134,11 +134,18 @@ def analyse(clip: dict[str, Any]) -> dict[str, Any]:
             r, q = curves.setdefault(rec["variant"], ([], []))
             r.append(rec["bpp"])
             q.append(rec["psnr"])
+    points = {k: p for k, p in clip["points"].items() if "bpp" in p}
     out: dict[str, Any] = {}
     for v in VARIANTS:
         if v not in curves:
             continue
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = {"per_size": {}}
+        anchor = STEPS.get(v)
+        for key, p in points.items():
+            a = points.get(f"{anchor}|{key.split('|')[1]}")
+            if p["variant"] == v and a is not None:
+                row["per_size"][key.split("|")[1]] = {"anchor": anchor, "bpp_pct": 100.0 * (p["bpp"] / a["bpp"] - 1.0),
+                                                      "psnr_db": p["psnr"] - a["psnr"]}
         for label, anchor in (("vs_step", STEPS.get(v)), ("vs_baseline", BASELINE if v != BASELINE else None)):
             if anchor is None or anchor not in curves:
                 continue
@@ -152,7 +159,9 @@ def _pct(row: dict[str, Any], key: str) -> str:
     if key not in row:
         return "-"
     x = row[key]
-    return f"{x['bd_rate_pct']:+.1f}% (vs {x['anchor']})" if x["bd_rate_pct"] is not None else f"n/a ({x['reason']})"
+    if x["bd_rate_pct"] is not None:
+        return f"{x['bd_rate_pct']:+.1f}% (vs {x['anchor']})"
+    return "n/a (fewer than 2 points on an RD front)" if "points" in (x["reason"] or "") else "n/a (no overlap)"
 
 
 def render(data: dict[str, Any]) -> str:
@@ -162,6 +171,7 @@ def render(data: dict[str, Any]) -> str:
              f"Command: `{data.get('command', '')}`. Code: {sorted({p.get('code') for c in data['clips'].values() for p in c['points'].values()})}.",
              f"Machine: {m.get('cpu')}, {m.get('logical_cores')} logical cores, torch {m.get('torch')}; "
              f"load at the start of each point in the JSON (`load_start`).",
+             *([data["note"]] if data.get("note") else []),
              "",
              f"Kind `{KIND}`; each clip's model sizes are the plans for the listed bpp at 6/5 bits, encoded by every "
              "variant with `--params` (the same model, no rate cap), a fixed epoch count, seed 0; bpp counts the "
@@ -188,6 +198,16 @@ def render(data: dict[str, Any]) -> str:
                 continue
             row = an.get(v, {})
             lines.append(f"| {v} | " + " | ".join(cells) + f" | {_pct(row, 'vs_step')} | {_pct(row, 'vs_baseline')} |")
+        lines += ["", "The same model, each lever against the one before it (bpp change / PSNR change, per size):", "",
+                  "| variant | against | " + " | ".join(f"size {s:g}" for s in sizes) + " |",
+                  "|---" * (len(sizes) + 2) + "|"]
+        for v in VARIANTS:
+            per = an.get(v, {}).get("per_size", {})
+            if not per:
+                continue
+            cells = [f"{per[f'{s:g}']['bpp_pct']:+.1f}% / {per[f'{s:g}']['psnr_db']:+.2f} dB" if f"{s:g}" in per else "-"
+                     for s in sizes]
+            lines.append(f"| {v} | {STEPS[v]} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
