@@ -53,6 +53,7 @@ def test_random_access_equals_sequential(encoded):
             assert torch.equal(v[i], seq[i])
         assert torch.equal(v.frames([4, 1]), seq[[4, 1]])
         assert torch.equal(v.frames(slice(1, 5, 2)), seq[1:5:2])
+        assert torch.equal(v.frames(batch_size=4), seq)  # any batch size, the same pixels
 
 
 def test_features_read_only_needed_sections(encoded, monkeypatch):

@@ -153,7 +153,11 @@ class NvpVideo:
         indices = resolve_indices(frames, self.metadata.frames)
         for seg, run in self.batches(indices, max(1, batch_size)):
             dec, _ = self.decoder(seg, None, dev)
-            rgb = dec(self.inputs(seg, run, dev, None))
+            x = self.inputs(seg, run, dev, None)
+            # On the CPU one frame per forward: oneDNN picks its convolution kernels by batch size, and their
+            # different summation orders moved a rare pixel by one level, so v[i] could differ from frames()[i].
+            # Per frame, a frame decodes to the same pixels in any batch, and no slower here (README).
+            rgb = torch.cat([dec(x[i:i + 1]) for i in range(x.shape[0])]) if dev.type == "cpu" else dec(x)
             rgb = crop(rgb, self.metadata.width, self.metadata.height)
             _check_shape(rgb, (len(run), 3, self.metadata.height, self.metadata.width), seg)
             yield (rgb.float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
