@@ -45,7 +45,7 @@ from nvcodec.codec.frames import parse_range
 from nvcodec.errors import NvcodecError, UsageError
 from nvcodec.inr.plan import plan_config
 from nvcodec.video import probe_video
-from rd import clip_frames, clip_key, code_version, find_clips, measure, prepare_clip
+from rd import _load, clip_frames, clip_key, code_version, find_clips, measure, prepare_clip
 
 SCHEMA = "nvcodec-rate-levers/1"
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -92,13 +92,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UsageError("--epochs and --threads must be at least 1, --scale in (0, 1]")
     a.frame_range = parse_range(a.frames)
     return a
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def encode_point(clip: dict, variant: str, params: int, a: argparse.Namespace, workdir: str) -> dict[str, Any]:
@@ -276,12 +269,9 @@ def run(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         return run(parse_args(argv))
-    except UsageError as exc:
+    except NvcodecError as exc:  # UsageError included: exit 2
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except NvcodecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)
+        return exc.exit_code
 
 
 if __name__ == "__main__":
