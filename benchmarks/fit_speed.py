@@ -67,7 +67,7 @@ def worker(spec: dict) -> dict:
     import torch
 
     import nvcodec
-    from nvcodec.codec.encode import KIND_PRESETS
+    from nvcodec.codec.encode import EncodeOptions
     from nvcodec.inr.fit import fit
     from nvcodec.inr.plan import plan_config
 
@@ -75,10 +75,10 @@ def worker(spec: dict) -> dict:
     frames = torch.from_numpy(np.load(spec["frames"]))
     n, h, w, _ = frames.shape
     kind = spec["kind"]
-    wb, eb, qat, alloc = KIND_PRESETS[kind]
-    wb, eb = int(spec.get("weight_bits", wb)), int(spec.get("embed_bits", eb))
-    qat = float(spec.get("qat", qat))
-    alloc = bool(spec.get("bit_alloc", alloc)) and qat > 0.0
+    # The kind's preset as an encode resolves it (also for a variant's older source tree).
+    opts = EncodeOptions(kind=kind, **{k: spec[k] for k in ("weight_bits", "embed_bits", "qat", "bit_alloc")
+                                       if k in spec}).resolved()
+    wb, eb, qat, alloc = int(opts.weight_bits), int(opts.embed_bits), float(opts.qat), bool(opts.bit_alloc)
     config = plan_config(w, h, n, kind=kind, bpp=float(spec["bpp"]), weight_bits=wb, embed_bits=eb)
     kwargs = dict(epochs=spec.get("epochs"), time_budget=spec.get("time_budget"), psnr_target=None,
                   weight_bits=wb, embed_bits=eb, qat=qat, bit_alloc=alloc, eval_every=spec["eval_every"],
