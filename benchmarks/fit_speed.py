@@ -6,7 +6,8 @@
 Each variant is `label:key=value,...` with keys `code` (a source tree whose `nvcodec` is imported
 instead of this one: the code before a change), `batch` (frames per step), `lr`, `qat`,
 `weight_bits`, `embed_bits`, `kind`, `bpp`. Rounds run every variant once in turn (old, new, old,
-new, ...), each in its own process with the same thread count, so that a load change hits all
+new, ...), each in its own process with the same thread count and OpenMP wait policy (the CLI's rule, decided
+once at the start: passive only on a busy machine; recorded per run), so that a load change hits all
 variants alike. Per run: seconds per epoch (median of the history's epoch times), the process's CPU
 seconds, the 1-minute load before and after, the final PSNR of the dequantized model, and the
 seconds to reach 30 and 33 dB (first periodic check at or above the level, `--eval-every` epochs
@@ -132,20 +133,27 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need a clip, --variant and --epochs or --time-budget")
     frames = prepare(a.clip, a.frames, a.scale, a.cache)
     variants = [parse_variant(v) for v in a.variant]
+    from nvcodec.threads import machine_busy
+
+    # One wait policy for every run (the CLI's rule, decided once, so that all variants share it).
+    policy = os.environ.get("OMP_WAIT_POLICY") or ("PASSIVE" if machine_busy(a.threads) else None)
     runs = []
     for rep in range(a.reps):
         for v in variants:
             spec = {"frames": frames, "kind": a.kind, "bpp": a.bpp, "epochs": a.epochs, "time_budget": a.time_budget,
                     "eval_every": a.eval_every, "threads": a.threads, **{k: x for k, x in v.items() if k != "label"}}
-            env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads), OMP_WAIT_POLICY="PASSIVE",
+            env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads),
                        PYTHONPATH=v.get("code", ROOT))
+            env.pop("OMP_WAIT_POLICY", None)
+            if policy:
+                env["OMP_WAIT_POLICY"] = policy
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
                                  env=env, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 print(out.stderr[-2000:], file=sys.stderr)
                 return 1
             rec = {"label": v["label"], "rep": rep, "clip": os.path.basename(a.clip), "scale": a.scale,
-                   "frames": a.frames, **spec, **json.loads(out.stdout.strip().splitlines()[-1])}
+                   "frames": a.frames, "omp_wait_policy": policy or "default", **spec, **json.loads(out.stdout.strip().splitlines()[-1])}
             rec.pop("frames", None)
             runs.append(rec)
             print(json.dumps({k: rec[k] for k in ("label", "rep", "epochs", "seconds", "epoch_seconds_median",

@@ -7,7 +7,8 @@
         --kinds hnerv --codecs x264 --out /tmp/rd_smoke                     # a quick smoke run
 
 Per clip (default: every clip in /work/shared/clips, frames 0:96, Big Buck Bunny all 132 frames):
-every kind x target bpp x mode (`--epochs N`: a fixed epoch plan; `--time-budget S`: a fixed
+every kind (and `--variant LABEL=KIND:key=value,...`: a kind with other encode options, e.g. other bit
+depths, as its own curve) x target bpp x mode (`--epochs N`: a fixed epoch plan; `--time-budget S`: a fixed
 wall-clock budget per encode on this CPU; both given: both modes) is encoded with `nvcodec.encode`
 (PSNR stop off), decoded and measured (PSNR pooled over the clip, MS-SSIM, against the PyAV rgb24
 frames; with `--scale` the downscaled frames, written as a PNG folder that nvcodec encodes);
@@ -67,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--frames", help=f"A:B for every clip (default 0:{DEFAULT_FRAMES}; a clip named *bunny* all frames)")
     ap.add_argument("--scale", type=float, default=1.0, help="downscale factor for quick runs (sides rounded to even)")
     ap.add_argument("--kinds", default="hnerv,nerv", help="nvcodec INR kinds, comma-separated")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=KIND:KEY=VALUE,...",
+                    help="also encode KIND with these encode options, as a curve named LABEL (keys: "
+                         + ", ".join(sorted(VARIANT_KEYS)) + "); repeatable")
     ap.add_argument("--bpps", default="0.03,0.05,0.1", help="target bpps of the nvcodec points (3+ for BD-rate)")
     ap.add_argument("--epochs", type=int, help="fixed epoch plan per encode")
     ap.add_argument("--time-budget", type=float, help="fixed wall-clock seconds per encode (CPU time with --device cpu)")
@@ -90,6 +94,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+VARIANT_KEYS = {"weight_bits": int, "embed_bits": int, "qat": float, "prune": float, "lr": float,
+                "frames_per_step": int, "bit_alloc": lambda t: {"true": True, "false": False}[t.lower()]}
+
+
+def parse_variant(text: str) -> tuple[str, str, dict[str, Any]]:
+    """`LABEL=KIND:key=value,...` -> (label, kind, EncodeOptions fields); UsageError when malformed."""
+    label, sep, rest = text.partition("=")
+    kind, _, opts = rest.partition(":")
+    label, kind = label.strip().lower(), kind.strip().lower()
+    if not sep or not label or "|" in label or kind not in KINDS:
+        raise UsageError(f"--variant: {text!r} is not LABEL=KIND:key=value,... with KIND one of {', '.join(KINDS)}")
+    if label in KINDS:
+        raise UsageError(f"--variant: the label {label!r} is a kind's name; pick another")
+    fields: dict[str, Any] = {}
+    for item in filter(None, (x.strip() for x in opts.split(","))):
+        key, _, value = item.partition("=")
+        if key not in VARIANT_KEYS:
+            raise UsageError(f"--variant {label}: unknown key {key!r} (known: {', '.join(sorted(VARIANT_KEYS))})")
+        try:
+            fields[key] = VARIANT_KEYS[key](value)
+        except (ValueError, KeyError):
+            raise UsageError(f"--variant {label}: {key}={value!r} is not a valid value") from None
+    return label, kind, fields
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip().lower() for t in (text or "").split(",") if t.strip()]
 
@@ -104,6 +133,13 @@ def check_args(a: argparse.Namespace) -> None:
     for k in a.kind_list:
         if k not in KINDS:
             raise UsageError(f"--kinds: {k!r} is not an INR kind of this nvcodec (have: {', '.join(KINDS)})")
+    a.variants = {}
+    for text in a.variant:
+        label, kind, fields = parse_variant(text)
+        if label in a.variants:
+            raise UsageError(f"--variant: {label!r} given twice")
+        a.variants[label] = (kind, fields)
+    a.kind_list += list(a.variants)
     try:
         a.bpp_list = sorted({float(b) for b in _csv(a.bpps)})
     except ValueError:
@@ -269,12 +305,15 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
             last[0] = psnr
             trace.append({"seconds": time.perf_counter() - t0, "epoch": int(event.step), "psnr": float(psnr)})
 
+    base, fields = getattr(a, "variants", {}).get(kind, (kind, {}))
     rec: dict[str, Any] = {"kind": kind, "mode": mode[0], "target_bpp": bpp, "target_params": params,
                            "epochs_planned": epochs, "time_budget": budget, "load_start": load_start,
                            "code": code_version(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    opts = EncodeOptions(kind=kind, bpp=bpp, params=params, psnr=None, epochs=epochs, time_budget=budget,
-                         seed=a.seed, device=a.device, frames=clip["src_frames"])
+    if base != kind:
+        rec.update(base_kind=base, options=fields)
+    opts = EncodeOptions(kind=base, bpp=bpp, params=params, psnr=None, epochs=epochs, time_budget=budget,
+                         seed=a.seed, device=a.device, frames=clip["src_frames"], **fields)
     try:
         summary = encode(clip["src"], path, opts, overwrite=True, progress=cb)
     except NvcodecError as exc:
@@ -423,7 +462,8 @@ def run_codec_matches(store: Store, ckey: str, clip: dict, a: argparse.Namespace
 
 
 def conditions(a: argparse.Namespace, threads: int) -> dict[str, Any]:
-    return {"kinds": a.kind_list, "bpps": a.bpp_list, "modes": [m[0] for m in a.modes], "epochs": a.epochs,
+    return {"kinds": a.kind_list, "variants": {k: {"kind": b, "options": f} for k, (b, f) in a.variants.items()},
+            "bpps": a.bpp_list, "modes": [m[0] for m in a.modes], "epochs": a.epochs,
             "time_budget": a.time_budget, "codecs": a.codec_list, "crfs": a.crf_lists, "svtav1_preset": a.svtav1_preset,
             "match_tolerance": a.match_tolerance, "scale": a.scale, "device": a.device, "threads": threads,
             "seed": a.seed,

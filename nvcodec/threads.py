@@ -5,9 +5,11 @@ cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, rou
 `os.cpu_count()`. `resolve_threads` puts an explicit request (`--threads`, `NVCODEC_THREADS`) first.
 
 `configure_environment` sets OpenMP defaults before torch is imported (the CLI calls it first
-thing): OMP_NUM_THREADS / MKL_NUM_THREADS to the usable CPUs, and OMP_WAIT_POLICY=PASSIVE so that
-idle OpenMP workers sleep instead of spinning: on a shared machine a spinning worker burns the
-core that the thread it waits for needs. Variables the user set are left alone. `use_threads`
+thing): OMP_NUM_THREADS / MKL_NUM_THREADS to the usable CPUs, and, when the machine is already busy
+(`machine_busy`), OMP_WAIT_POLICY=PASSIVE so that idle OpenMP workers sleep instead of spinning: on
+a shared machine a spinning worker burns the core that the thread it waits for needs. On an idle
+machine OpenMP keeps its short spin, which is faster there (passive waiting made 2 threads slower
+than 1 on the 2-core development machine). Variables the user set are left alone. `use_threads`
 sets torch's intra-op thread count for a block of work and restores it after.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,6 +26,10 @@ from .errors import UsageError
 THREADS_ENV = "NVCODEC_THREADS"
 MAX_THREADS = 1024
 CGROUP_ROOT = "/sys/fs/cgroup"
+PROC_STAT = "/proc/stat"
+STAT_MAX_BYTES = 1 << 20
+RUNNABLE_SAMPLES = 5
+RUNNABLE_INTERVAL = 0.004
 
 
 def _read(path: str) -> str | None:
@@ -114,27 +121,71 @@ def resolve_threads(requested: int | None = None) -> int:
     return requested
 
 
-def machine_busy(threads: int, load: float | None = None) -> bool:
-    """Whether other work already occupies the CPUs: the 1-minute load average (or `load`) is at
-    least the thread count this process is about to use."""
+def _procs_running(path: str) -> int | None:
+    """`procs_running` of a /proc/stat-format file (runnable tasks now, the reader included), or None."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(STAT_MAX_BYTES)
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(b"procs_running "):
+            try:
+                return int(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def others_runnable(samples: int = RUNNABLE_SAMPLES, interval: float = RUNNABLE_INTERVAL,
+                    path: str = PROC_STAT) -> float | None:
+    """Mean count of other tasks runnable right now: `procs_running` less the reading thread itself,
+    over `samples` readings `interval` s apart; None where it cannot be read."""
+    counts = []
+    for i in range(samples):
+        n = _procs_running(path)
+        if n is None:
+            return None
+        counts.append(max(n - 1, 0))
+        if i + 1 < samples:
+            time.sleep(interval)
+    return sum(counts) / len(counts)
+
+
+def machine_busy(threads: int, load: float | None = None, others: float | None = None) -> bool:
+    """Whether other work occupies CPUs that `threads` threads would need. Idle when the 1-minute load
+    average (or `load`) is below `threads`. The average lags by minutes and counts this user's own
+    work that just ended (an encode right after another saw the first one's load and waited passively,
+    1.5x slower, on an idle machine), so a high average is checked against the tasks runnable right now
+    (`others_runnable`, or `others`): busy when fewer than `threads` CPUs are free of them (half a
+    task of slack)."""
     if load is None:
         try:
             load = os.getloadavg()[0]
         except OSError:
             return False
-    return load >= threads
+    if load < threads:
+        return False
+    if others is None:
+        others = others_runnable()
+    if others is None:
+        return True
+    return usable_cpus() - others < threads - 0.5
 
 
-def configure_environment(requested: int | None = None, load: float | None = None) -> int:
+def configure_environment(requested: int | None = None, load: float | None = None,
+                          others: float | None = None) -> int:
     """Set OpenMP/MKL defaults for `resolve_threads(requested)` threads, and passive waiting when the
     machine is busy (`machine_busy`); call before torch is imported. Returns the thread count; the
     user's own variables win. On an idle machine OpenMP keeps its default (a short spin before
     sleeping), which was measured faster there: the `make demo` encode took 144 s with it and 208 s
-    with passive waiting on the 2-core development machine."""
+    with passive waiting on the 2-core development machine, and 2 threads waiting passively were
+    slower than 1 thread (one epoch of a 28k-parameter fit of 96 frames at 160x90: 1.5 s spinning,
+    1.7 s on one thread, 2.3 s waiting passively)."""
     n = resolve_threads(requested)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, str(n))
-    if machine_busy(n, load):
+    if machine_busy(n, load, others):
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return n
 

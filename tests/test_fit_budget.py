@@ -143,3 +143,16 @@ def test_the_psnr_target_does_not_stop_below_the_usable_margin(clock, real_fit_m
     clock(lambda k: 0.01, eval_per_frame=0.001)
     r = fit_mod.fit(frames, plan_config(48, 32, 6, params=8000), epochs=60, psnr_target=1.0, eval_every=1)
     assert r.stopped_by == "psnr" and r.psnr >= fit_mod.usable_psnr(src) - 0.5
+
+
+def test_the_advice_asks_for_more_training_than_the_fit_had(clock, monkeypatch) -> None:
+    # rd.py, car, hnerv, 45 s: 19 epochs in 44 s, still degenerate, and the advice was "raise the
+    # budget to at least 42 s (about 20 epochs)", less than it had. Now at least twice the epochs trained.
+    monkeypatch.setattr(fit_mod, "degenerate_problem", lambda *a: "the fit is not clearly better than a constant frame")
+    c = clock(lambda k: 0.02, eval_per_frame=0.01)
+    with pytest.raises(BudgetTooSmallError) as e:
+        fit_mod.fit(_frames(6), plan_config(48, 32, 6, params=8000), time_budget=2.0, psnr_target=None)
+    done = int(str(e.value).split(" epoch(s)) in ")[0].rsplit("(", 1)[1])
+    assert 10 < done < budget_mod.SUGGEST_EPOCHS, str(e.value)
+    assert e.value.epochs == 2 * done and f"about {2 * done} epochs" in str(e.value)
+    assert e.value.suggested is not None and e.value.suggested > 2.0 and c.t - 1000.0 <= 2.0

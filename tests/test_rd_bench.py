@@ -145,7 +145,11 @@ def test_rd_rejects_bad_arguments_with_exit_code_2(tmp_path, capsys):
     rd = _rd_module()
     clip = write_clip(str(tmp_path / "c.mp4"), synthetic_frames(4, 32, 32))
     for args in (["--kinds", "nosuch", "--epochs", "1"], ["--epochs", "1", "--codecs", "vp8"], ["--kinds", "hnerv"],
-                 ["--epochs", "1", "--bpps", "x"], ["--epochs", "1", "--scale", "2"]):
+                 ["--epochs", "1", "--bpps", "x"], ["--epochs", "1", "--scale", "2"],
+                 ["--epochs", "1", "--variant", "v=nosuch:weight_bits=5"], ["--epochs", "1", "--variant", "novalue"],
+                 ["--epochs", "1", "--variant", "v=hinerv:bits=5"], ["--epochs", "1", "--variant", "v=hinerv:qat=x"],
+                 ["--epochs", "1", "--variant", "hnerv=hinerv:weight_bits=5"],
+                 ["--epochs", "1", "--variant", "v=hinerv:qat=0.3", "--variant", "v=hinerv:qat=0.5"]):
         assert rd.main([clip, "--out", str(tmp_path / "o"), *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "Traceback" not in err
@@ -195,6 +199,24 @@ def test_rd_end_to_end_tiny(tmp_path):
     (out / "RD.md").unlink()
     assert rd.main(["--report-only", "--out", str(out)]) == 0
     assert (out / "RD.md").read_text() == md
+
+
+def test_rd_variant_is_its_own_curve_encoded_with_its_options(tmp_path):
+    rd = _rd_module()
+    assert rd.parse_variant("h54=hinerv:weight_bits=5,embed_bits=4,bit_alloc=false") == (
+        "h54", "hinerv", {"weight_bits": 5, "embed_bits": 4, "bit_alloc": False})
+    clip = write_clip(str(tmp_path / "tiny.mp4"), synthetic_frames(4, 32, 48))
+    out = tmp_path / "res"
+    assert rd.main([clip, "--kinds", "hinerv", "--variant", "h54=hinerv:weight_bits=5,embed_bits=4", "--codecs", "",
+                    "--bpps", "2", "--epochs", "1", "--threads", "1", "--out", str(out)]) == 0
+    data = json.loads((out / "rd.json").read_text())
+    (ckey, c), = data["clips"].items()
+    base, var = c["nvcodec"]["hinerv|epochs=1|bpp=2"], c["nvcodec"]["h54|epochs=1|bpp=2"]
+    assert "base_kind" not in base and var["base_kind"] == "hinerv" and var["options"] == {"weight_bits": 5, "embed_bits": 4}
+    assert var["psnr"] > 0 and var["bytes"] != base["bytes"]  # other bit depths: another file
+    assert data["runs"][-1]["conditions"]["variants"] == {"h54": {"kind": "hinerv",
+                                                                  "options": {"weight_bits": 5, "embed_bits": 4}}}
+    assert "h54 (hinerv: weight_bits=5, embed_bits=4)" in (out / "RD.md").read_text()
 
 
 def test_rd_bunny_only_runs_just_the_fixed_size_points(tmp_path):
@@ -254,6 +276,33 @@ def test_rd_analysis_bd_vs_hnerv_gap_speed_losses_and_targets():
     md = render_markdown({**data, "runs": runs}, a)
     assert "## Runs" in md and "| 2026-12-01T00:00:00+00:00 | newkind | 0.05, 0.1 | epochs=300 | 0.25 | 1 | cpu |" in md
     assert "| 2026-12-02T00:00:00+00:00 | newkind | 0.05, 0.1 | time=600s | 0.25 | 2 | cpu |" in md
+
+
+def test_the_gap_is_judged_at_hnervs_nearest_rate_when_it_does_not_reach_005():
+    from nvcodec.bench.rdreport import analyse, render_markdown
+
+    data = _synthetic_rd(0.5)
+    c = data["clips"]["c|0:96|scale=1"]
+    for key in [k for k in c["nvcodec"] if k.startswith("hnerv|")]:  # hnerv's plans start at 0.06 bpp
+        c["nvcodec"][key]["bpp"] *= 2
+    a = analyse(data)
+    m = a["clips"]["c|0:96|scale=1"]["modes"]["epochs=300"]
+    assert m["hnerv"]["gap_x264"]["gap_db"] is None and m["newkind"]["gap_x264"]["halved"] is None
+    x264_at = quality_at_rate([0.02, 0.04, 0.08, 0.16], [31, 34, 37, 40], 0.06)
+    hn, nk = m["hnerv"]["gap_x264_anchor_rate"], m["newkind"]["gap_x264_anchor_rate"]
+    assert hn["bpp"] == pytest.approx(0.06) and hn["gap_db"] == pytest.approx(x264_at - 28.0)
+    own = quality_at_rate([0.015, 0.025, 0.05], [28.0, 30.5, 33.5], 0.06)
+    assert own is None and nk["gap_db"] is None and "do not span" in nk["reason"]  # newkind's top is 0.05
+    for key in [k for k in c["nvcodec"] if k.startswith("newkind|")]:
+        c["nvcodec"][key]["bpp"] *= 2  # now newkind spans 0.06 too: 28 dB at 0.03, 30.5 at 0.05, 33.5 at 0.1
+    a = analyse(data)
+    nk = a["clips"]["c|0:96|scale=1"]["modes"]["epochs=300"]["newkind"]["gap_x264_anchor_rate"]
+    assert nk["gap_db"] == pytest.approx(x264_at - quality_at_rate([0.03, 0.05, 0.1], [28.0, 30.5, 33.5], 0.06))
+    assert nk["halved"] is (nk["gap_db"] <= hn["gap_db"] / 2)
+    t = {(r["mode"], r["kind"]): r for r in a["targets"]}[("epochs=300", "newkind")]
+    assert t["gap_bpp"] == pytest.approx(0.06) and t["gap_halved"] is nk["halved"]
+    assert t["anchor_gap_db"] == pytest.approx(hn["gap_db"])
+    assert "(0.06)" in render_markdown(data, a)
 
 
 def test_codec_route_and_the_ffmpeg_program_path(tmp_path):

@@ -72,12 +72,32 @@ def test_configure_environment_keeps_the_users_settings(monkeypatch) -> None:
     assert th.configure_environment(2, load=0.1) == 2
     assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "2"
     assert "OMP_WAIT_POLICY" not in os.environ  # idle: OpenMP's own default
-    assert th.configure_environment(2, load=3.5) == 2
+    assert th.configure_environment(2, load=3.5, others=0.0) == 2
+    assert "OMP_WAIT_POLICY" not in os.environ  # a high average but nothing else runnable now: idle
+    assert th.configure_environment(2, load=3.5, others=2.0) == 2
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # busy: workers sleep instead of spinning
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     th.configure_environment(2, load=9.0)
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
-    assert th.machine_busy(2, 2.0) and not th.machine_busy(2, 1.9)
+    assert th.machine_busy(2, 2.0, others=1.0) and not th.machine_busy(2, 1.9, others=5.0)
+
+
+def test_busy_means_runnable_work_now_not_a_stale_average(monkeypatch, tmp_path) -> None:
+    # the 1-minute average still counts an encode that just ended; what runs now decides
+    monkeypatch.setattr(th, "usable_cpus", lambda: 4)
+    assert not th.machine_busy(4, load=6.0, others=0.2)
+    assert th.machine_busy(4, load=6.0, others=0.6)  # fewer than 4 CPUs free (half a task of slack)
+    assert not th.machine_busy(2, load=6.0, others=2.0) and th.machine_busy(2, load=6.0, others=2.6)
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 2 3\nintr " + "0 " * 5000 + "\nctxt 9\nprocs_running 3\nprocs_blocked 0\n")
+    assert th.others_runnable(samples=3, interval=0.0, path=str(stat)) == 2.0  # the reader is not "other"
+    stat.write_text("cpu  1 2 3\nprocs_running x\n")
+    assert th.others_runnable(samples=2, interval=0.0, path=str(stat)) is None
+    assert th.others_runnable(path=str(tmp_path / "missing")) is None
+    monkeypatch.setattr(th, "others_runnable", lambda: None)
+    assert th.machine_busy(4, load=6.0)  # unreadable: trust the average
+    real = th._procs_running(th.PROC_STAT)
+    assert real is None or real >= 1  # this test's own thread is running
 
 
 def test_use_threads_sets_and_restores(monkeypatch) -> None:

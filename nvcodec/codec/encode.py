@@ -330,7 +330,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
         # plus the suggestion scaled from this segment's frames to the frames left.
         spent = opts.time_budget - (deadline - t_seg)
         raise BudgetTooSmallError(exc.reason, max(spent, 0.0) + exc.suggested * frames_left / n, exc.speed,
-                                  option="--time-budget") from None
+                                  option="--time-budget", epochs=exc.epochs) from None
     del frames, frames_np
     report = {
         "index": index, "start": a, "stop": b, "frames": n, "prefix": prefix,
@@ -347,7 +347,8 @@ def _without_checkpoint(exc: DegenerateFitError, ckpt_dir: str) -> DegenerateFit
     """`exc` with a note that the checkpoint folder was removed (nothing of the encode is left)."""
     note = f"; removed the checkpoint folder {ckpt_dir}"
     if isinstance(exc, BudgetTooSmallError):
-        return BudgetTooSmallError(exc.reason, exc.suggested, exc.speed, option=exc.option, note=note)
+        return BudgetTooSmallError(exc.reason, exc.suggested, exc.speed, option=exc.option, note=note,
+                                   epochs=exc.epochs)
     return DegenerateFitError(f"{exc}{note}")
 
 

@@ -60,16 +60,17 @@ class BudgetTooSmallError(DegenerateFitError):
     """The time budget cannot produce a usable fit of this clip on this machine (nothing written).
 
     `reason` says what happened, `suggested` is the budget (seconds, for this fit) that would do at
-    the measured speed (None when unknown), `speed` the measured speed in words; `option` names the
-    budget in the message (the CLI's `--time-budget`)."""
+    the measured speed (None when unknown), for about `epochs` epochs of training, `speed` the measured
+    speed in words; `option` names the budget in the message (the CLI's `--time-budget`)."""
 
     def __init__(self, reason: str, suggested: float | None, speed: str = "", *,
-                 option: str = "the time budget", note: str = "") -> None:
+                 option: str = "the time budget", note: str = "", epochs: int = SUGGEST_EPOCHS) -> None:
         self.reason, self.suggested, self.speed, self.option = reason, suggested, speed, option
+        self.epochs = epochs
         if suggested is None:
             advice = f"raise {option}"
         else:
-            advice = f"raise {option} to at least {round_up(suggested)} s (about {SUGGEST_EPOCHS} epochs"
+            advice = f"raise {option} to at least {round_up(suggested)} s (about {epochs} epochs"
             advice += f" at the measured speed: {speed})" if speed else ")"
         super().__init__(f"{reason}: not writing it; {advice}{note}")
 

@@ -319,7 +319,10 @@ def _raise_degenerate(problem: str, budget: Budget, stopped_by: str, epochs_done
     (BudgetTooSmallError with the budget that would do), too few epochs, or else seed / lr / size."""
     trained = f"it trained only {steps_done} step(s) ({epochs_done} epoch(s)) in {budget.elapsed():.0f} s"
     if stopped_by == "time" and epochs_done < SUGGEST_EPOCHS:
-        raise BudgetTooSmallError(f"{problem}; {trained}", budget.suggest_budget(), budget.describe_speed())
+        # At least twice the epochs already trained, so the advice always asks for more than this run had.
+        epochs = max(SUGGEST_EPOCHS, 2 * epochs_done)
+        raise BudgetTooSmallError(f"{problem}; {trained}", budget.suggest_budget(epochs), budget.describe_speed(),
+                                  epochs=epochs)
     if stopped_by == "epochs" and epochs_asked is not None and epochs_asked < SUGGEST_EPOCHS:
         raise DegenerateFitError(f"{problem}: not writing it; {trained}: give more epochs (at least {SUGGEST_EPOCHS})")
     raise DegenerateFitError(f"{problem}: not writing it; after {epochs_done} epoch(s), try another --seed or --lr, "
