@@ -154,9 +154,10 @@ def others_runnable(samples: int = RUNNABLE_SAMPLES, interval: float = RUNNABLE_
 
 def machine_busy(threads: int, load: float | None = None, others: float | None = None) -> bool:
     """Whether other work occupies CPUs that `threads` threads would need. Idle when the 1-minute load
-    average (or `load`) is below `threads`. The average lags by minutes and counts this user's own
-    work that just ended (an encode right after another saw the first one's load and waited passively,
-    1.5x slower, on an idle machine), so a high average is checked against the tasks runnable right now
+    average (or `load`) is below `threads`. The average lags and counts work that has just ended
+    (right after a 2-thread job it is still above 2: 2.4 was seen at the end of one, so an encode
+    started at once would wait passively on an idle machine), so a high average is checked against
+    the tasks runnable right now
     (`others_runnable`, or `others`): busy when fewer than `threads` CPUs are free of them (half a
     task of slack)."""
     if load is None:

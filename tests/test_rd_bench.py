@@ -302,7 +302,8 @@ def test_the_gap_is_judged_at_hnervs_nearest_rate_when_it_does_not_reach_005():
     t = {(r["mode"], r["kind"]): r for r in a["targets"]}[("epochs=300", "newkind")]
     assert t["gap_bpp"] == pytest.approx(0.06) and t["gap_halved"] is nk["halved"]
     assert t["anchor_gap_db"] == pytest.approx(hn["gap_db"])
-    assert "(0.06)" in render_markdown(data, a)
+    md = render_markdown(data, a)
+    assert "(0.06)" in md and "hnerv's point nearest it, 0.0600 bpp" in md
 
 
 def test_codec_route_and_the_ffmpeg_program_path(tmp_path):

@@ -290,6 +290,17 @@ def _clip_section(ckey: str, clip: dict, a: dict) -> list[str]:
             lines.append(f"| {mode} | {kind} | {_fmt(g['x264_psnr'])} | {_fmt(g['psnr'])} | {gap} | "
                          f"{_fmt(g.get('vs_hnerv_gap'))} | {_fmt(g.get('halved'))} | {_fmt(s['30']['fastest_s'], 0)} | "
                          f"{_fmt(s['33']['fastest_s'], 0)} |")
+    for mode, m in a["modes"].items():
+        alt = m.get(ANCHOR_KIND, {}).get("gap_x264_anchor_rate")
+        if alt is None:
+            continue
+        parts = []
+        for kind, row in m.items():
+            g = row["gap_x264_anchor_rate"]
+            gap = f"{_fmt(g['gap_db'])} dB" if g["gap_db"] is not None else f"n/a ({g['reason']})"
+            parts.append(f"{kind} {gap}" + (f" (halved: {_fmt(g.get('halved'))})" if kind != ANCHOR_KIND else ""))
+        lines += ["", f"{mode}: {ANCHOR_KIND}'s points do not reach {GAP_BPP} bpp; gap to x264 ({_fmt(alt['x264_psnr'])} "
+                  f"dB) at {ANCHOR_KIND}'s point nearest it, {alt['bpp']:.4f} bpp: " + "; ".join(parts) + "."]
     lines += ["", "Where nvcodec loses (a codec at the bpp matched to the point is better):", ""]
     lines += [f"- {x}" for x in a["losses"]] or ["- nowhere among the matched points"]
     return lines + [""]
