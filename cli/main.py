@@ -19,6 +19,9 @@ from .render import EPILOG, print_json, render_attach, render_infer, render_info
 
 
 
+NO_TORCH_COMMANDS = frozenset({"info", "verify"})
+
+
 class TaskHelpOption(click.Option):
     """An option whose help names the declared tasks: ``{tasks}`` and ``{zero_shot}`` are filled in from
     the task registry when help is shown (so `--help` follows the declarations, and startup stays light)."""
@@ -37,11 +40,14 @@ class TaskHelpOption(click.Option):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
 @click.version_option(package_name="nvcodec", prog_name="nvcodec")
-def app() -> None:
+@click.pass_context
+def app(ctx: click.Context) -> None:
     """Store videos as implicit neural representations (.nvp) and run ML tasks straight from them."""
+    if ctx.invoked_subcommand in NO_TORCH_COMMANDS:
+        return  # no torch, no OpenMP: nothing to set up (and no 16 ms CPU sampling)
     from nvcodec.threads import configure_environment
 
-    configure_environment()  # before torch loads: threads follow the usable CPUs, OpenMP waits passively
+    configure_environment()  # before torch loads: threads follow the usable CPUs; passive OpenMP waits when CPUs are taken
 
 
 @app.command(epilog=EPILOG)

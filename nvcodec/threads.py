@@ -5,8 +5,8 @@ cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, rou
 `os.cpu_count()`. `resolve_threads` puts an explicit request (`--threads`, `NVCODEC_THREADS`) first.
 
 `configure_environment` sets OpenMP defaults before torch is imported (the CLI calls it first
-thing): OMP_NUM_THREADS / MKL_NUM_THREADS to the usable CPUs, and, when the machine is already busy
-(`machine_busy`), OMP_WAIT_POLICY=PASSIVE so that idle OpenMP workers sleep instead of spinning: on
+thing): OMP_NUM_THREADS / MKL_NUM_THREADS to the usable CPUs, and, when other tasks already hold
+the CPUs (`machine_busy`), OMP_WAIT_POLICY=PASSIVE so that idle OpenMP workers sleep instead of spinning: on
 a shared machine a spinning worker burns the core that the thread it waits for needs. On an idle
 machine OpenMP keeps its short spin, which is faster there (passive waiting made 2 threads slower
 than 1 on the 2-core development machine). Variables the user set are left alone. `use_threads`
@@ -153,25 +153,22 @@ def others_runnable(samples: int = RUNNABLE_SAMPLES, interval: float = RUNNABLE_
 
 
 def machine_busy(threads: int, load: float | None = None, others: float | None = None) -> bool:
-    """Whether other work occupies CPUs that `threads` threads would need. Idle when the 1-minute load
-    average (or `load`) is below `threads`. The average lags and counts work that has just ended
-    (right after a 2-thread job it is still above 2: 2.4 was seen at the end of one, so an encode
-    started at once would wait passively on an idle machine), so a high average is checked against
-    the tasks runnable right now
-    (`others_runnable`, or `others`): busy when fewer than `threads` CPUs are free of them (half a
-    task of slack)."""
+    """Whether other work occupies CPUs that `threads` threads would need: fewer than `threads` CPUs
+    are free of the tasks runnable right now (`others_runnable`, or `others`; half a task of slack).
+    The 1-minute load average (or `load`) decides only where /proc/stat cannot be read (busy when it
+    is at least `threads`): it lags both ways. It still counts work that has just ended (2.4 right
+    after two 1-thread jobs, so an encode started at once would wait passively on an idle machine), and
+    does not yet count work started seconds ago (1.3 two seconds after two busy loops started)."""
+    if others is None:
+        others = others_runnable()
+    if others is not None:
+        return usable_cpus() - others < threads - 0.5
     if load is None:
         try:
             load = os.getloadavg()[0]
         except OSError:
             return False
-    if load < threads:
-        return False
-    if others is None:
-        others = others_runnable()
-    if others is None:
-        return True
-    return usable_cpus() - others < threads - 0.5
+    return load >= threads
 
 
 def configure_environment(requested: int | None = None, load: float | None = None,

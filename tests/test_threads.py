@@ -69,7 +69,8 @@ def test_configure_environment_keeps_the_users_settings(monkeypatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert th.configure_environment(2, load=0.1) == 2
+    monkeypatch.setattr(th, "usable_cpus", lambda: 2)
+    assert th.configure_environment(2, load=0.1, others=0.0) == 2
     assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "2"
     assert "OMP_WAIT_POLICY" not in os.environ  # idle: OpenMP's own default
     assert th.configure_environment(2, load=3.5, others=0.0) == 2
@@ -77,16 +78,17 @@ def test_configure_environment_keeps_the_users_settings(monkeypatch) -> None:
     assert th.configure_environment(2, load=3.5, others=2.0) == 2
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # busy: workers sleep instead of spinning
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    th.configure_environment(2, load=9.0)
+    th.configure_environment(2, load=9.0, others=2.0)
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
-    assert th.machine_busy(2, 2.0, others=1.0) and not th.machine_busy(2, 1.9, others=5.0)
+    assert th.machine_busy(2, 0.0, others=1.0) and not th.machine_busy(2, 9.0, others=0.0)
 
 
 def test_busy_means_runnable_work_now_not_a_stale_average(monkeypatch, tmp_path) -> None:
-    # the 1-minute average still counts an encode that just ended; what runs now decides
+    # the 1-minute average still counts an encode that just ended and not yet one that just started
     monkeypatch.setattr(th, "usable_cpus", lambda: 4)
     assert not th.machine_busy(4, load=6.0, others=0.2)
     assert th.machine_busy(4, load=6.0, others=0.6)  # fewer than 4 CPUs free (half a task of slack)
+    assert th.machine_busy(4, load=0.1, others=2.0)  # contention that began seconds ago
     assert not th.machine_busy(2, load=6.0, others=2.0) and th.machine_busy(2, load=6.0, others=2.6)
     stat = tmp_path / "stat"
     stat.write_text("cpu  1 2 3\nintr " + "0 " * 5000 + "\nctxt 9\nprocs_running 3\nprocs_blocked 0\n")
@@ -95,7 +97,7 @@ def test_busy_means_runnable_work_now_not_a_stale_average(monkeypatch, tmp_path)
     assert th.others_runnable(samples=2, interval=0.0, path=str(stat)) is None
     assert th.others_runnable(path=str(tmp_path / "missing")) is None
     monkeypatch.setattr(th, "others_runnable", lambda: None)
-    assert th.machine_busy(4, load=6.0)  # unreadable: trust the average
+    assert th.machine_busy(4, load=6.0) and not th.machine_busy(4, load=3.9)  # unreadable: the average
     real = th._procs_running(th.PROC_STAT)
     assert real is None or real >= 1  # this test's own thread is running
 
@@ -129,3 +131,18 @@ def test_cli_threads_option_is_checked(tmp_path, tiny_clip) -> None:
                         "--threads", "0", "--epochs", "1"], capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "--threads" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "x.nvp").exists()
+
+
+def test_the_cli_sets_up_threads_only_for_commands_that_load_torch(monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import app
+
+    calls = []
+    monkeypatch.setattr(th, "configure_environment", lambda *a, **k: calls.append(1) or 1)
+    golden = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "golden-v1.nvp")
+    assert CliRunner().invoke(app, ["info", golden]).exit_code == 0
+    assert CliRunner().invoke(app, ["verify", golden]).exit_code == 0
+    assert calls == []  # no torch there: no OpenMP set-up, no CPU sampling
+    assert CliRunner().invoke(app, ["tasks"]).exit_code == 0
+    assert calls == [1]
