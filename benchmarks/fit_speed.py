@@ -6,9 +6,9 @@
 Each variant is `label:key=value,...` with keys `code` (a source tree whose `nvcodec` is imported
 instead of this one: the code before a change), `batch` (frames per step), `lr`, `qat`,
 `weight_bits`, `embed_bits`, `kind`, `bpp`. Rounds run every variant once in turn (old, new, old,
-new, ...), each in its own process with the same thread count and OpenMP wait policy (the CLI's rule, decided
-once at the start: passive only on a busy machine; recorded per run), so that a load change hits all
-variants alike. Per run: seconds per epoch (median of the history's epoch times), the process's CPU
+new, ...), each in its own process with the same thread count and OpenMP wait policy (the CLI's
+rule, decided once at the start: passive only on a busy machine; recorded per run), so that a load
+change hits all variants alike. Per run: seconds per epoch (median of the history's epoch times), the process's CPU
 seconds, the 1-minute load before and after, the final PSNR of the dequantized model, and the
 seconds to reach 30 and 33 dB (first periodic check at or above the level, `--eval-every` epochs
 apart). `perf stat -e instructions` is not available on every machine (it is not on the 2-core
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(out.stderr[-2000:], file=sys.stderr)
                 return 1
             rec = {"label": v["label"], "rep": rep, "clip": os.path.basename(a.clip), "scale": a.scale,
-                   "frames": a.frames, "omp_wait_policy": policy or "default", **spec, **json.loads(out.stdout.strip().splitlines()[-1])}
+                   "frames": a.frames, "omp_wait_policy": policy or "default", **spec,
+                   **json.loads(out.stdout.strip().splitlines()[-1])}
             rec.pop("frames", None)
             runs.append(rec)
             print(json.dumps({k: rec[k] for k in ("label", "rep", "epochs", "seconds", "epoch_seconds_median",

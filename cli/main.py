@@ -17,8 +17,7 @@ from .progress import ProgressBar
 from .serve import serve
 from .render import EPILOG, print_json, render_attach, render_infer, render_info, render_tasks
 
-
-
+# Commands that never load torch: the OpenMP set-up (and its CPU sampling) is skipped for them.
 NO_TORCH_COMMANDS = frozenset({"info", "verify"})
 
 

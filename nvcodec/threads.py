@@ -6,8 +6,8 @@ cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`, rou
 
 `configure_environment` sets OpenMP defaults before torch is imported (the CLI calls it first
 thing): OMP_NUM_THREADS / MKL_NUM_THREADS to the usable CPUs, and, when other tasks already hold
-the CPUs (`machine_busy`), OMP_WAIT_POLICY=PASSIVE so that idle OpenMP workers sleep instead of spinning: on
-a shared machine a spinning worker burns the core that the thread it waits for needs. On an idle
+the CPUs (`machine_busy`), OMP_WAIT_POLICY=PASSIVE so that idle OpenMP workers sleep instead of
+spinning: on a shared machine a spinning worker burns the core that the thread it waits for needs. On an idle
 machine OpenMP keeps its short spin, which is faster there (passive waiting made 2 threads slower
 than 1 on the 2-core development machine). Variables the user set are left alone. `use_threads`
 sets torch's intra-op thread count for a block of work and restores it after.
