@@ -8,8 +8,8 @@ instead of this one: the code before a change), `batch` (frames per step), `lr`,
 `weight_bits`, `embed_bits`, `kind`, `bpp`. Rounds run every variant once in turn (old, new, old,
 new, ...), each in its own process with the same thread count and OpenMP wait policy (the CLI's
 rule, decided once at the start: passive only on a busy machine; recorded per run), so that a load
-change hits all variants alike. Per run: seconds per epoch (median of the history's epoch times), the process's CPU
-seconds, the 1-minute load before and after, the final PSNR of the dequantized model, and the
+change hits all variants alike. Per run: seconds per epoch (median of the history's epoch times), the
+process's CPU seconds, the 1-minute load before and after, the final PSNR of the dequantized model, and the
 seconds to reach 30 and 33 dB (first periodic check at or above the level, `--eval-every` epochs
 apart). `perf stat -e instructions` is not available on every machine (it is not on the 2-core
 VM this was written on), so CPU seconds are the load-independent-ish cross-check.

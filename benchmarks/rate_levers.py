@@ -39,13 +39,13 @@ from typing import Any
 import torch
 
 from nvcodec.bench.bdrate import bd_rate
-from nvcodec.bench.machine import cpu_model, describe_machine
+from nvcodec.bench.machine import cpu_model, describe_machine, load_average
 from nvcodec.codec.encode import EncodeOptions, encode
 from nvcodec.codec.frames import parse_range
 from nvcodec.errors import NvcodecError, UsageError
 from nvcodec.inr.plan import plan_config
 from nvcodec.video import probe_video
-from rd import _load, clip_frames, clip_key, code_version, find_clips, measure, prepare_clip
+from rd import clip_frames, clip_key, code_version, find_clips, measure, prepare_clip
 
 SCHEMA = "nvcodec-rate-levers/1"
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -100,12 +100,12 @@ def encode_point(clip: dict, variant: str, params: int, a: argparse.Namespace, w
     opts = EncodeOptions(kind=KIND, params=params, psnr=None, epochs=a.epochs, seed=a.seed, threads=a.threads,
                          frames=clip["src_frames"], **VARIANTS[variant])
     rec: dict[str, Any] = {"variant": variant, "params_target": params, "options": VARIANTS[variant],
-                           "code": code_version(), "load_start": _load()}
+                           "code": code_version(), "load_start": load_average()}
     t0 = time.perf_counter()
     try:
         summary = encode(clip["src"], path, opts, overwrite=True)
     except NvcodecError as exc:
-        rec.update(error=f"{type(exc).__name__}: {exc}", load_end=_load())
+        rec.update(error=f"{type(exc).__name__}: {exc}", load_end=load_average())
         return rec
     import nvcodec
 
@@ -114,7 +114,7 @@ def encode_point(clip: dict, variant: str, params: int, a: argparse.Namespace, w
     n, h, w = clip["ref"].shape[:3]
     size = os.path.getsize(path)
     rec.update(bytes=size, bpp=size * 8 / (w * h * n), **q, params=summary["params"],
-               epochs=int(sum(summary["epochs"])), encode_seconds=time.perf_counter() - t0, load_end=_load())
+               epochs=int(sum(summary["epochs"])), encode_seconds=time.perf_counter() - t0, load_end=load_average())
     os.remove(path)
     return rec
 

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from nvcodec.bench.bdrate import seconds_to_reach
 from nvcodec.bench.crf import (CRF_RANGE, DEFAULT_PRESETS, EXTENSIONS, INTEGER_CRF, codec_route, encode_crf,
                                match_bpp)
-from nvcodec.bench.machine import cpu_model, describe_machine
+from nvcodec.bench.machine import cpu_model, describe_machine, load_average
 from nvcodec.bench.paths import decode_codec_file
 from nvcodec.bench.rdreport import SCHEMA, analyse, render_markdown, write_plots
 from nvcodec.codec.encode import KINDS, EncodeOptions, encode, parse_size
@@ -278,20 +278,13 @@ def code_version() -> str:
     return commit + ("+changes" if diff.returncode != 0 else "")
 
 
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.Namespace, *,
                   bpp: float | None = None, params: float | None = None) -> dict[str, Any]:
     """Encode one nvcodec point and measure it; a failed encode is recorded with its error."""
     _, epochs, budget = mode
     path = os.path.join(workdir, "point.nvp")
     trace: list[dict[str, float]] = []
-    load_start = _load()
+    load_start = load_average()
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     last: list[float | None] = [None]
@@ -305,7 +298,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
             last[0] = psnr
             trace.append({"seconds": time.perf_counter() - t0, "epoch": int(event.step), "psnr": float(psnr)})
 
-    base, fields = getattr(a, "variants", {}).get(kind, (kind, {}))
+    base, fields = a.variants.get(kind, (kind, {}))
     rec: dict[str, Any] = {"kind": kind, "mode": mode[0], "target_bpp": bpp, "target_params": params,
                            "epochs_planned": epochs, "time_budget": budget, "load_start": load_start,
                            "code": code_version(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
@@ -317,7 +310,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
     try:
         summary = encode(clip["src"], path, opts, overwrite=True, progress=cb)
     except NvcodecError as exc:
-        rec.update(error=f"{type(exc).__name__}: {exc}", load_end=_load(), restarts=restarts[0])
+        rec.update(error=f"{type(exc).__name__}: {exc}", load_end=load_average(), restarts=restarts[0])
         return rec
     seconds = time.perf_counter() - t0
     cpu_seconds = _cpu_seconds() - cpu0
@@ -334,7 +327,7 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
                encode_seconds=seconds, cpu_seconds=cpu_seconds, device=summary["device"],
                dtype=summary["dtype"], frames=n, width=w, height=h, trace=trace,
                seconds_to_30=seconds_to_reach(trace, 30.0), seconds_to_33=seconds_to_reach(trace, 33.0),
-               load_end=_load())
+               load_end=load_average())
     os.remove(path)
     return rec
 
@@ -404,13 +397,13 @@ def codec_point_at(store: Store, c: dict, clip: dict, route: dict, short: str, c
         if done is not None:
             rec, path, load_start = done
         else:
-            load_start = _load()
+            load_start = load_average()
             rec, path = codec_encode_measure(clip, route, short, crf, workdir, threads, preset, False)
         h, w = clip["ref"].shape[1:3]
         decoded = decode_codec_file(path, w, h, threads)
         rec.update(measure([decoded[i:i + 8] for i in range(0, decoded.shape[0], 8)], clip["ref"]))
         os.remove(path)
-        rec.update(load_start=load_start, load_end=_load(), curve=False, matched_to=[])
+        rec.update(load_start=load_start, load_end=load_average(), curve=False, matched_to=[])
         p = c["points"][key] = rec
     if curve:
         p["curve"] = True
@@ -434,7 +427,7 @@ def run_codec_matches(store: Store, ckey: str, clip: dict, a: argparse.Namespace
             probes: dict[float, tuple[dict, str, list | None]] = {}
 
             def bpp_at(crf: float) -> float:
-                load_start = _load()
+                load_start = load_average()
                 rec, path = codec_encode_measure(clip, route, short, crf, workdir, threads, c["preset"], False)
                 probes[crf] = (rec, path, load_start)
                 return rec["bpp"]

@@ -39,7 +39,8 @@ def _usable_cores() -> int | None:
         return os.cpu_count()
 
 
-def _load_average() -> list[float] | None:
+def load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages (2 decimals), None where the OS has none."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -68,7 +69,7 @@ def describe_machine(device: torch.device | str | None = None) -> dict[str, Any]
         "logical_cores": os.cpu_count(),
         "usable_cores": _usable_cores(),
         "memory_gib": _mem_total_gib(),
-        "load_average": _load_average(),
+        "load_average": load_average(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
