@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 from nvcodec.errors import UsageError
 from nvcodec.inr import INRDecoder, dequantize_into, plan_config, quantize_inr
+from nvcodec.inr.qat import fake_quant
 from nvcodec.inr.quant import dequantize_tensor, quantize_auto, quantize_tensor
 
 
@@ -38,6 +41,27 @@ def test_error_within_half_step(x: np.ndarray, bits: int, axis, mode: str) -> No
     assert p.bits == bits and p.axis == axis
     assert p.scale.dtype == np.float32 and p.zero_point.dtype == np.float32
     assert _bound_ok(x, q, p)
+
+
+@pytest.mark.parametrize("mode", ["affine", "symmetric"])
+def test_a_range_too_small_for_a_float32_step_quantizes_without_dividing_by_zero(mode: str) -> None:
+    x = np.array([[1e-44, -3e-45, 0.0], [1.0, 2.0, -1.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for axis in (None, 0, 1):
+            q, p = quantize_tensor(x, 8, axis, mode)
+            assert np.all(np.isfinite(p.scale)) and np.all(p.scale > 0) and np.all(np.isfinite(p.zero_point))
+            assert _bound_ok(x, q, p)
+        q, p = quantize_tensor(x[0], 8, None, mode)
+        assert np.abs(dequantize_tensor(q, p) - x[0]).max() <= 1.5e-44  # within the range (1.3e-44)
+
+
+def test_fake_quant_of_a_range_that_underflows_float32_stays_finite() -> None:
+    x = torch.tensor([[1e-44, -3e-45], [1.0, 2.0]])
+    for axis in (None, 0):
+        out = fake_quant(x, 6, axis)
+        assert torch.isfinite(out).all()
+    assert torch.allclose(fake_quant(x, 6, 0)[1], x[1], atol=1 / 63)
 
 
 def test_affine_hits_min_and_max_and_constant_is_exact() -> None:

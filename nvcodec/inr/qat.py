@@ -36,7 +36,8 @@ def fake_quant(x: Tensor, bits: int, axis: int | None) -> Tensor:
     else:
         dims = tuple(d for d in range(x.ndim) if d != axis)
         lo, hi = xf.amin(dim=dims, keepdim=True), xf.amax(dim=dims, keepdim=True)
-    scale = torch.where(hi > lo, (hi - lo) / levels, torch.ones_like(hi))
+    step = (hi - lo) / levels
+    scale = torch.where(step > 0, step, torch.ones_like(step))  # 0 also where float32 underflows
     zp = -lo / scale
     q = torch.round(xf / scale + zp).clamp_(0, levels)
     return ((q - zp) * scale).to(x.dtype)

@@ -86,6 +86,15 @@ def quantize_tensor(x: np.ndarray | Tensor, bits: int, axis: int | None = None,
         zp = np.full_like(scale, float(half))
     else:
         raise UsageError(f"unknown quantization mode {mode!r}")
+    with np.errstate(over="ignore", under="ignore"):
+        stored = np.asarray(scale, dtype=np.float32)
+    unusable = ~(np.isfinite(stored) & (stored > 0))
+    if np.any(unusable):
+        # A step that float32 cannot hold (a range below ~1e-43, or beyond float32): the values are
+        # constant at float32 precision there, so step 1 keeps them within the range of the true ones.
+        scale = np.where(unusable, 1.0, scale)
+        if mode == "affine":
+            zp = -lo / scale
     scale32 = np.atleast_1d(np.asarray(scale, dtype=np.float32))
     zp32 = np.atleast_1d(np.asarray(zp, dtype=np.float32))
     bs = _bshape(a.ndim, axis, scale32.size)
