@@ -31,7 +31,8 @@ _OPTIONS = [
     click.option("--embed-bits", type=int, help="Bits per stored embedding value (default: 6 for hnerv/nerv, 5 for hinerv)."),
     click.option("--qat", type=float, metavar="FRACTION",
                  help="Final fraction of training run quantization-aware (0: quantize after training; "
-                      "default: 0 for hnerv/nerv, 0.3 for hinerv)."),
+                      "default: 0 for hnerv/nerv, 0.3 for hinerv); with --psnr, QAT also starts once "
+                      "training comes within 1 dB of the target."),
     click.option("--prune", type=float, default=0.0, show_default=True, metavar="FRACTION",
                  help="Prune this fraction of each conv weight when QAT starts (needs --qat)."),
     click.option("--bit-alloc/--no-bit-alloc", default=None,
