@@ -17,10 +17,13 @@ frames. Variants, in the order the levers were added:
     qat6-prune   qat6 with `--prune 0.25`
     qat6-alloc   qat6 with `--bit-alloc` (today's default for `hinerv`, chosen by this benchmark)
     qat5         5 / 4 bits, quantization-aware
+    qat6-alloc-60   qat6-alloc with the last 60% of training quantization-aware
+    qat6-alloc-all  qat6-alloc quantization-aware from the first step (bits allocated then, before
+                    Adam has gradient statistics, so every tensor gets 6 bits)
 
 A curve per variant (its sizes' bpp and PSNR); the BD-rate of each variant against the one before it in
 the chain ptq8-zstd -> ptq8-rans -> ptq6-rans -> qat6 (one lever each), of qat6-prune, qat6-alloc and
-qat5 against qat6, and of every variant against ptq8-zstd. Writes rate_levers.json (rewritten after
+qat5 against qat6, of the QAT shares against qat6-alloc, and of every variant against ptq8-zstd. Writes rate_levers.json (rewritten after
 every point; `--resume` skips points in it) and RATE_LEVERS.md.
 """
 
@@ -56,9 +59,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "qat6-prune": {"weight_bits": 6, "embed_bits": 5, "qat": 0.3, "bit_alloc": False, "prune": 0.25},
     "qat6-alloc": {"weight_bits": 6, "embed_bits": 5, "qat": 0.3, "bit_alloc": True},
     "qat5": {"weight_bits": 5, "embed_bits": 4, "qat": 0.3, "bit_alloc": False},
+    "qat6-alloc-60": {"weight_bits": 6, "embed_bits": 5, "qat": 0.6, "bit_alloc": True},
+    "qat6-alloc-all": {"weight_bits": 6, "embed_bits": 5, "qat": 1.0, "bit_alloc": True},
 }
 STEPS = {"ptq8-rans": "ptq8-zstd", "ptq6-rans": "ptq8-rans", "qat6": "ptq6-rans", "qat6-prune": "qat6",
-         "qat6-alloc": "qat6", "qat5": "qat6"}
+         "qat6-alloc": "qat6", "qat5": "qat6", "qat6-alloc-60": "qat6-alloc", "qat6-alloc-all": "qat6-alloc"}
 BASELINE = "ptq8-zstd"
 KIND = "hinerv"
 
