@@ -53,3 +53,8 @@ def test_qat_starts_before_a_psnr_stop() -> None:
     assert all(e["train_psnr"] < lead for e in r.history[:first])
     assert r.history[first]["epoch"] < r.epochs
     assert r.psnr >= TARGET
+
+
+def test_a_diverged_loss_gives_no_training_psnr() -> None:
+    assert fit_mod._loss_psnr(float("nan")) is None and fit_mod._loss_psnr(float("inf")) is None
+    assert fit_mod._loss_psnr(0.0) == 100.0 and abs(fit_mod._loss_psnr(1e-3) - 30.0) < 1e-9

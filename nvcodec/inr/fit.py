@@ -695,8 +695,10 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                      psnr_constant=constant_psnr(source_std), widen=rate_state["widen"])
 
 
-def _loss_psnr(mse: float) -> float:
-    """PSNR (dB, peak 1) of a mean squared error; 100 dB for 0."""
+def _loss_psnr(mse: float) -> float | None:
+    """PSNR (dB, peak 1) of a mean squared error; 100 dB for 0, None for a NaN or infinite one."""
+    if not math.isfinite(mse) or mse < 0:
+        return None
     return 10.0 * math.log10(1.0 / mse) if mse > 0 else 100.0
 
 
