@@ -56,6 +56,11 @@ def test_a_range_too_small_for_a_float32_step_quantizes_without_dividing_by_zero
         assert np.abs(dequantize_tensor(q, p) - x[0]).max() <= 1.5e-44  # within the range (1.3e-44)
 
 
+def test_a_range_too_large_for_a_float32_step_is_refused() -> None:
+    with pytest.raises(UsageError, match="too large"):
+        quantize_tensor(np.array([-3e38, 3e38], dtype=np.float32), 2, widen=4.0)
+
+
 def test_fake_quant_of_a_range_that_underflows_float32_stays_finite() -> None:
     x = torch.tensor([[1e-44, -3e-45], [1.0, 2.0]])
     for axis in (None, 0):

@@ -88,10 +88,12 @@ def quantize_tensor(x: np.ndarray | Tensor, bits: int, axis: int | None = None,
         raise UsageError(f"unknown quantization mode {mode!r}")
     with np.errstate(over="ignore", under="ignore"):
         stored = np.asarray(scale, dtype=np.float32)
-    unusable = ~(np.isfinite(stored) & (stored > 0))
+    if not np.all(np.isfinite(stored)):
+        raise UsageError("cannot quantize: the values' range is too large for a float32 step")
+    unusable = ~(stored > 0)
     if np.any(unusable):
-        # A step that float32 cannot hold (a range below ~1e-43, or beyond float32): the values are
-        # constant at float32 precision there, so step 1 keeps them within the range of the true ones.
+        # A step too small for float32 (a range below ~1e-43): the values are constant at float32
+        # precision there, so step 1 keeps them within the range of the true ones.
         scale = np.where(unusable, 1.0, scale)
         if mode == "affine":
             zp = -lo / scale
