@@ -101,7 +101,7 @@ from ..errors import DegenerateFitError, Interrupted, UsageError, no_space_as_er
 from ..progress import ProgressCallback, emit
 from . import budget as _budget
 from .budget import SUGGEST_EPOCHS, Budget, BudgetTooSmallError
-from .metrics import frame_mse, quality_from_mse
+from .metrics import PSNR_CAP, frame_mse, mse_to_psnr, quality_from_mse
 from .metrics import ssim as ssim_fn
 from .model import HNeRVEncoder, INRDecoder, crop, pad_frames
 from .plan import INRConfig
@@ -696,10 +696,11 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
 
 
 def _loss_psnr(mse: float) -> float | None:
-    """PSNR (dB, peak 1) of a mean squared error; 100 dB for 0, None for a NaN or infinite one."""
+    """The training PSNR of an epoch's mean l2 loss (`metrics.mse_to_psnr`, capped at PSNR_CAP); None
+    for a NaN, infinite or negative loss."""
     if not math.isfinite(mse) or mse < 0:
         return None
-    return 10.0 * math.log10(1.0 / mse) if mse > 0 else 100.0
+    return min(mse_to_psnr(mse), PSNR_CAP)
 
 
 def _eta(epoch: int, total: int | None, now: float, budget: float | None) -> float | None:
