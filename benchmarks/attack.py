@@ -37,9 +37,11 @@ import numpy as np
 import zstandard
 
 from nvcodec.container import Codec, NvpReader, SectionKind, pack_msgpack, pack_tensors
+from nvcodec.container.compression import dictionary_bytes
 from nvcodec.container.index import encode_index, encode_trailer
 from nvcodec.container.layout import (
-    MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT, TENSOR_PREFIX, SectionInfo, align_up,
+    DICT_FEATURE, MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT, TENSOR_PREFIX,
+    SectionInfo, align_up,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,10 +71,15 @@ def raw(name: str, kind: int, payload: bytes) -> Stored:
     return Stored(name, int(kind), Codec.RAW, payload, len(payload))
 
 
-def zstd(name: str, kind: int, payload: bytes) -> Stored:
-    """A ZSTD section, whatever its expansion (the writer would store it RAW beyond 1024x)."""
-    frame = zstandard.ZstdCompressor(level=19, write_content_size=True, write_checksum=False).compress(payload)
-    return Stored(name, int(kind), Codec.ZSTD, frame, len(payload))
+def zstd(name: str, kind: int, payload: bytes, codec: int = Codec.ZSTD) -> Stored:
+    """A ZSTD (or ZSTD_DICT: with the built-in dictionary) section, whatever its expansion (the writer
+    would store it RAW beyond 1024x)."""
+    zdict = None
+    if codec == Codec.ZSTD_DICT:
+        zdict = zstandard.ZstdCompressionDict(dictionary_bytes(), dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    frame = zstandard.ZstdCompressor(level=19, write_content_size=True, write_checksum=False, write_dict_id=False,
+                                     dict_data=zdict).compress(payload)
+    return Stored(name, int(kind), int(codec), frame, len(payload))
 
 
 _FRAMES: dict[tuple[int, int], bytes] = {}
@@ -99,10 +106,11 @@ def zstd_zeros(name: str, kind: int, size: int, random_prefix: int = 0) -> Store
     return Stored(name, int(kind), Codec.ZSTD, _FRAMES[key], size)
 
 
-def craft(path: Path, sections: list[Stored], features: tuple[str, ...] = (RANS_FEATURE,)) -> Path:
+def craft(path: Path, sections: list[Stored], features: tuple[str, ...] = (RANS_FEATURE, DICT_FEATURE)) -> Path:
     """Write `sections` as a generation-1 `.nvp` with correct CRCs (nothing else is checked).
 
-    The index lists `features` (by default `tensor-rans`, which the good file's coded bundles need)."""
+    The index lists `features` (by default `tensor-rans` and `zstd-dict-1`, which the good file's coded
+    bundles and dictionary-compressed sections need)."""
     buf = bytearray(PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0))
     infos = []
     for s in sections:
@@ -278,7 +286,7 @@ def join_bundle(header: dict, data: bytes) -> bytes:
 
 
 def _coded_case(change: Callable[[dict, bytes], tuple[dict, bytes]],
-                features: tuple[str, ...] = (RANS_FEATURE,)) -> Callable[[Good, Path], Path]:
+                features: tuple[str, ...] = (RANS_FEATURE, DICT_FEATURE)) -> Callable[[Good, Path], Path]:
     """The good file with its first coded tensor section's header and data changed by `change`."""
     def build(good: Good, path: Path) -> Path:
         name, kind, payload = coded_section(good)
@@ -404,7 +412,7 @@ CASES = [
     Case("coded_huge_tables", "entropy", "a coded tensor with 65,536 per-channel 8-bit models (2^24 table entries)",
          _coded_case(_huge_tables), ("verify", "view")),
     Case("coded_without_feature", "entropy", "coded tensors in a file that does not declare tensor-rans",
-         _coded_case(lambda h, d: (h, d), features=()), ("verify", "view")),
+         _coded_case(lambda h, d: (h, d), features=(DICT_FEATURE,)), ("verify", "view")),
     # truncations
     Case("truncated_half", "truncation", "attached file cut at 50%", _truncated(lambda n: n // 2), ALL, (0, 3)),
     Case("truncated_last_byte", "truncation", "attached file minus its last byte (the attach is lost)",

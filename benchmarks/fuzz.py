@@ -2,7 +2,8 @@
 
 Every metadata section kind (`video`, `model`, `segments`, `routing` and its task entries,
 adapter bundles' meta and tensor shapes, `provenance`, and the entries, model parameters and words
-of an entropy-coded tensor) is replaced by a generated hostile value
+of an entropy-coded tensor) is replaced by a generated hostile value, stored with plain zstd or with
+the built-in dictionary (codec ZSTD_DICT) in turn
 (wrong types, negative and huge numbers, huge lists and strings, bytes, NaN, unknown keys), the
 checksums recomputed (`attack.craft`), and the file run in-process through `info --json`, `info`,
 `verify`, `view -o out.y4m`, `infer` and (every ATTACH_EVERY-th case) `attach`. A case fails when
@@ -47,7 +48,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import attack  # noqa: E402
 
-from nvcodec.container import NvpReader, SectionKind, pack_tensors  # noqa: E402
+from nvcodec.container import Codec, NvpReader, SectionKind, pack_tensors  # noqa: E402
 from nvcodec.errors import NvcodecError  # noqa: E402
 
 TASK = "resnet50"
@@ -134,6 +135,11 @@ class Campaign:
             out[key] = value
         return out
 
+    @staticmethod
+    def _codec(data: st.DataObject) -> int:
+        """How a hostile section is stored: plain zstd or zstd with the built-in dictionary."""
+        return data.draw(st.sampled_from([Codec.ZSTD, Codec.ZSTD_DICT]))
+
     def coded_sections(self, data: st.DataObject) -> list[attack.Stored] | None:
         """The good file with one entropy-coded tensor's header fields, model parameters or words made hostile."""
         name, kind, payload = self.coded
@@ -170,7 +176,8 @@ class Campaign:
         raw = _pack(header)
         if raw is None:
             return None
-        return attack.replaced(self.good.sections, attack.zstd(name, kind, attack.join_bundle(header, region)))
+        return attack.replaced(self.good.sections, attack.zstd(name, kind, attack.join_bundle(header, region),
+                                                               self._codec(data)))
 
     def sections(self, target: str, data: st.DataObject) -> list[attack.Stored] | None:
         """The good file's sections with `target` replaced by a hostile payload (None: unpackable)."""
@@ -187,7 +194,8 @@ class Campaign:
             kind = {"video": SectionKind.VIDEO, "model": SectionKind.MODEL, "segments": SectionKind.SEGMENTS,
                     "provenance": SectionKind.PROVENANCE}[target]
             raw = _pack(payload)
-            return None if raw is None else attack.replaced(self.good.sections, attack.zstd(target, kind, raw))
+            return None if raw is None else attack.replaced(self.good.sections,
+                                                            attack.zstd(target, kind, raw, self._codec(data)))
         routing = json.loads(json.dumps(self.meta["routing"]))
         entry = routing["tasks"][self.task]
         if target == "routing":

@@ -11,7 +11,8 @@ every kind (and `--variant LABEL=KIND:key=value,...`: a kind with other encode o
 depths, as its own curve) x target bpp x mode (`--epochs N`: a fixed epoch plan; `--time-budget S`: a fixed
 wall-clock budget per encode on this CPU; both given: both modes) is encoded with `nvcodec.encode`
 (PSNR stop off), decoded and measured (PSNR pooled over the clip, MS-SSIM, against the PyAV rgb24
-frames; with `--scale` the downscaled frames, written as a PNG folder that nvcodec encodes);
+frames; with `--scale` the downscaled frames, written as a PNG folder that nvcodec encodes; also the
+bytes of the same file in plain zstd, `bytes_without_dict`, what the built-in dictionary saved);
 each codec encodes its own RD curve at `--crfs` and then a point matched by CRF search to each
 nvcodec point's actual bpp. `rd.json` is rewritten after every point; `--resume` skips points
 already in it. The analysis (BD-rates, gaps, time to 30/33 dB, targets) and RD.md / plots are
@@ -321,7 +322,8 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
         q = measure(v.iter_frames(None, batch_size=8), clip["ref"])
     n, h, w = clip["ref"].shape[:3]
     size = os.path.getsize(path)
-    rec.update(bytes=size, bpp=size * 8 / (w * h * n), **q, ssim_encoder=summary["ssim"],
+    rec.update(bytes=size, bytes_without_dict=bytes_without_dict(path, workdir), bpp=size * 8 / (w * h * n), **q,
+               ssim_encoder=summary["ssim"],
                psnr_encoder=summary["psnr"], params=summary["params"], epochs=int(sum(summary["epochs"])),
                stopped_by=summary["stopped_by"], restarts=restarts[0], widen=max(summary.get("widen", [1.0])),
                encode_seconds=seconds, cpu_seconds=cpu_seconds, device=summary["device"],
@@ -330,6 +332,22 @@ def nvcodec_point(clip: dict, kind: str, mode: tuple, workdir: str, a: argparse.
                load_end=load_average())
     os.remove(path)
     return rec
+
+
+def bytes_without_dict(path: str, workdir: str) -> int:
+    """Bytes of the same file with every section in plain zstd (codec ZSTD, no built-in dictionary)."""
+    from nvcodec.container import Codec, NvpReader, Section, write_nvp
+    from nvcodec.container.layout import DICT_FEATURE
+
+    with NvpReader(path) as r:
+        sections = [Section(s.name, s.kind, r.read(s.name), Codec.RAW if s.codec == Codec.RAW else Codec.ZSTD)
+                    for s in r.sections]
+        features = [f for f in r.required_features if f != DICT_FEATURE]
+    plain = os.path.join(workdir, "plain.nvp")
+    write_nvp(plain, sections, required_features=features)
+    size = os.path.getsize(plain)
+    os.remove(plain)
+    return size
 
 
 class Store:

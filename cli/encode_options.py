@@ -44,8 +44,9 @@ _OPTIONS = [
     click.option("--threads", type=int, metavar="N",
                  help="CPU threads for fitting (default: the CPUs this process may use: affinity and cgroup quota)."),
     click.option("--entropy", type=click.Choice(["rans", "none"]), default="rans", show_default=True,
-                 help="How quantized tensors are stored: rANS-coded (needs a reader with the tensor-rans "
-                      "feature) or raw (any 1.0 reader)."),
+                 help="How quantized tensors and sections are stored: rANS-coded tensors, sections zstd-compressed "
+                      "with the built-in dictionary (needs a reader with the tensor-rans and zstd-dict-1 features), "
+                      "or raw tensors and plain zstd (any 1.0 reader)."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
           "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc", "frames_per_step", "threads", "entropy")

@@ -103,7 +103,7 @@ def test_unknown_kinds_are_kept_and_skipped(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", [
     Section("", 1, b""), Section("a\x00b", 1, b""), Section("x" * 256, 1, b""), Section("\udc80", 1, b""),
-    Section("k", 0, b""), Section("k", 65536, b""), Section("k", True, b""), Section("k", 1, b"", 2),
+    Section("k", 0, b""), Section("k", 65536, b""), Section("k", True, b""), Section("k", 1, b"", 3),
     Section("k", 1, "text"),
 ])
 def test_writer_rejects_bad_sections(tmp_path: Path, bad: Section) -> None:
@@ -408,6 +408,7 @@ HOSTILE_INDEXES = {
     "raw length mismatch": ([_entry(b"a", 64, 3, 4)], dict(blobs=ABC), "stored length"),
     "kind zero": ([_entry(b"a", 64, 3, 3, kind=0)], dict(blobs=ABC), "kind 0"),
     "unknown codec": ([_entry(b"a", 64, 3, 3, codec=9)], dict(blobs=ABC), "codec"),
+    "dictionary codec without its feature": ([_entry(b"a", 64, 3, 3, codec=2)], dict(blobs=ABC), "zstd-dict-1"),
     "overlap": ([_entry(b"a", 64, 3, 3), _entry(b"b", 64, 2, 2)], dict(blobs=ABC), "overlaps"),
     "bad utf-8 name": ([_entry(b"\xff\xfe", 64, 3, 3)], dict(blobs=ABC), "UTF-8"),
     "empty name": ([_entry(b"", 64, 3, 3)], dict(blobs=ABC), "1..255"),

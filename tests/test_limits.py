@@ -33,6 +33,7 @@ from nvcodec.container import (
     Codec, NvpReader, Section, SectionKind, append_nvp, pack_msgpack, pack_tensors, verify_nvp, write_nvp,
 )
 from nvcodec.container import reader as reader_module
+from nvcodec.container.layout import DICT_FEATURE
 from nvcodec.errors import EXIT_CODES, FormatError, InputError, NoSpaceError, UsageError
 from nvcodec.tasks.attach import attach
 from nvcodec.tasks.infer import infer
@@ -264,7 +265,7 @@ def test_block_section_too_small_for_the_model(good, tmp_path):
     """Without `tensor-rans` every value takes at least a byte (with it, coded tensors may take almost none)."""
     tiny = pack_tensors({"w": np.zeros(1, np.float16)}, meta={"block": 0})
     sections = attack.replaced(good.sections, attack.zstd("block/0", SectionKind.INR_BLOCK, tiny))
-    path = attack.craft(tmp_path / "h.nvp", sections, features=())
+    path = attack.craft(tmp_path / "h.nvp", sections, features=(DICT_FEATURE,))
     with nvcodec.open(path) as v, pytest.raises(FormatError, match="too few") as exc:
         v.frames([0])
     assert exc.value.section == "block/0"

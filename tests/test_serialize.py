@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nvcodec.codec.serialize import inr_sections, load_decoder
-from nvcodec.container import NvpReader, Section, SectionKind, pack_msgpack, write_nvp
+from nvcodec.container import Codec, NvpReader, Section, SectionKind, pack_msgpack, write_nvp
 from nvcodec.errors import FormatError, UsageError
 from nvcodec.inr import INRDecoder, dequantize_into, plan_config, quantize_inr
 
@@ -56,7 +56,8 @@ def test_roundtrip_identical_outputs(tmp_path, kind: str, prefix: str) -> None:
     ref = INRDecoder(c).eval()
     ref_emb = dequantize_into(ref, qinr)
     with NvpReader(path) as reader:
-        assert all(reader.info(s.name).codec == 1 for s in sections)
+        assert all(reader.info(s.name).codec in (Codec.ZSTD, Codec.ZSTD_DICT) for s in sections)
+        assert reader.info(f"{prefix}model").codec == Codec.ZSTD_DICT
         dec, emb = load_decoder(reader, prefix)
     assert dec.config == c and not dec.training
     idx = torch.arange(c.num_frames)
@@ -131,7 +132,7 @@ def test_sections_reject_mismatched_quantized_model() -> None:
 
 def test_entropy_coded_and_raw_files_decode_identically(tmp_path) -> None:
     """rANS coding is lossless: a coded file and a raw (format 1.0) file load the same decoder."""
-    from nvcodec.container.layout import RANS_FEATURE
+    from nvcodec.container.layout import DICT_FEATURE, RANS_FEATURE
 
     c, dec, emb, qinr = _model("hnerv")
     with torch.no_grad():
@@ -145,7 +146,7 @@ def test_entropy_coded_and_raw_files_decode_identically(tmp_path) -> None:
         write_nvp(path, sections)
         sizes[entropy] = sum(len(s.payload) for s in sections)
         with NvpReader(path) as reader:
-            assert reader.required_features == ([RANS_FEATURE] if entropy == "rans" else [])
+            assert reader.required_features == ([RANS_FEATURE, DICT_FEATURE] if entropy == "rans" else [])
             d, e = load_decoder(reader)
         with torch.no_grad():
             outs[entropy] = d(d.input_for(torch.arange(c.num_frames), e))

@@ -27,7 +27,7 @@ from ..video import VideoInfo, probe_video, read_frames
 from .frames import resolve_range
 from .meta import VideoMetadata, decode_values, max_decode_values, max_model_params
 from .ratecap import capped_config, coded_bytes, model_byte_limit
-from .serialize import inr_sections
+from .serialize import inr_sections, section_codec
 from .video import resolve_device
 
 KINDS = ("hnerv", "nerv", "hinerv")
@@ -234,10 +234,11 @@ def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite
             source_name=os.path.basename(os.fspath(input_path))[:256], source_frames=(start, stop),
             source_bit_rate=info.bit_rate if info.bit_rate and info.bit_rate > 0 else None,
         )
-        sections.insert(0, Section("video", SectionKind.VIDEO, pack_msgpack(meta.to_dict())))
+        codec = section_codec(opts.entropy)
+        sections.insert(0, Section("video", SectionKind.VIDEO, pack_msgpack(meta.to_dict()), codec))
         if multi:
             table = {"segments": [{"start": a - start, "stop": b - start, "prefix": f"seg{i}/"} for i, (a, b) in enumerate(spans)]}
-            sections.insert(1, Section("segments", SectionKind.SEGMENTS, pack_msgpack(table)))
+            sections.insert(1, Section("segments", SectionKind.SEGMENTS, pack_msgpack(table), codec))
 
         weights = np.array([r["frames"] for r in seg_reports], dtype=np.float64)
         quality = pool_quality(seg_reports)
@@ -254,7 +255,7 @@ def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite
             "psnr": psnr, "psnr_frame_mean": psnr_frame_mean, "psnr_min": psnr_min, "ssim": ssim,
             "params": params, "encode_seconds": encode_seconds, "segments": seg_reports,
         }
-        sections.append(Section("provenance", SectionKind.PROVENANCE, pack_msgpack(provenance)))
+        sections.append(Section("provenance", SectionKind.PROVENANCE, pack_msgpack(provenance), codec))
         write_nvp(output_path, sections)
     except DegenerateFitError as exc:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -320,7 +321,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
         kwargs["lr"] = opts.lr
     if cap is not None:
         kwargs["coded_bytes"] = functools.partial(coded_bytes, config, entropy=opts.entropy)
-        kwargs["max_bytes"] = model_byte_limit(config, cap, total)
+        kwargs["max_bytes"] = model_byte_limit(config, cap, total, opts.entropy)
     try:
         result = fit(frames, config, **kwargs)
     except BudgetTooSmallError as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 from .. import __version__
-from ..container import NvpReader, SectionKind
+from ..container import Codec, NvpReader, SectionKind
 from .meta import VideoMetadata, finite_number, read_model, read_provenance, read_routing, read_segments, read_video
 
 INFO_SCHEMA_VERSION = 1
 KIND_NAMES = {int(k): k.name.lower() for k in SectionKind}
+CODEC_NAMES = {int(Codec.RAW): "raw", int(Codec.ZSTD): "zstd", int(Codec.ZSTD_DICT): "zstd-dict-1"}
 
 
 def _model_summary(reader: NvpReader, video: VideoMetadata, segments: list[tuple[int, int, str]]) -> dict:
@@ -48,7 +49,7 @@ def describe(path: str | os.PathLike) -> dict:
                 value = entry.get(key)
                 row[key] = value if isinstance(value, (str, bool)) or finite_number(value) else None
             tasks.append(row)
-        sections = [{"name": s.name, "kind": KIND_NAMES.get(s.kind, f"unknown({s.kind})"), "codec": "zstd" if s.codec == 1 else "raw",
+        sections = [{"name": s.name, "kind": KIND_NAMES.get(s.kind, f"unknown({s.kind})"), "codec": CODEC_NAMES.get(s.codec, "raw"),
                      "offset": s.offset, "bytes": s.stored_length, "raw_bytes": s.raw_length, "crc32": f"{s.crc32:08x}"}
                     for s in reader.sections]
         file_size = reader.file_size

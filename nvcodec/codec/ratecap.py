@@ -35,10 +35,12 @@ from ..inr.plan import INRConfig
 from ..inr.quant import QuantizedINR, quantize_inr
 from .serialize import inr_sections
 
-# Measured: 859 bytes beside the model sections for one segment (a 92-character source name), 1,091 for
-# two; a little more here, so a cap is kept, not much more, since at 0.03 bpp a 160x120 clip's file is 7 KB.
-SIDE_BYTES = 768
-SEGMENT_BYTES = 256
+# Measured with plain zstd (entropy "none"): 859 bytes beside the model sections for one segment (a
+# 92-character source name), 1,091 for two; with the built-in dictionary (entropy "rans"): 335 for one
+# segment (a 26-character name). A little more here, so a cap is kept, not much more, since at 0.03 bpp a
+# 160x120 clip's file is 7 KB.
+SIDE_BYTES = {"rans": 320, "none": 768}
+SEGMENT_BYTES = {"rans": 160, "none": 256}
 ROUNDS = 10
 MARGIN = 0.975
 
@@ -71,24 +73,24 @@ def coded_bytes(config: INRConfig, q: QuantizedINR, entropy: str = "rans") -> in
         return os.path.getsize(path)
 
 
-def side_bytes(config: INRConfig, frames_total: int) -> float:
+def side_bytes(config: INRConfig, frames_total: int, entropy: str = "rans") -> float:
     """The segment's share of the file's bytes outside its model sections (SIDE_BYTES, SEGMENT_BYTES)."""
     n = config.num_frames
-    return SIDE_BYTES * n / max(frames_total, n) + SEGMENT_BYTES
+    return SIDE_BYTES[entropy] * n / max(frames_total, n) + SEGMENT_BYTES[entropy]
 
 
-def model_byte_limit(config: INRConfig, cap_bpp: float, frames_total: int) -> int:
+def model_byte_limit(config: INRConfig, cap_bpp: float, frames_total: int, entropy: str = "rans") -> int:
     """The most bytes the segment's model sections may take for its file share to stay at `cap_bpp`
     (rate control's limit after the fit; at least 1)."""
     n = config.num_frames
-    return max(1, int(cap_bpp * config.width * config.height * n / 8.0 - side_bytes(config, frames_total)))
+    return max(1, int(cap_bpp * config.width * config.height * n / 8.0 - side_bytes(config, frames_total, entropy)))
 
 
 def file_bpp(config: INRConfig, weight_bits: int, embed_bits: int, frames_total: int,
              entropy: str = "rans") -> float:
     """Predicted bits per pixel of the segment `config` plans, with its share of the metadata."""
     n = config.num_frames
-    side = side_bytes(config, frames_total)
+    side = side_bytes(config, frames_total, entropy)
     return 8.0 * (model_bytes(config, weight_bits, embed_bits, entropy) + side) / (config.width * config.height * n)
 
 

@@ -1,6 +1,7 @@
 """INR model <-> `.nvp` sections.
 
-Sections (all zstd): `{prefix}model` (MODEL, msgpack of `INRConfig.to_dict()`), `{prefix}embeddings`
+Sections (zstd; with entropy="rans" zstd with the built-in dictionary where that is smaller, see
+`section_codec`): `{prefix}model` (MODEL, msgpack of `INRConfig.to_dict()`), `{prefix}embeddings`
 (EMBEDDINGS, HNeRV only; tensor "embeddings" (N, C, eh, ew)), `{prefix}block/{k}` (INR_BLOCK, the
 parameters of decoder block k, names as in `INRDecoder.block_state_dict(k)`) and `{prefix}head`
 (INR_HEAD). Quantized tensors are stored as uint8/uint16 with their `QuantParams`, rANS-coded by
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from ..container import NvpReader, QuantParams, Section, SectionKind, TensorBundle, pack_msgpack, pack_tensors
 from ..container.compression import zstd_size
-from ..container.layout import RANS_FEATURE
+from ..container.layout import RANS_FEATURE, Codec
 from ..container.tensors import ENTROPY_MODES, coded_tensor_names
 from ..errors import FormatError, UsageError
 from ..inr.model import INRDecoder
@@ -35,6 +36,12 @@ TENSOR_OVERHEAD = 1024
 BUNDLE_OVERHEAD = 64 * 1024
 
 
+def section_codec(entropy: str) -> Codec:
+    """The codec of an encode's sections: ZSTD_DICT (zstd with the built-in dictionary where that is
+    smaller; needs a reader with `zstd-dict-1`) with entropy="rans", plain ZSTD (format 1.0) with "none"."""
+    return Codec.ZSTD_DICT if entropy == "rans" else Codec.ZSTD
+
+
 def _bundle(name: str, kind: SectionKind, qd: dict[str, QTensor], floats: dict[str, np.ndarray], meta: dict,
             entropy: str) -> Section:
     tensors: dict[str, np.ndarray] = {}
@@ -45,17 +52,19 @@ def _bundle(name: str, kind: SectionKind, qd: dict[str, QTensor], floats: dict[s
     for tname, a in floats.items():
         tensors[tname] = np.ascontiguousarray(a, dtype=np.float16)
     raw = pack_tensors(tensors, quant, meta)
+    codec = section_codec(entropy)
     if entropy == "rans":
         coded = pack_tensors(tensors, quant, meta, entropy="rans")
-        if coded_tensor_names(coded) and zstd_size(coded) < zstd_size(raw):
-            return Section(name, kind, coded, features=(RANS_FEATURE,))
-    return Section(name, kind, raw)
+        if coded_tensor_names(coded) and zstd_size(coded, codec) < zstd_size(raw, codec):
+            return Section(name, kind, coded, codec, features=(RANS_FEATURE,))
+    return Section(name, kind, raw, codec)
 
 
 def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "", entropy: str = "rans") -> list[Section]:
     """Sections for one INR: model, embeddings (HNeRV), blocks 0..n-1, head.
 
-    entropy="rans" (default) rANS-codes the quantized tensors; "none" stores them raw (format 1.0 readers).
+    entropy="rans" (default) rANS-codes the quantized tensors and compresses with the built-in dictionary;
+    "none" stores them raw with plain zstd (format 1.0 readers).
     """
     if entropy not in ENTROPY_MODES:
         raise UsageError(f"entropy must be one of {', '.join(ENTROPY_MODES)}, got {entropy!r}")
@@ -63,7 +72,7 @@ def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "", entrop
         raise UsageError(f"quantized model has {len(qinr.blocks)} blocks, config {config.num_blocks}")
     if (config.embedding_shape() is not None) != (qinr.embeddings is not None):
         raise UsageError("HNeRV / HiNeRV models need embeddings, NeRV models have none")
-    sections = [Section(f"{prefix}model", SectionKind.MODEL, pack_msgpack(config.to_dict()))]
+    sections = [Section(f"{prefix}model", SectionKind.MODEL, pack_msgpack(config.to_dict()), section_codec(entropy))]
     if qinr.embeddings is not None:
         sections.append(_bundle(f"{prefix}embeddings", SectionKind.EMBEDDINGS, {EMBEDDINGS_TENSOR: qinr.embeddings},
                                 {}, {"embeddings": True}, entropy))

@@ -1,15 +1,22 @@
-"""Section codecs: RAW, or exactly one zstd frame with its content size in the header."""
+"""Section codecs: RAW, or exactly one zstd frame with its content size in the header (ZSTD), or the same
+with the built-in raw-content dictionary 1 (ZSTD_DICT, `zstd_dict_1.bin`, spec section 4.1)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterator
+from importlib import resources
 
 import zstandard
 
 from nvcodec.container.layout import (
-    MAX_RAW_LENGTH, MAX_ZSTD_RATIO, MAX_ZSTD_WINDOW, ZSTD_FRAME_MAGIC, Codec, max_zstd_raw_length,
+    DICT_SHA256, MAX_RAW_LENGTH, MAX_ZSTD_RATIO, MAX_ZSTD_WINDOW, ZSTD_CODECS, ZSTD_FRAME_MAGIC, Codec,
+    max_zstd_raw_length,
 )
 from nvcodec.errors import FormatError
+
+DICT_FILE = "zstd_dict_1.bin"
 
 ZSTD_LEVEL = 9
 _BLOCK_HEADER = 3
@@ -24,20 +31,46 @@ def encode_payload(payload: bytes | bytearray | memoryview, codec: int) -> bytes
         raise FormatError(f"payload of {len(payload)} bytes exceeds limit {MAX_RAW_LENGTH}")
     if codec == Codec.RAW:
         return payload
-    if codec == Codec.ZSTD:
+    if codec in ZSTD_CODECS:
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True, write_checksum=False,
-                                              write_dict_id=False)
+                                              write_dict_id=False, dict_data=_dict_for(codec))
         return compressor.compress(payload)
     raise FormatError(f"unknown codec {codec!r}")
 
 
-def zstd_size(payload: bytes | bytearray | memoryview | object) -> int:
-    """Bytes `payload` (any buffer) takes compressed the way ZSTD sections are written."""
-    return len(encode_payload(memoryview(payload).cast("B"), Codec.ZSTD))
+def dictionary_bytes() -> bytes:
+    """The bytes of the built-in zstd dictionary 1, checked against the SHA-256 the spec gives."""
+    return _dictionary_bytes()
+
+
+@functools.cache
+def _dictionary_bytes() -> bytes:
+    data = resources.files("nvcodec.container").joinpath(DICT_FILE).read_bytes()
+    if hashlib.sha256(data).hexdigest() != DICT_SHA256:
+        raise FormatError(f"the built-in zstd dictionary {DICT_FILE} is damaged (SHA-256 mismatch): reinstall nvcodec")
+    return data
+
+
+@functools.cache
+def _dictionary() -> zstandard.ZstdCompressionDict:
+    return zstandard.ZstdCompressionDict(_dictionary_bytes(), dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+def _dict_for(codec: int) -> zstandard.ZstdCompressionDict | None:
+    return _dictionary() if codec == Codec.ZSTD_DICT else None
+
+
+def _decompressor(codec: int) -> zstandard.ZstdDecompressor:
+    return zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW, dict_data=_dict_for(codec))
+
+
+def zstd_size(payload: bytes | bytearray | memoryview | object, codec: int = Codec.ZSTD) -> int:
+    """Bytes `payload` (any buffer) takes compressed the way ZSTD (or ZSTD_DICT) sections are written."""
+    return len(encode_payload(memoryview(payload).cast("B"), codec))
 
 
 def too_expansive(raw_length: int, stored_length: int) -> bool:
-    """Whether a ZSTD section of these lengths would break the expansion limit (store it RAW then)."""
+    """Whether a ZSTD (or ZSTD_DICT) section of these lengths would break the expansion limit (store it RAW then)."""
     return raw_length > max_zstd_raw_length(stored_length)
 
 
@@ -47,11 +80,11 @@ def decode_payload(stored: bytes, codec: int, raw_length: int, name: str, offset
         if len(stored) != raw_length:
             raise FormatError("raw section length mismatch", section=name, offset=offset)
         return stored
-    if codec != Codec.ZSTD:
+    if codec not in ZSTD_CODECS:
         raise FormatError(f"unknown codec {codec}", section=name, offset=offset)
     check_zstd_frame(stored, raw_length, name, offset)
     try:
-        out = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).decompress(
+        out = _decompressor(codec).decompress(
             stored, max_output_size=raw_length)
     except (zstandard.ZstdError, ValueError, MemoryError, OverflowError) as exc:
         raise FormatError(f"zstd decompression failed: {exc}", section=name, offset=offset) from None
@@ -74,12 +107,12 @@ def iter_payload(stored: bytes, codec: int, raw_length: int, name: str, offset: 
         for start in range(0, raw_length, chunk):
             yield bytes(view[start:start + chunk])
         return
-    if codec != Codec.ZSTD:
+    if codec not in ZSTD_CODECS:
         raise FormatError(f"unknown codec {codec}", section=name, offset=offset)
     check_zstd_frame(stored, raw_length, name, offset)
     produced = 0
     try:
-        with zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).stream_reader(
+        with _decompressor(codec).stream_reader(
                 stored, read_across_frames=False) as reader:
             while True:
                 piece = reader.read(min(chunk, raw_length - produced + 1))

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from nvcodec import __version__
 from nvcodec.container.layout import (
-    ALIGNMENT, FIRST_DATA_OFFSET, INDEX_ENTRY, INDEX_HEADER, INDEX_MAGIC, MAGIC, MAJOR_VERSION, MAX_FEATURES,
-    MAX_GENERATION, MAX_INDEX_LENGTH, MAX_RAW_LENGTH, MAX_SCAN_CANDIDATES, MAX_SCAN_INDEX_BYTES, MAX_SECTIONS,
+    ALIGNMENT, DICT_FEATURE, FIRST_DATA_OFFSET, INDEX_ENTRY, INDEX_HEADER, INDEX_MAGIC, MAGIC, MAJOR_VERSION,
+    MAX_FEATURES, MAX_GENERATION, MAX_INDEX_LENGTH, MAX_RAW_LENGTH, MAX_SCAN_CANDIDATES, MAX_SCAN_INDEX_BYTES, MAX_SECTIONS,
     PREAMBLE, SCAN_CHUNK, SUPPORTED_FEATURES, TRAILER, TRAILER_MAGIC, Codec, SectionInfo,
 )
 from nvcodec.container.names import decode_name, encode_name
@@ -141,6 +141,11 @@ def parse_index(buf: bytes, index_offset: int, trailer_generation: int) -> Index
         pos += flen
     if pos != len(buf):
         raise FormatError(f"{len(buf) - pos} unexpected bytes at end of index", offset=at + pos)
+    if DICT_FEATURE not in features:
+        for s in sections:
+            if s.codec == Codec.ZSTD_DICT:
+                raise FormatError(f"section uses codec {Codec.ZSTD_DICT} but the index does not require "
+                                  f"{DICT_FEATURE!r}", section=s.name, offset=s.offset)
     _check_overlap(sections)
     return IndexState(generation, index_offset, len(buf), zlib.crc32(buf), prev, prefix_crc, sections, features)
 
@@ -149,7 +154,7 @@ def _check_entry(name: str, at: int, off: int, stored: int, raw_len: int, kind: 
                  index_offset: int) -> None:
     if kind == 0:
         raise FormatError("section kind 0 is invalid", section=name, offset=at)
-    if codec not in (Codec.RAW, Codec.ZSTD):
+    if codec not in (Codec.RAW, Codec.ZSTD, Codec.ZSTD_DICT):
         raise FormatError(f"unknown codec {codec}", section=name, offset=at)
     if off % ALIGNMENT or off < FIRST_DATA_OFFSET:
         raise FormatError(f"section offset {off} is not a multiple of {ALIGNMENT} >= {FIRST_DATA_OFFSET}",

@@ -81,6 +81,7 @@ class Codec(IntEnum):
 
     RAW = 0
     ZSTD = 1
+    ZSTD_DICT = 2
 
 
 MSGPACK_KINDS = frozenset({SectionKind.VIDEO, SectionKind.MODEL, SectionKind.SEGMENTS, SectionKind.ROUTING,
@@ -89,8 +90,12 @@ TENSOR_KINDS = frozenset({SectionKind.INR_BLOCK, SectionKind.INR_HEAD, SectionKi
 
 # Features this reader implements. A file listing a required feature not in here is refused.
 # "tensor-rans": tensor bundles may hold rANS-coded tensors (spec section 11.1).
+# "zstd-dict-1": sections may use codec ZSTD_DICT, zstd with the built-in dictionary 1 (spec section 4.1).
 RANS_FEATURE = "tensor-rans"
-SUPPORTED_FEATURES: frozenset[str] = frozenset({RANS_FEATURE})
+DICT_FEATURE = "zstd-dict-1"
+SUPPORTED_FEATURES: frozenset[str] = frozenset({RANS_FEATURE, DICT_FEATURE})
+ZSTD_CODECS = frozenset({Codec.ZSTD, Codec.ZSTD_DICT})
+DICT_SHA256 = "ee03a20cef4cad7e8bfc89763c0c159df500942256b6ab727bab01c83deefb49"
 
 
 @dataclass(frozen=True)

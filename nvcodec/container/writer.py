@@ -15,7 +15,7 @@ from nvcodec.container.index import (
     check_generation_limit, encode_index, encode_trailer, read_exact,
 )
 from nvcodec.container.layout import (
-    MAGIC, MAJOR_VERSION, MAX_SECTIONS, MINOR_VERSION, PREAMBLE, Codec, SectionInfo, align_up,
+    DICT_FEATURE, MAGIC, MAJOR_VERSION, MAX_SECTIONS, MINOR_VERSION, PREAMBLE, Codec, SectionInfo, align_up,
 )
 from nvcodec.container.names import encode_name
 from nvcodec.container.reader import NvpReader, load_state
@@ -28,7 +28,9 @@ _LOCK_RETRIES = 100
 class Section:
     """A section to write: name, kind (`SectionKind` or any other non-zero u16), payload and codec.
 
-    `features` names required features its payload uses; the writer lists them in the index.
+    `features` names required features its payload uses; the writer lists them in the index. Codec
+    ZSTD_DICT stores the payload with the built-in dictionary when that is smaller than plain ZSTD (and
+    then lists the `zstd-dict-1` feature), else as ZSTD; either becomes RAW if zstd would expand too much.
     """
 
     name: str
@@ -49,7 +51,7 @@ def _validate(sections: list[Section]) -> None:
         names.add(s.name)
         if isinstance(s.kind, bool) or not isinstance(s.kind, int) or not 1 <= s.kind <= 0xFFFF:
             raise FormatError(f"section kind {s.kind!r} is not an integer in 1..65535", section=s.name)
-        if s.codec not in (Codec.RAW, Codec.ZSTD):
+        if s.codec not in (Codec.RAW, Codec.ZSTD, Codec.ZSTD_DICT):
             raise FormatError(f"unknown codec {s.codec!r}", section=s.name)
         if not isinstance(s.payload, (bytes, bytearray, memoryview)) or not memoryview(s.payload).c_contiguous:
             raise FormatError(f"payload must be contiguous bytes, got {type(s.payload).__name__}", section=s.name)
@@ -57,6 +59,22 @@ def _validate(sections: list[Section]) -> None:
 
 def _section_features(sections: list[Section]) -> list[str]:
     return [f for s in sections for f in s.features]
+
+
+def _codec_features(infos: list[SectionInfo]) -> list[str]:
+    return [DICT_FEATURE] if any(i.codec == Codec.ZSTD_DICT for i in infos) else []
+
+
+def _stored(payload: bytes | bytearray | memoryview, codec: int) -> tuple[bytes | bytearray | memoryview, int]:
+    """The stored bytes and the codec actually used (see `Section`)."""
+    stored = encode_payload(payload, codec)
+    if codec == Codec.ZSTD_DICT:
+        plain = encode_payload(payload, Codec.ZSTD)
+        if len(plain) <= len(stored):
+            stored, codec = plain, Codec.ZSTD
+    if codec != Codec.RAW and too_expansive(memoryview(payload).nbytes, len(stored)):
+        return memoryview(payload).cast("B"), Codec.RAW
+    return stored, codec
 
 
 def _features(existing: Iterable[str], added: Iterable[str]) -> list[str]:
@@ -94,11 +112,9 @@ class _Emitter:
         infos = []
         for s in sections:
             self.pad()
-            stored = encode_payload(s.payload, s.codec)
-            raw_length, codec = memoryview(s.payload).nbytes, int(s.codec)
-            if codec == Codec.ZSTD and too_expansive(raw_length, len(stored)):
-                stored, codec = memoryview(s.payload).cast("B"), int(Codec.RAW)
-            infos.append(SectionInfo(s.name, int(s.kind), codec, self.pos, len(stored), raw_length,
+            stored, codec = _stored(s.payload, int(s.codec))
+            raw_length = memoryview(s.payload).nbytes
+            infos.append(SectionInfo(s.name, int(s.kind), int(codec), self.pos, len(stored), raw_length,
                                      zlib.crc32(stored)))
             self.put(stored)
         self.pad()
@@ -153,6 +169,7 @@ def _write_temp(path: str, sections: list[Section], features: list[str]) -> str:
                 emit = _Emitter(fd, 0, 0)
                 emit.put(PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0))
                 infos = emit.sections(sections)
+                features = _features(features, _codec_features(infos))
                 emit.finish(encode_index(1, 0, emit.crc, infos, features), 1)
                 os.fchmod(fd, _mode_for(path))
         finally:
@@ -260,6 +277,7 @@ def append_nvp(path: str | os.PathLike[str], sections: list[Section], remove: It
         try:
             with no_space_as_error(path):
                 infos = emit.sections(sections)
+                features = _features(features, _codec_features(infos))
                 index = encode_index(generation, state.trailer_offset, emit.crc, kept + infos, features)
                 emit.finish(index, generation)
         except BaseException:
