@@ -2,9 +2,9 @@
 
 Every metadata section kind (`video`, `model`, `segments`, `routing` and its task entries,
 adapter bundles' meta and tensor shapes, `provenance`, and the entries, model parameters and words
-of an entropy-coded tensor) is replaced by a generated hostile value, stored with plain zstd or with
-the built-in dictionary (codec ZSTD_DICT) in turn
-(wrong types, negative and huge numbers, huge lists and strings, bytes, NaN, unknown keys), the
+of an entropy-coded tensor) is replaced by a generated hostile value
+(wrong types, negative and huge numbers, huge lists and strings, bytes, NaN, unknown keys), stored with
+plain zstd or with the built-in dictionary (codec ZSTD_DICT, drawn per case), the
 checksums recomputed (`attack.craft`), and the file run in-process through `info --json`, `info`,
 `verify`, `view -o out.y4m`, `infer` and (every ATTACH_EVERY-th case) `attach`. A case fails when
 a command raises anything but nvcodec's own errors or click's usage errors, or when `info --json`
@@ -479,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         "what": "hostile metadata of every section kind in checksum-valid files, run in-process through "
                 "info --json, info, verify, view, infer and (every %dth case) attach; per-case peak-RSS rise "
                 "checked against %dx the good file's + %d MiB" % (ATTACH_EVERY, ALLOC_CAP_FACTOR, ALLOC_SLACK_MIB),
-        "good_file": f"6 frames 40x24 HNeRV (6k params) with {args.task} attached (random-tiny backbone)",
+        "good_file": f"6 frames 40x24 hinerv (the default kind, 6k params) with {args.task} attached "
+                     "(random-tiny backbone)",
         "machine": f"{platform.machine()} {cpu_model() or ''}, {os.cpu_count()} CPUs, {n} fuzzing process(es) of "
                    f"OMP_NUM_THREADS=1, address space limited to {args.memory_mib} MiB each; load average "
                    f"{load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end",
