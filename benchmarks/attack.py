@@ -3,8 +3,8 @@
     python benchmarks/attack.py                 # writes results/attack.json and results/ATTACK.md
     python benchmarks/attack.py --only bomb     # cases whose name contains "bomb"
 
-Builds one small good file (a synthetic 6-frame 24x40 clip, encoded, with resnet50 attached on a
-tiny random backbone), then hostile variants of it, each under 1 MB: zstd bombs in every kind of
+Builds one small good file (a synthetic 12-frame 24x40 clip, encoded with `hinerv`'s fine base grid,
+with resnet50 attached on a tiny random backbone), then hostile variants of it, each under 1 MB: zstd bombs in every kind of
 section (beyond and within the 1024x expansion limit), msgpack with many values, deep nesting,
 huge segment tables and indexes, a bundle with thousands of tensors, hostile model, routing and
 adapter metadata, NaN quality figures, truncations. Every command runs in its own process
@@ -40,7 +40,7 @@ from nvcodec.container import Codec, NvpReader, SectionKind, pack_msgpack, pack_
 from nvcodec.container.compression import dictionary_bytes
 from nvcodec.container.index import encode_index, encode_trailer
 from nvcodec.container.layout import (
-    DICT_FEATURE, MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT, TENSOR_PREFIX,
+    DICT_FEATURE, FINE_GRID_FEATURE, MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT, TENSOR_PREFIX,
     SectionInfo, align_up,
 )
 
@@ -106,11 +106,14 @@ def zstd_zeros(name: str, kind: int, size: int, random_prefix: int = 0) -> Store
     return Stored(name, int(kind), Codec.ZSTD, _FRAMES[key], size)
 
 
-def craft(path: Path, sections: list[Stored], features: tuple[str, ...] = (RANS_FEATURE, DICT_FEATURE)) -> Path:
+GOOD_FEATURES = (RANS_FEATURE, DICT_FEATURE, FINE_GRID_FEATURE)
+"""The required features the good file's sections need: coded bundles, the dictionary, the fine base grid."""
+
+
+def craft(path: Path, sections: list[Stored], features: tuple[str, ...] = GOOD_FEATURES) -> Path:
     """Write `sections` as a generation-1 `.nvp` with correct CRCs (nothing else is checked).
 
-    The index lists `features` (by default `tensor-rans` and `zstd-dict-1`, which the good file's coded
-    bundles and dictionary-compressed sections need)."""
+    The index lists `features` (by default GOOD_FEATURES, what the good file's sections need)."""
     buf = bytearray(PREAMBLE.pack(MAGIC, MAJOR_VERSION, MINOR_VERSION, 0))
     infos = []
     for s in sections:
@@ -154,19 +157,20 @@ class Good:
 
 
 def build_good(work: Path, task: str = "resnet50") -> Good:
-    """Encode a 6-frame 24x40 synthetic clip (enough epochs to clear the degenerate-fit margin) and
-    attach `task` (tiny random backbone)."""
+    """Encode a 12-frame 24x40 synthetic clip with `hinerv`'s fine base grid (enough epochs to clear the
+    degenerate-fit margin) and attach `task` (tiny random backbone)."""
     from nvcodec.codec.encode import EncodeOptions, encode
     from nvcodec.adapt.attach import attach
     from nvcodec.video import write_y4m
 
     yy, xx = np.mgrid[0:24, 0:40]
     frames = [np.stack([(xx * 6 + t * 9) % 256, (yy * 10) % 256, np.full_like(xx, 40 * t)], -1).astype(np.uint8)
-              for t in range(6)]
+              for t in range(12)]
     clip = work / "clip.y4m"
     write_y4m(clip, frames, 25)
     plain = work / "good.nvp"
-    encode(str(clip), str(plain), EncodeOptions(psnr=None, epochs=80, params=6000, device="cpu", seed=0))
+    encode(str(clip), str(plain), EncodeOptions(psnr=None, epochs=80, params=6000, device="cpu", seed=0,
+                                                      fine_grid="on"))
     attached = work / "good_attached.nvp"
     shutil.copy(plain, attached)
     attach(str(attached), task, weights="random-tiny", top_k=0.2, epochs=1, device="cpu")
@@ -286,7 +290,7 @@ def join_bundle(header: dict, data: bytes) -> bytes:
 
 
 def _coded_case(change: Callable[[dict, bytes], tuple[dict, bytes]],
-                features: tuple[str, ...] = (RANS_FEATURE, DICT_FEATURE)) -> Callable[[Good, Path], Path]:
+                features: tuple[str, ...] = GOOD_FEATURES) -> Callable[[Good, Path], Path]:
     """The good file with its first coded tensor section's header and data changed by `change`."""
     def build(good: Good, path: Path) -> Path:
         name, kind, payload = coded_section(good)
@@ -389,8 +393,12 @@ CASES = [
          ("info", "view")),
     Case("model_size_mismatch", "metadata", "a valid model for 80x48 frames, the video section says 40x24",
          _sections_case(_doubled_model), ("info", "view")),
-    Case("model_frames_mismatch", "metadata", "model says 600 frames, the video 6",
+    Case("model_frames_mismatch", "metadata", "model says 600 frames, the video 12",
          _sections_case(lambda g: _model_with(g, num_frames=600)), ("info", "view")),
+    Case("model_fine_grid_huge", "metadata", "model: a fine base grid of 10^7 frames x 32 channels",
+         _sections_case(lambda g: _model_with(g, fine_grid_frames=10**7, fine_grid_channels=32)), ("info", "view")),
+    Case("model_fine_grid_without_feature", "metadata", "a fine base grid in a file not listing hinerv-fine-grid",
+         lambda g, path: craft(path, g.sections, (RANS_FEATURE, DICT_FEATURE)), ("info", "view")),
     Case("routing_inr_layer_true", "metadata", "routing: inr_layer true",
          _sections_case(lambda g: _routing_with(g, inr_layer=True)), ("info", "infer")),
     Case("routing_inr_layer_99", "metadata", "routing: inr_layer 99",
@@ -412,7 +420,7 @@ CASES = [
     Case("coded_huge_tables", "entropy", "a coded tensor with 65,536 per-channel 8-bit models (2^24 table entries)",
          _coded_case(_huge_tables), ("verify", "view")),
     Case("coded_without_feature", "entropy", "coded tensors in a file that does not declare tensor-rans",
-         _coded_case(lambda h, d: (h, d), features=(DICT_FEATURE,)), ("verify", "view")),
+         _coded_case(lambda h, d: (h, d), features=(DICT_FEATURE, FINE_GRID_FEATURE)), ("verify", "view")),
     # truncations
     Case("truncated_half", "truncation", "attached file cut at 50%", _truncated(lambda n: n // 2), ALL, (0, 3)),
     Case("truncated_last_byte", "truncation", "attached file minus its last byte (the attach is lost)",

@@ -270,7 +270,8 @@ class Campaign:
                        "--kinds", "linear", "--frames", "2", "--device", "cpu", "--json"], target)
 
     def calibrate(self, repeats: int = 3) -> None:
-        """The good file's own allocation through the same commands (with and without attach): the reference."""
+        """The good file's own allocation through the same commands (with and without attach): the reference.
+        Every command must pass on it (exit 0), or the cases would test a file refused before their change."""
         case = self.work / "good"
         for attach_too in (False, True):
             rises = []
@@ -283,6 +284,10 @@ class Campaign:
                 if i:
                     rises.append(_peak_mib() - base)
             self.reference_mib[attach_too] = max(rises)
+        refused = sorted(k for k in self.exits if not k.endswith(": 0"))
+        if refused or self.failures:
+            raise RuntimeError(f"the good file, crafted as the cases are, does not pass every command: {refused}; "
+                               f"{list(self.failures)}")
         self.runs.clear()
         self.exits.clear()
 
@@ -479,8 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         "what": "hostile metadata of every section kind in checksum-valid files, run in-process through "
                 "info --json, info, verify, view, infer and (every %dth case) attach; per-case peak-RSS rise "
                 "checked against %dx the good file's + %d MiB" % (ATTACH_EVERY, ALLOC_CAP_FACTOR, ALLOC_SLACK_MIB),
-        "good_file": f"6 frames 40x24 hinerv (the default kind, 6k params) with {args.task} attached "
-                     "(random-tiny backbone)",
+        "good_file": f"12 frames 40x24 hinerv (the default kind, 6k params, its fine base grid) with {args.task} "
+                     "attached (random-tiny backbone)",
         "machine": f"{platform.machine()} {cpu_model() or ''}, {os.cpu_count()} CPUs, {n} fuzzing process(es) of "
                    f"OMP_NUM_THREADS=1, address space limited to {args.memory_mib} MiB each; load average "
                    f"{load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end",

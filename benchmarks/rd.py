@@ -96,7 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 VARIANT_KEYS = {"weight_bits": int, "embed_bits": int, "qat": float, "prune": float, "lr": float,
-                "frames_per_step": int, "bit_alloc": lambda t: {"true": True, "false": False}[t.lower()]}
+                "frames_per_step": int, "bit_alloc": lambda t: {"true": True, "false": False}[t.lower()],
+                "fine_grid": lambda t: {m: m for m in ("auto", "on", "off")}[t.lower()]}
 
 
 def parse_variant(text: str) -> tuple[str, str, dict[str, Any]]:
@@ -439,8 +440,11 @@ def run_codec_matches(store: Store, ckey: str, clip: dict, a: argparse.Namespace
             continue
         route = codec_route(short)
         for nkey, p in centry["nvcodec"].items():
-            if p.get("bpp") is None or nkey in c["matches"]:
-                continue
+            if p.get("bpp") is None or c["matches"].get(nkey, {}).get("target_bpp") == p["bpp"]:
+                continue  # no point, or matched to this very point (a re-run point at another rate is matched again)
+            for q in c["points"].values():  # codec points matched to the point's earlier rate no longer are
+                if nkey in q.get("matched_to", []):
+                    q["matched_to"].remove(nkey)
             known = {float(q["crf"]): q["bpp"] for q in c["points"].values()}
             probes: dict[float, tuple[dict, str, list | None]] = {}
 

@@ -47,9 +47,14 @@ _OPTIONS = [
                  help="How quantized tensors and sections are stored: rANS-coded tensors, sections zstd-compressed "
                       "with the built-in dictionary (needs a reader with the tensor-rans and zstd-dict-1 features), "
                       "or raw tensors and plain zstd (any 1.0 reader)."),
+    click.option("--fine-grid", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+                 help="hinerv: a fine base-grid level (one grid frame per 2 frames, 4 channels) for clips whose coarse "
+                      "content changes between base-grid frames; auto measures the clip (needs a reader with the "
+                      "hinerv-fine-grid feature when used)."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
-          "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc", "frames_per_step", "threads", "entropy")
+          "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc", "frames_per_step", "threads", "entropy",
+          "fine_grid")
 
 
 def encode_options(fn: Callable) -> Callable:
@@ -70,4 +75,4 @@ def build_options(kwargs: dict[str, Any], **extra: Any) -> Any:
                          seed=v["seed"], device=v["device"], stream=v["stream"], frames=parse_range(v["frames"]),
                          segment_frames=v["segment_frames"], weight_bits=v["weight_bits"], embed_bits=v["embed_bits"],
                          prune=v["prune"], bit_alloc=v["bit_alloc"], frames_per_step=v["frames_per_step"], **({"qat": v["qat"]} if v["qat"] is not None else {}), threads=v["threads"],
-                         entropy=v["entropy"], **extra)
+                         entropy=v["entropy"], fine_grid=v["fine_grid"], **extra)

@@ -67,3 +67,15 @@ def test_a_case_that_allocates_beyond_the_cap_is_a_failure(campaign, monkeypatch
     assert campaign.over_cap == over + 1 and campaign.failure_count == before + 1
     assert campaign.max_rise["mib"] >= 200
     assert any("allocation over the cap" in f["error"] for f in campaign.failures.values())
+
+
+def test_calibration_refuses_a_good_file_the_commands_refuse(campaign, monkeypatch, tmp_path):
+    """The harness checks itself: if the good file, written as the cases are, fails a command (here: its index
+    no longer lists the fine base grid's feature), every case would test a file refused before its change."""
+    from nvcodec.container.layout import DICT_FEATURE, RANS_FEATURE
+
+    craft = fuzz.attack.craft
+    monkeypatch.setattr(fuzz.attack, "craft", lambda path, sections: craft(path, sections, (RANS_FEATURE, DICT_FEATURE)))
+    fresh = fuzz.Campaign(tmp_path, campaign.good)
+    with pytest.raises(RuntimeError, match="does not pass every command"):
+        fresh.calibrate(repeats=1)

@@ -112,9 +112,10 @@ def test_fit_learns_the_base_grid_without_an_encoder(tmp_path) -> None:
     assert torch.equal(resumed.embeddings, first.embeddings) and resumed.psnr == first.psnr
 
 
-@pytest.mark.parametrize("kind", ["hnerv", "nerv"])
+@pytest.mark.parametrize("kind", ["hnerv", "nerv", "hinerv"])
 def test_old_files_decode_to_the_same_frames(kind: str) -> None:
-    """Files written before the hinerv kind (fixtures/make_old_kinds.py) decode to the frames they gave then."""
+    """Files written before the hinerv kind, and a `hinerv` file written before its fine base grid
+    (fixtures/make_old_kinds.py), decode to the frames they gave then."""
     import os
 
     import nvcodec

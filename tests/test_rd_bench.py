@@ -10,6 +10,7 @@ import pytest
 from nvcodec.bench.bdrate import (bd_quality, bd_rate, msssim_db, pchip_eval, pchip_integral, quality_at_rate,
                                   rd_front, seconds_to_reach)
 from nvcodec.bench.crf import match_bpp
+from nvcodec.errors import UsageError
 
 from conftest import ROOT, synthetic_frames, write_clip
 
@@ -195,6 +196,14 @@ def test_rd_end_to_end_tiny(tmp_path):
     assert rd.main(args + ["--resume"]) == 0  # everything is there: nothing is encoded again
     again = json.loads((out / "rd.json").read_text())["clips"][ckey]["nvcodec"]
     assert {k: p["started"] for k, p in again.items()} == stamp
+    stored = json.loads((out / "rd.json").read_text())  # a point re-run at another rate is matched again
+    stored["clips"][ckey]["codecs"]["x264"]["matches"]["hnerv|epochs=2|bpp=1"]["target_bpp"] = 123.0
+    (out / "rd.json").write_text(json.dumps(stored))
+    assert rd.main(args + ["--resume"]) == 0
+    rematched = json.loads((out / "rd.json").read_text())["clips"][ckey]
+    assert rematched["codecs"]["x264"]["matches"]["hnerv|epochs=2|bpp=1"]["target_bpp"] == pts["hnerv|epochs=2|bpp=1"]["bpp"]
+    holders = [q for q in rematched["codecs"]["x264"]["points"].values() if "hnerv|epochs=2|bpp=1" in q["matched_to"]]
+    assert len(holders) == 1
     md = (out / "RD.md").read_text()
     (out / "RD.md").unlink()
     assert rd.main(["--report-only", "--out", str(out)]) == 0
@@ -205,6 +214,9 @@ def test_rd_variant_is_its_own_curve_encoded_with_its_options(tmp_path):
     rd = _rd_module()
     assert rd.parse_variant("h54=hinerv:weight_bits=5,embed_bits=4,bit_alloc=false") == (
         "h54", "hinerv", {"weight_bits": 5, "embed_bits": 4, "bit_alloc": False})
+    assert rd.parse_variant("nofine=hinerv:fine_grid=OFF") == ("nofine", "hinerv", {"fine_grid": "off"})
+    with pytest.raises(UsageError):
+        rd.parse_variant("v=hinerv:fine_grid=maybe")
     clip = write_clip(str(tmp_path / "tiny.mp4"), synthetic_frames(4, 32, 48))
     out = tmp_path / "res"
     assert rd.main([clip, "--kinds", "hinerv", "--variant", "h54=hinerv:weight_bits=5,embed_bits=4", "--codecs", "",

@@ -21,6 +21,7 @@ from ..inr.fit import fit
 from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
 from ..inr.quant import MAX_WIDEN
+from ..inr.temporal import wants_fine_grid
 from ..progress import ProgressCallback, emit
 from ..threads import MAX_THREADS, use_threads
 from ..video import VideoInfo, probe_video, read_frames
@@ -43,6 +44,7 @@ KIND_PRESETS = {"hnerv": (8, 6, 0.0, False), "nerv": (8, 6, 0.0, False), "hinerv
 KIND_FRAMES_PER_STEP = {"hnerv": 1, "nerv": 1, "hinerv": 1}
 MAX_FRAMES_PER_STEP = 64
 LOSSES = ("l2", "l1+ssim")
+FINE_GRID_MODES = ("auto", "on", "off")
 
 
 @dataclass
@@ -70,6 +72,7 @@ class EncodeOptions:
     bit_alloc: bool | None = None
     frames_per_step: int | None = None
     entropy: str = "rans"
+    fine_grid: str = "auto"
     resume: bool = False
     threads: int | None = None
     extra: dict = field(default_factory=dict)
@@ -127,6 +130,8 @@ class EncodeOptions:
             raise UsageError(f"--threads must be between 1 and {MAX_THREADS}")
         if self.entropy not in ("rans", "none"):
             raise UsageError("--entropy must be rans or none")
+        if self.fine_grid not in FINE_GRID_MODES:
+            raise UsageError(f"--fine-grid must be one of {', '.join(FINE_GRID_MODES)}")
         if self.epochs is None and self.time_budget is None and self.psnr is None:
             raise UsageError("nothing would stop the encode: give --psnr, --epochs or --time-budget")
 
@@ -200,7 +205,7 @@ def _encode(input_path: str, output_path: str, opts: EncodeOptions, *, overwrite
     total = stop - start
     spans = _segments(start, stop, opts.segment_frames)
     for a, b in spans:
-        _plan(opts, info, b - a, total)
+        _plan(opts, info, b - a, total, opts.kind == "hinerv" and opts.fine_grid == "on")
     ckpt_dir = _segment_checkpoint_dir(output_path)
     if opts.resume:
         if not os.path.isdir(ckpt_dir):
@@ -300,7 +305,8 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     frames_np, _ = read_frames(input_path, stream=opts.stream, frames=(a, b))
     frames = torch.from_numpy(frames_np)
     n = frames.shape[0]
-    config = _plan(opts, info, n, total)
+    fine = opts.kind == "hinerv" and (opts.fine_grid == "on" or (opts.fine_grid == "auto" and wants_fine_grid(frames)))
+    config = _plan(opts, info, n, total, fine)
     cap = _cap_bpp(opts, info)
     # What is left of the whole encode's budget (reading included), shared by frame count.
     t_seg = time.monotonic()
@@ -353,15 +359,17 @@ def _without_checkpoint(exc: DegenerateFitError, ckpt_dir: str) -> DegenerateFit
     return DegenerateFitError(f"{exc}{note}")
 
 
-def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int) -> INRConfig:
-    """The INR plan of a segment of `n` frames; UsageError when it is larger than readers accept."""
+def _plan(opts: EncodeOptions, info: VideoInfo, n: int, total: int, fine_grid: bool = False) -> INRConfig:
+    """The INR plan of a segment of `n` frames (`fine_grid`: with `hinerv`'s fine base-grid level); UsageError
+    when it is larger than readers accept."""
     src = source_bpp(info)
 
     rate = "bpp" if opts.bpp is not None else "source_bpp"  # what a capped plan's target sets
 
     def plan(target: float | None) -> INRConfig:
         return plan_config(info.width, info.height, n, kind=opts.kind, params=_segment_params(opts, n, total),
-                           weight_bits=opts.weight_bits, embed_bits=opts.embed_bits, **{rate: target})
+                           weight_bits=opts.weight_bits, embed_bits=opts.embed_bits, fine_grid=fine_grid,
+                           **{rate: target})
 
     # --bpp and the default size count the file's bytes, not just the model's bits (ratecap)
     cap = _cap_bpp(opts, info)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..container import NvpReader, SectionKind
+from ..container.layout import FINE_GRID_FEATURE
 from ..errors import FormatError
 from ..inr.plan import INRConfig
 from . import schema
@@ -131,7 +132,7 @@ def max_model_params(width: int, height: int, frames: int) -> int:
 def decode_values(config: INRConfig) -> int:
     """Values of the largest activation decoding one frame takes (any block's input, conv output or head)."""
     h, w = config.embed_height, config.embed_width
-    largest = config.embed_channels * h * w
+    largest = config.block_in_channels(0) * h * w
     for k, (s, c) in enumerate(zip(config.strides, config.channels)):
         h, w = h * s, w * s
         largest = max(largest, config.block_out_channels(k) * h * w)
@@ -148,11 +149,15 @@ def model_config(reader: NvpReader, prefix: str = "") -> INRConfig:
     name = f"{prefix}model"
     raw = check(reader.read_msgpack(name, MODEL_MAX_BYTES), schema.MODEL, name)
     try:
-        return INRConfig.from_dict({k: v for k, v in raw.items() if v is not None})
+        config = INRConfig.from_dict({k: v for k, v in raw.items() if v is not None})
     except FormatError as e:
         if e.section is not None:
             raise
         raise FormatError(str(e), section=name) from None
+    if config.fine_grid_shape() is not None and FINE_GRID_FEATURE not in reader.required_features:
+        raise FormatError(f"model has a fine base grid but the file does not list feature {FINE_GRID_FEATURE!r}",
+                          section=name)
+    return config
 
 
 def check_model(config: INRConfig, name: str, width: int, height: int, frames: int) -> INRConfig:

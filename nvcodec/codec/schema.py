@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..errors import FormatError
-from ..inr.plan import ACTIVATIONS, KINDS, MAX_BLOCKS, MAX_CHANNELS, MAX_FRAMES, OUT_ACTIVATIONS, MAX_SIZE as MAX_DIM
+from ..inr.plan import (ACTIVATIONS, KINDS, MAX_BLOCKS, MAX_CHANNELS, MAX_FRAMES, MAX_GRID_CHANNELS, OUT_ACTIVATIONS,
+                        MAX_SIZE as MAX_DIM)
 
 MAX_SEGMENTS = 65536
 MAX_TASKS = 256
@@ -133,6 +134,8 @@ MODEL: Schema = {
     "fc_dims": List(Int(1, 8192), max_len=4),
     "grid_frames": Int(0, MAX_FRAMES),
     "block_grid_frames": List(Int(0, MAX_FRAMES), max_len=MAX_BLOCKS),
+    "fine_grid_frames": Int(0, MAX_FRAMES),
+    "fine_grid_channels": Int(0, MAX_GRID_CHANNELS),
 }
 """The `model` section (`INRConfig.to_dict`); absent optional fields take `INRConfig.from_dict`'s defaults."""
 
@@ -148,7 +151,7 @@ SETTINGS: Schema = {
     "time_budget": Num(0, 1e12), "loss": Str(16), "lr": Num(0, 1e6), "seed": Int(-(1 << 63), 1 << 64),
     "device": Str(64), "amp": Bool(), "stream": Int(0, 65535), "segment_frames": Int(1, MAX_FRAMES),
     "weight_bits": Int(2, 16), "embed_bits": Int(2, 16), "qat": Num(0, 1), "prune": Num(0, 1), "bit_alloc": Bool(),
-    "entropy": Str(16), "frames_per_step": Int(1, 4096),
+    "entropy": Str(16), "frames_per_step": Int(1, 4096), "fine_grid": Str(16),
 }
 PROVENANCE: Schema = {
     **{k: Str() for k in ("tool", "tool_version", "torch_version", "created", "host", "device", "dtype")},

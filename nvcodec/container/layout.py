@@ -91,9 +91,11 @@ TENSOR_KINDS = frozenset({SectionKind.INR_BLOCK, SectionKind.INR_HEAD, SectionKi
 # Features this reader implements. A file listing a required feature not in here is refused.
 # "tensor-rans": tensor bundles may hold rANS-coded tensors (spec section 11.1).
 # "zstd-dict-1": sections may use codec ZSTD_DICT, zstd with the built-in dictionary 1 (spec section 4.1).
+# "hinerv-fine-grid": `hinerv` models may hold a fine base-grid level in block 0 (spec section 9).
 RANS_FEATURE = "tensor-rans"
 DICT_FEATURE = "zstd-dict-1"
-SUPPORTED_FEATURES: frozenset[str] = frozenset({RANS_FEATURE, DICT_FEATURE})
+FINE_GRID_FEATURE = "hinerv-fine-grid"
+SUPPORTED_FEATURES: frozenset[str] = frozenset({RANS_FEATURE, DICT_FEATURE, FINE_GRID_FEATURE})
 ZSTD_CODECS = frozenset({Codec.ZSTD, Codec.ZSTD_DICT})
 DICT_SHA256 = "ee03a20cef4cad7e8bfc89763c0c159df500942256b6ab727bab01c83deefb49"
 

@@ -112,13 +112,16 @@ class HiNeRVBlock(nn.Module):
     PixelShuffle branch as in HNeRV, an interpolation-based upsampling of a 1x1 projection beside it,
     and a local temporal grid (T_k, C_out, s, s) sampled at the frame time and tiled over the map
     (one value per position inside each s x s upsampling cell). The last input channel carries the
-    frame time t; it is passed through (upsampled) as the last output channel.
+    frame time t; it is passed through (upsampled) as the last output channel. Block 0 may hold the
+    model's fine base-grid level `fine_grid` (T_f, C_f, eh, ew): its sample at t is appended to the
+    input features before `conv` and `proj` (spec section 9).
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, grid_frames: int,
-                 act: type[nn.Module]) -> None:
+                 act: type[nn.Module], fine_grid: tuple[int, int, int, int] | None = None) -> None:
         super().__init__()
         self.stride = stride
+        self.fine_grid = nn.Parameter(torch.zeros(fine_grid)) if fine_grid is not None else None
         self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel, padding=kernel // 2)
         self.shuffle = nn.PixelShuffle(stride)
         self.proj = nn.Conv2d(c_in, c_out, 1)
@@ -133,6 +136,8 @@ class HiNeRVBlock(nn.Module):
         """The block on features without the time channel and frame times (N,): the output features
         (N, C_out, H * s, W * s), without the time channel (`forward` appends it)."""
         s = self.stride
+        if self.fine_grid is not None:
+            feat = torch.cat([feat, sample_grid(self.fine_grid, t_frame).to(feat.dtype)], dim=1)
         y = self.shuffle(self.conv(feat))
         y = y + F.interpolate(self.proj(feat), scale_factor=s, mode="bilinear", align_corners=False)
         if self.grid is not None:
@@ -157,7 +162,8 @@ class INRDecoder(nn.Module):
         for k in range(self.num_blocks):
             if config.kind == "hinerv":
                 blocks.append(HiNeRVBlock(config.block_in_channels(k), config.channels[k], config.strides[k],
-                                          config.kernel_sizes[k], config.block_grid(k), act))
+                                          config.kernel_sizes[k], config.block_grid(k), act,
+                                          config.fine_grid_shape() if k == 0 else None))
                 continue
             stem = _Stem(config, act) if (k == 0 and config.kind == "nerv") else None
             blocks.append(DecoderBlock(config.block_in_channels(k), config.channels[k], config.strides[k],

@@ -27,7 +27,10 @@ HiNeRV plans differ in three ways, measured at 0.05-0.2 bpp (README, "`hinerv`'s
 1, 3, 3, ... (HNeRV's 1, 3, 5, 5, ... spend a narrow decoder's weights on kernel area rather than
 width); the base grid's channels follow the width (`grid_channels`: EMBED_RATIO x channels[0])
 rather than a fixed share of the bits, since each grid channel also costs block 0 a slice of weights;
-and a narrow plan's size steps add one channel to one block, not to all (`_build_units`).
+and a narrow plan's size steps add one channel to one block, not to all (`_build_units`). With `fine_grid`
+(the encoder asks for it where `temporal.wants_fine_grid` finds the clip's coarse content changing between
+base-grid frames) a HiNeRV plan adds a fine base-grid level: FINE_GRID_CHANNELS channels, one grid frame
+per FINE_GRID_STEP frames, at the embedding grid's size, held by block 0 (README, "Codec results").
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ CELL_COST = 0.003
 STRIDE_CHOICES = (5, 4, 3, 2)
 GRID_FRAME_STEP = 8
 BASE_GRID_STEP = 24
+FINE_GRID_STEP = 2
+FINE_GRID_CHANNELS = 4
 EMBED_RATIO = 1.5
 MIN_EMBED_CHANNELS = 4
 MAX_GRID_CHANNELS = 32
@@ -80,7 +85,9 @@ class INRConfig:
     For NeRV, `embed_channels` x `embed_height` x `embed_width` is the shape the MLP stem reshapes to.
     HiNeRV fields: `grid_frames` (T0) is the temporal size of the learned base grid (stored as the
     embeddings, (T0, embed_channels, embed_height, embed_width)); `block_grid_frames[k]` (T_k, 0 = none)
-    the temporal size of block k's local grid (T_k, channels[k], strides[k], strides[k]).
+    the temporal size of block k's local grid (T_k, channels[k], strides[k], strides[k]);
+    `fine_grid_frames` / `fine_grid_channels` (0 = none) the fine base-grid level that block 0 holds
+    (T_f, C_f, embed_height, embed_width) and reads beside the base grid.
     """
 
     kind: str
@@ -103,6 +110,8 @@ class INRConfig:
     fc_dims: list[int] = field(default_factory=list)
     grid_frames: int = 0
     block_grid_frames: list[int] = field(default_factory=list)
+    fine_grid_frames: int = 0
+    fine_grid_channels: int = 0
 
     @property
     def num_blocks(self) -> int:
@@ -115,8 +124,15 @@ class INRConfig:
         return math.prod(self.strides)
 
     def block_in_channels(self, k: int) -> int:
-        """Input channels of the conv of block k."""
-        return self.embed_channels if k == 0 else self.channels[k - 1]
+        """Input channels of the conv of block k (HiNeRV block 0: the base grid's and the fine grid's)."""
+        return self.embed_channels + self.fine_grid_channels if k == 0 else self.channels[k - 1]
+
+    def fine_grid_shape(self) -> tuple[int, int, int, int] | None:
+        """HiNeRV's fine base-grid level (fine_grid_frames, fine_grid_channels, eh, ew) held by block 0; None
+        when the plan has none."""
+        if self.kind != "hinerv" or self.fine_grid_frames == 0:
+            return None
+        return (self.fine_grid_frames, self.fine_grid_channels, self.embed_height, self.embed_width)
 
     def block_out_channels(self, k: int) -> int:
         """Channels of block k's output feature map (HiNeRV adds one frame-time channel)."""
@@ -135,6 +151,8 @@ class INRConfig:
         n = c_in * c_out * s * s * ks * ks + c_out * s * s
         if self.kind == "hinerv":
             n += c_in * c_out + c_out + self.block_grid(k) * c_out * s * s
+            if k == 0 and self.fine_grid_frames:
+                n += self.fine_grid_frames * self.fine_grid_channels * self.embed_height * self.embed_width
         if k == 0 and self.kind == "nerv":
             dims = [2 * self.pe_levels, *self.fc_dims, self.embed_channels * self.embed_height * self.embed_width]
             n += sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
@@ -178,6 +196,8 @@ class INRConfig:
         d["pe_base"] = float(d["pe_base"])
         if self.kind != "hinerv":
             del d["grid_frames"], d["block_grid_frames"]
+        if not self.fine_grid_frames:
+            del d["fine_grid_frames"], d["fine_grid_channels"]
         return d
 
     @classmethod
@@ -189,7 +209,8 @@ class INRConfig:
         if not isinstance(d, dict):
             raise FormatError("INR config is not a map")
         defaults = {"head_kernel": 3, "activation": "gelu", "out_activation": "sigmoid",
-                    "pe_levels": 0, "pe_base": 1.25, "fc_dims": [], "grid_frames": 0, "block_grid_frames": []}
+                    "pe_levels": 0, "pe_base": 1.25, "fc_dims": [], "grid_frames": 0, "block_grid_frames": [],
+                    "fine_grid_frames": 0, "fine_grid_channels": 0}
         kw: dict[str, Any] = {}
         for name in ("kind", "width", "height", "pad_width", "pad_height", "num_frames", "strides", "channels",
                      "kernel_sizes", "embed_channels", "embed_height", "embed_width", *defaults):
@@ -203,7 +224,8 @@ class INRConfig:
             if not isinstance(kw[name], str):
                 raise FormatError(f"INR config {name!r} must be a string")
         for name in ("width", "height", "pad_width", "pad_height", "num_frames", "embed_channels",
-                     "embed_height", "embed_width", "head_kernel", "pe_levels", "grid_frames"):
+                     "embed_height", "embed_width", "head_kernel", "pe_levels", "grid_frames", "fine_grid_frames",
+                     "fine_grid_channels"):
             _check_int(kw[name], name)
         for name in ("strides", "channels", "kernel_sizes", "fc_dims", "block_grid_frames"):
             v = kw[name]
@@ -260,8 +282,14 @@ class INRConfig:
             need(len(self.block_grid_frames) == n, "block_grid_frames needs one entry per block")
             need(all(0 <= t <= self.num_frames for t in self.block_grid_frames),
                  "block_grid_frames entries must be in 0..num_frames")
+            need(0 <= self.fine_grid_frames <= self.num_frames, "fine_grid_frames must be in 0..num_frames")
+            need(0 <= self.fine_grid_channels <= MAX_GRID_CHANNELS,
+                 f"fine_grid_channels must be in 0..{MAX_GRID_CHANNELS}")
+            need((self.fine_grid_frames == 0) == (self.fine_grid_channels == 0),
+                 "fine_grid_frames and fine_grid_channels are both 0 (no fine grid) or both positive")
         else:
-            need(self.grid_frames == 0 and not self.block_grid_frames, "grid fields are for HiNeRV only")
+            need(self.grid_frames == 0 and not self.block_grid_frames and not self.fine_grid_frames
+                 and not self.fine_grid_channels, "grid fields are for HiNeRV only")
         need(self.decoder_params() <= MAX_PARAMS, f"decoder larger than {MAX_PARAMS} parameters")
         need(self.embedding_values() <= MAX_EMBED_VALUES, "embeddings too large")
 
@@ -327,7 +355,7 @@ def _channels(c1: int, n: int, extra: int = 0) -> list[int]:
 
 
 def _build_units(kind: str, width: int, height: int, frames: int, strides: list[int], units: int,
-                 embed_c: int = 16) -> INRConfig:
+                 embed_c: int = 16, fine: bool = False) -> INRConfig:
     """The plan of size step `units`: the first-block width for hnerv and nerv; for hinerv, whose narrow
     plans are flat (every block c wide), c = units // n and the first units % n blocks one channel wider
     while c < MIN_CHANNELS (steps of one channel in one block, not in all n), then c1 = units // n."""
@@ -335,11 +363,11 @@ def _build_units(kind: str, width: int, height: int, frames: int, strides: list[
         return _build(kind, width, height, frames, strides, units, embed_c)
     n = len(strides)
     c1, extra = divmod(units, n)
-    return _build(kind, width, height, frames, strides, c1, embed_c, extra if c1 < MIN_CHANNELS else 0)
+    return _build(kind, width, height, frames, strides, c1, embed_c, extra if c1 < MIN_CHANNELS else 0, fine)
 
 
 def _build(kind: str, width: int, height: int, frames: int, strides: list[int], c1: int,
-           embed_c: int = 16, extra: int = 0) -> INRConfig:
+           embed_c: int = 16, extra: int = 0, fine: bool = False) -> INRConfig:
     s = math.prod(strides)
     eh, ew = -(-height // s), -(-width // s)
     n = len(strides)
@@ -351,21 +379,33 @@ def _build(kind: str, width: int, height: int, frames: int, strides: list[int], 
         fc = [max(32, min(512, 2 * c1))]
     else:
         pe_levels, fc = 0, []
-    grid, block_grids = 0, []
+    grid, block_grids, fine_t, fine_c = 0, [], 0, 0
     if kind == "hinerv":
         embed_c = grid_channels(c1 + extra / n)
         grid = base_grid_frames(frames)
         block_grids = [grid_frames_for(frames)] * n
+        fine_t = fine_grid_frames(frames) if fine else 0
+        fine_c = FINE_GRID_CHANNELS if fine_t else 0
     return INRConfig(kind=kind, width=width, height=height, pad_width=ew * s, pad_height=eh * s,
                      num_frames=frames, strides=list(strides), channels=_channels(c1, n, extra), kernel_sizes=ks,
                      embed_channels=embed_c, embed_height=eh, embed_width=ew, pe_levels=pe_levels, fc_dims=fc,
-                     grid_frames=grid, block_grid_frames=block_grids)
+                     grid_frames=grid, block_grid_frames=block_grids, fine_grid_frames=fine_t,
+                     fine_grid_channels=fine_c)
 
 
 def base_grid_frames(frames: int) -> int:
     """HiNeRV's base grid size T0 for a clip: one grid frame per BASE_GRID_STEP frames (at least 2 for a
     clip of 2 frames or more); frames in between take the linear interpolation of their neighbours."""
     return min(frames, max(2, -(-frames // BASE_GRID_STEP)))
+
+
+def fine_grid_frames(frames: int) -> int:
+    """HiNeRV's fine base-grid level for a clip: one grid frame per FINE_GRID_STEP frames; 0 (no fine level)
+    when that is no finer than the base grid."""
+    if FINE_GRID_STEP <= 0 or FINE_GRID_CHANNELS <= 0:
+        return 0
+    t = min(frames, max(2, -(-frames // FINE_GRID_STEP)))
+    return t if t > base_grid_frames(frames) else 0
 
 
 def grid_frames_for(frames: int) -> int:
@@ -393,14 +433,16 @@ def default_bits(width: int, height: int, frames: int, source_bpp: float | None 
 def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
                 params: float | None = None, bpp: float | None = None,
                 source_bpp: float | None = None, weight_bits: float = WEIGHT_BITS_PLAN,
-                embed_bits: float = EMBED_BITS_PLAN) -> INRConfig:
+                embed_bits: float = EMBED_BITS_PLAN, fine_grid: bool = False) -> INRConfig:
     """Plan strides, padding, embedding grid and widths for a clip.
 
     `params`: target total parameter count (decoder + stored embeddings). `bpp`: target bits per
     (original) pixel, converted with `weight_bits` per weight and `embed_bits` per embedding value (the
     stored bit depths; 8 and 6 by default). At most one of the two; neither gives `default_bits`
     (which `source_bpp`, the source's own rate, caps). The closest achievable size is chosen (the
-    smallest plan when the target is below it).
+    smallest plan when the target is below it). `fine_grid` gives a `hinerv` plan its fine base-grid level
+    where the clip is long enough for one (`fine_grid_frames`; `temporal.wants_fine_grid` decides from the
+    frames).
     """
     if kind not in KINDS:
         raise UsageError(f"kind must be one of {', '.join(KINDS)}")
@@ -431,11 +473,12 @@ def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
     lo, hi = 4 * per, MAX_CHANNELS * per
     while lo < hi:
         mid = (lo + hi) // 2
-        if cost(_build_units(kind, width, height, frames, strides, mid, embed_c)) < target:
+        if cost(_build_units(kind, width, height, frames, strides, mid, embed_c, fine_grid)) < target:
             lo = mid + 1
         else:
             hi = mid
-    cands = [_build_units(kind, width, height, frames, strides, u, embed_c) for u in {max(4 * per, lo - 1), lo}]
+    cands = [_build_units(kind, width, height, frames, strides, u, embed_c, fine_grid)
+             for u in {max(4 * per, lo - 1), lo}]
     best = min(cands, key=lambda c: abs(cost(c) - target))
     if best.decoder_params() > MAX_PARAMS:
         raise UsageError("requested model size is too large")
