@@ -4,10 +4,10 @@
     python benchmarks/attack.py --only bomb     # cases whose name contains "bomb"
 
 Builds one small good file (a synthetic 12-frame 24x40 clip, encoded with `hinerv`'s fine base grid,
-with resnet50 attached on a tiny random backbone), then hostile variants of it, each under 1 MB: zstd bombs in every kind of
-section (beyond and within the 1024x expansion limit), msgpack with many values, deep nesting,
-huge segment tables and indexes, a bundle with thousands of tensors, hostile model, routing and
-adapter metadata, NaN quality figures, truncations. Every command runs in its own process
+with resnet50 attached on a tiny random backbone), then hostile variants of it, each under 1 MB: zstd
+bombs in every kind of section (beyond and within the 1024x expansion limit), msgpack with many
+values, deep nesting, huge segment tables and indexes, a bundle with thousands of tensors, hostile
+model, routing and adapter metadata, NaN quality figures, truncations. Every command runs in its own process
 (OMP_NUM_THREADS=1); per run: exit code, whether stderr is one line without a traceback, peak RSS
 (the child's own VmHWM, written at exit) and CPU seconds (user + system, from `wait4`).
 """
@@ -40,8 +40,8 @@ from nvcodec.container import Codec, NvpReader, SectionKind, pack_msgpack, pack_
 from nvcodec.container.compression import dictionary_bytes
 from nvcodec.container.index import encode_index, encode_trailer
 from nvcodec.container.layout import (
-    DICT_FEATURE, FINE_GRID_FEATURE, MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT, TENSOR_PREFIX,
-    SectionInfo, align_up,
+    DICT_FEATURE, FINE_GRID_FEATURE, MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT,
+    TENSOR_PREFIX, SectionInfo, align_up,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +170,7 @@ def build_good(work: Path, task: str = "resnet50") -> Good:
     write_y4m(clip, frames, 25)
     plain = work / "good.nvp"
     encode(str(clip), str(plain), EncodeOptions(psnr=None, epochs=80, params=6000, device="cpu", seed=0,
-                                                      fine_grid="on"))
+                                                fine_grid="on"))
     attached = work / "good_attached.nvp"
     shutil.copy(plain, attached)
     attach(str(attached), task, weights="random-tiny", top_k=0.2, epochs=1, device="cpu")
@@ -396,7 +396,8 @@ CASES = [
     Case("model_frames_mismatch", "metadata", "model says 600 frames, the video 12",
          _sections_case(lambda g: _model_with(g, num_frames=600)), ("info", "view")),
     Case("model_fine_grid_huge", "metadata", "model: a fine base grid of 10^7 frames x 32 channels",
-         _sections_case(lambda g: _model_with(g, fine_grid_frames=10**7, fine_grid_channels=32)), ("info", "view")),
+         _sections_case(lambda g: _model_with(g, fine_grid_frames=10**7, fine_grid_channels=32)),
+         ("info", "view")),
     Case("model_fine_grid_without_feature", "metadata", "a fine base grid in a file not listing hinerv-fine-grid",
          lambda g, path: craft(path, g.sections, (RANS_FEATURE, DICT_FEATURE)), ("info", "view")),
     Case("routing_inr_layer_true", "metadata", "routing: inr_layer true",

@@ -402,8 +402,6 @@ def base_grid_frames(frames: int) -> int:
 def fine_grid_frames(frames: int) -> int:
     """HiNeRV's fine base-grid level for a clip: one grid frame per FINE_GRID_STEP frames; 0 (no fine level)
     when that is no finer than the base grid."""
-    if FINE_GRID_STEP <= 0 or FINE_GRID_CHANNELS <= 0:
-        return 0
     t = min(frames, max(2, -(-frames // FINE_GRID_STEP)))
     return t if t > base_grid_frames(frames) else 0
 
