@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UsageError
+from .metrics import PSNR_CAP, mse_to_psnr
+from .model import frame_time, sample_grid
 from .plan import base_grid_frames, fine_grid_frames, plan_strides
 
 FINE_GRID_PSNR = 35.0
@@ -35,8 +37,8 @@ def cell_means(frames: Tensor, cell: int) -> Tensor:
         raise UsageError("cell must be at least 1")
     h, w = frames.shape[1:3]
     gh, gw = -(-h // cell), -(-w // cell)
-    rows = torch.full((gh,), float(cell)).index_fill_(0, torch.tensor([gh - 1]), float(h - (gh - 1) * cell))
-    cols = torch.full((gw,), float(cell)).index_fill_(0, torch.tensor([gw - 1]), float(w - (gw - 1) * cell))
+    rows, cols = torch.full((gh,), float(cell)), torch.full((gw,), float(cell))
+    rows[-1], cols[-1] = h - (gh - 1) * cell, w - (gw - 1) * cell  # the edge cells' pixels inside the frame
     count = (rows[:, None] * cols[None, :])[None, :, :, None] * 255.0
     out = []
     for s in range(0, frames.shape[0], CHUNK_FRAMES):
@@ -53,17 +55,10 @@ def coarse_interpolation_psnr(frames: Tensor, cell: int, grid_frames: int) -> fl
     if grid_frames < 1:
         raise UsageError("grid_frames must be at least 1")
     if n == 1 or grid_frames >= n:
-        return 100.0
-    if grid_frames == 1:
-        pred = means[:1].expand_as(means)
-    else:
-        nodes = means[[round(j * (n - 1) / (grid_frames - 1)) for j in range(grid_frames)]]
-        pos = torch.arange(n, dtype=torch.float64) * (grid_frames - 1) / (n - 1)
-        j = pos.floor().long().clamp(max=grid_frames - 2)
-        wgt = (pos - j).to(torch.float32).reshape(-1, 1, 1, 1)
-        pred = nodes[j] * (1 - wgt) + nodes[j + 1] * wgt
-    mse = float(torch.mean((means - pred) ** 2))
-    return 100.0 if mse <= 1e-10 else min(100.0, -10.0 * math.log10(mse))
+        return PSNR_CAP
+    nodes = means[[round(j * (n - 1) / max(grid_frames - 1, 1)) for j in range(grid_frames)]]
+    pred = sample_grid(nodes, frame_time(torch.arange(n), n))
+    return min(PSNR_CAP, mse_to_psnr(float(torch.mean((means - pred) ** 2))))
 
 
 def wants_fine_grid(frames: Tensor) -> bool:
