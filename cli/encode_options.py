@@ -51,10 +51,13 @@ _OPTIONS = [
                  help="hinerv: a fine base-grid level (one grid frame per 2 frames, 4 channels) for clips whose coarse "
                       "content changes between base-grid frames; auto measures the clip (needs a reader with the "
                       "hinerv-fine-grid feature when used)."),
+    click.option("--sampling", type=click.Choice(["loss", "uniform"]), default=None,
+                 help="Which frames each training epoch visits: loss draws frames by their latest training loss, "
+                      "uniform visits every frame once (default: loss for hinerv, uniform for hnerv/nerv)."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
           "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc", "frames_per_step", "threads", "entropy",
-          "fine_grid")
+          "fine_grid", "sampling")
 
 
 def encode_options(fn: Callable) -> Callable:
@@ -75,4 +78,5 @@ def build_options(kwargs: dict[str, Any], **extra: Any) -> Any:
                          seed=v["seed"], device=v["device"], stream=v["stream"], frames=parse_range(v["frames"]),
                          segment_frames=v["segment_frames"], weight_bits=v["weight_bits"], embed_bits=v["embed_bits"],
                          prune=v["prune"], bit_alloc=v["bit_alloc"], frames_per_step=v["frames_per_step"], **({"qat": v["qat"]} if v["qat"] is not None else {}), threads=v["threads"],
-                         entropy=v["entropy"], fine_grid=v["fine_grid"], **extra)
+                         entropy=v["entropy"], fine_grid=v["fine_grid"],
+                         sampling=v["sampling"], **extra)

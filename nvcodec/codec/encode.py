@@ -20,6 +20,7 @@ from ..inr.budget import BudgetTooSmallError
 from ..inr.fit import fit
 from ..inr.metrics import pool_quality
 from ..inr.plan import INRConfig, plan_config
+from ..inr.sampling import SAMPLINGS
 from ..inr.quant import MAX_WIDEN
 from ..inr.temporal import wants_fine_grid
 from ..progress import ProgressCallback, emit
@@ -42,6 +43,9 @@ KIND_PRESETS = {"hnerv": (8, 6, 0.0, False), "nerv": (8, 6, 0.0, False), "hinerv
 # Frames per optimisation step when not given (`--frames-per-step`), per kind: see the README's
 # "Fitting speed" for the measurements behind them.
 KIND_FRAMES_PER_STEP = {"hnerv": 1, "nerv": 1, "hinerv": 1}
+# Which frames each epoch trains on when not given (`--sampling`, `inr.sampling`): hinerv draws frames by
+# their latest loss (benchmarks/results/RD.md, variant `uniform`); the older kinds keep uniform epochs.
+KIND_SAMPLING = {"hnerv": "uniform", "nerv": "uniform", "hinerv": "loss"}
 MAX_FRAMES_PER_STEP = 64
 LOSSES = ("l2", "l1+ssim")
 FINE_GRID_MODES = ("auto", "on", "off")
@@ -73,6 +77,7 @@ class EncodeOptions:
     frames_per_step: int | None = None
     entropy: str = "rans"
     fine_grid: str = "auto"
+    sampling: str | None = None
     resume: bool = False
     threads: int | None = None
     extra: dict = field(default_factory=dict)
@@ -107,14 +112,15 @@ class EncodeOptions:
     def resolved(self) -> "EncodeOptions":
         """A copy with the kind's codec preset (`KIND_PRESETS`) filling weight_bits, embed_bits, qat and
         bit_alloc where they are None (the preset's bit allocation only where QAT runs: it happens when
-        QAT starts)."""
+        QAT starts), and the kind's frames per step and sampling."""
         wb, eb, qat, alloc = KIND_PRESETS[self.kind]
         fps = KIND_FRAMES_PER_STEP[self.kind]
         qat = qat if self.qat is None else self.qat
         return replace(self, weight_bits=wb if self.weight_bits is None else self.weight_bits,
                        embed_bits=eb if self.embed_bits is None else self.embed_bits, qat=qat,
                        bit_alloc=(alloc and qat > 0.0) if self.bit_alloc is None else self.bit_alloc,
-                       frames_per_step=fps if self.frames_per_step is None else self.frames_per_step)
+                       frames_per_step=fps if self.frames_per_step is None else self.frames_per_step,
+                       sampling=KIND_SAMPLING[self.kind] if self.sampling is None else self.sampling)
 
     def check_rate_options(self) -> None:
         """UsageError for QAT, pruning and bit-allocation settings that cannot work (resolved options)."""
@@ -132,6 +138,8 @@ class EncodeOptions:
             raise UsageError("--entropy must be rans or none")
         if self.fine_grid not in FINE_GRID_MODES:
             raise UsageError(f"--fine-grid must be one of {', '.join(FINE_GRID_MODES)}")
+        if self.sampling not in SAMPLINGS:
+            raise UsageError(f"--sampling must be one of {', '.join(SAMPLINGS)}")
         if self.epochs is None and self.time_budget is None and self.psnr is None:
             raise UsageError("nothing would stop the encode: give --psnr, --epochs or --time-budget")
 
@@ -322,6 +330,7 @@ def _encode_segment(input_path: str, opts: EncodeOptions, info, a: int, b: int, 
     kwargs = dict(epochs=opts.epochs, time_budget=budget, psnr_target=opts.psnr, loss=opts.loss, seed=opts.seed,
                   device=str(device), amp=opts.amp, weight_bits=opts.weight_bits, embed_bits=opts.embed_bits,
                   qat=opts.qat, prune=opts.prune, bit_alloc=opts.bit_alloc, batch_size=opts.frames_per_step,
+                  sampling=opts.sampling,
                   checkpoint_path=os.path.join(ckpt_dir, f"seg{index}.pt"), resume=opts.resume, progress=seg_progress)
     if opts.lr is not None:
         kwargs["lr"] = opts.lr

@@ -151,7 +151,7 @@ SETTINGS: Schema = {
     "time_budget": Num(0, 1e12), "loss": Str(16), "lr": Num(0, 1e6), "seed": Int(-(1 << 63), 1 << 64),
     "device": Str(64), "amp": Bool(), "stream": Int(0, 65535), "segment_frames": Int(1, MAX_FRAMES),
     "weight_bits": Int(2, 16), "embed_bits": Int(2, 16), "qat": Num(0, 1), "prune": Num(0, 1), "bit_alloc": Bool(),
-    "entropy": Str(16), "frames_per_step": Int(1, 4096), "fine_grid": Str(16),
+    "entropy": Str(16), "frames_per_step": Int(1, 4096), "fine_grid": Str(16), "sampling": Str(16),
 }
 PROVENANCE: Schema = {
     **{k: Str() for k in ("tool", "tool_version", "torch_version", "created", "host", "device", "dtype")},

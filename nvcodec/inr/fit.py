@@ -107,6 +107,7 @@ from .model import HNeRVEncoder, INRDecoder, crop, pad_frames
 from .plan import INRConfig
 from .qat import WeightSTE, allocate_bits, fake_quant_ste, make_plan
 from .quant import QuantizedINR, dequantize_into, quantize_inr, widen_to_fit
+from .sampling import SAMPLINGS, FrameSampler
 
 DEFAULT_EPOCHS = 300
 DEFAULT_LR = 3e-3
@@ -197,6 +198,13 @@ def _loss(out: Tensor, target: Tensor, kind: str) -> Tensor:
     if kind == "l2":
         return F.mse_loss(out, target)
     return 0.7 * F.l1_loss(out, target) + 0.3 * (1.0 - ssim_fn(out, target))
+
+
+def _frame_losses(out: Tensor, target: Tensor, kind: str) -> Tensor:
+    """`_loss` of each frame (N,); their mean is `_loss` of the batch (frames of one size)."""
+    if kind == "l2":
+        return (out - target).square().flatten(1).mean(1)
+    return 0.7 * (out - target).abs().flatten(1).mean(1) + 0.3 * (1.0 - ssim_fn(out, target, per_frame=True))
 
 
 def _batch(frames: Tensor, idx: Tensor, device: torch.device) -> Tensor:
@@ -428,13 +436,21 @@ def _load_checkpoint(path: str) -> dict[str, Any]:
     return state
 
 
+def _valid_order(order: Any, n: int) -> Tensor | None:
+    """A checkpoint's epoch order: n frame indices in 0..n-1 (int64), else None."""
+    if not isinstance(order, Tensor) or order.dtype != torch.long or order.shape != (n,):
+        return None
+    return order if bool(((order >= 0) & (order < n)).all()) else None
+
+
 def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_budget: float | None = None,
         psnr_target: float | None = 33.0, loss: str = "l2", lr: float | None = None,
         batch_size: int = DEFAULT_BATCH, seed: int = 0, device: str | torch.device = "cpu",
         amp: bool | None = None, weight_bits: int = 8, embed_bits: int = 6, eval_every: int | None = 10,
         checkpoint_path: str | None = None, resume: bool = False, qat: float = DEFAULT_QAT, prune: float = 0.0,
         bit_alloc: bool = False, progress: ProgressCallback | None = None,
-        coded_bytes: Callable[[QuantizedINR], int] | None = None, max_bytes: int | None = None) -> FitResult:
+        coded_bytes: Callable[[QuantizedINR], int] | None = None, max_bytes: int | None = None,
+        sampling: str = "uniform") -> FitResult:
     """Fit `config`'s INR to uint8 frames (N, H, W, 3); see the module docstring for the schedule and stops.
 
     `qat`: the final fraction of training run quantization-aware (`qat.WeightSTE`, 0 = post-training
@@ -443,6 +459,8 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     `coded_bytes` and `max_bytes`: rate control; when the final quantized model codes to more than
     `max_bytes`, its quantization step is widened until it fits (`quant.widen_to_fit`), and the quality
     reported is that of the widened model (`FitResult.widen`).
+    `sampling`: which frames each epoch trains on (`sampling.SAMPLINGS`; "loss" draws frames by their
+    latest loss, and the epoch's reported loss is then the mean of every frame's latest loss).
     `lr=None` takes the kind's default (`default_lr`). `amp=None` picks bf16 autocast where it helps
     (`auto_amp`). `eval_every`: epochs between dequantized-PSNR checks (None: only at the end). Progress
     events: stage "fit", one per epoch, info psnr (last dequantized check or None), loss (epoch mean),
@@ -461,6 +479,9 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
         raise UsageError("the fitter learns one embedding per frame: the config's embeddings must have one per frame")
     if not 0.0 <= qat <= 1.0 or not 0.0 <= prune < 1.0 or (prune > 0.0 and qat == 0.0):
         raise UsageError("qat must be in [0, 1] and prune in [0, 1) (pruning needs qat > 0)")
+    if sampling not in SAMPLINGS:
+        raise UsageError(f"sampling must be one of {', '.join(SAMPLINGS)}")
+    sampler = FrameSampler(n, sampling, dev)
 
     clip_mean = mean_rgb(frames)
     constant_mse = float((source_std.double() ** 2).mean())
@@ -468,6 +489,8 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     decoder, encoder, grid, opt, peak_lrs = _init_models(config, clip_mean, seed, dev, embedded, learned_grid, lr)
 
     epoch, step, elapsed_before = 0, 0, 0.0
+    resumed_order: Tensor | None = None
+    perm = torch.zeros(0, dtype=torch.long)
     history: list[dict[str, Any]] = []
     loss_sum, loss_count = 0.0, 0
     last_psnr: float | None = None
@@ -493,6 +516,10 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
             history = list(state["history"])
             loss_sum, loss_count = float(state["loss_sum"]), int(state["loss_count"])
             last_psnr = state.get("last_psnr")
+            sampler_state = state.get("sampler")
+            if isinstance(sampler_state, dict):
+                sampler.load_state_dict(sampler_state)
+                resumed_order = _valid_order(sampler_state.get("epoch_order"), n)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise UsageError(f"checkpoint {checkpoint_path} does not fit this model: {e}") from None
 
@@ -527,7 +554,8 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 "encoder": encoder.state_dict() if encoder is not None else {},
                 "grid": grid.detach().cpu() if grid is not None else None,
                 "optimizer": opt.state_dict(), "history": history, "loss_sum": loss_sum + float(loss_acc),
-                "loss_count": loss_count, "last_psnr": last_psnr, "restarts": restarts, "restart_at": restart_at}
+                "loss_count": loss_count, "last_psnr": last_psnr, "restarts": restarts, "restart_at": restart_at,
+                "sampler": {**sampler.state_dict(), "epoch_order": perm}}
 
     def inputs_for(dec: INRDecoder, emb: Tensor | None):
         return lambda idx: dec.input_for(idx.to(dev), emb)
@@ -569,7 +597,11 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
             if out_of_time():
                 stopped_by = "time"
                 break
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+            perm = sampler.epoch_order(seed, epoch)
+            if resumed_order is not None:
+                if step > 0:
+                    perm = resumed_order
+                resumed_order = None
             while step < steps_per_epoch:
                 if out_of_time():
                     break
@@ -595,7 +627,12 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                     else:
                         x = decoder.input_for(idx.to(dev), None)
                     out = decoder(x)
-                value = _loss(crop(out.float(), config.width, config.height), target, loss)
+                if sampler.tracks_loss:
+                    per_frame = _frame_losses(crop(out.float(), config.width, config.height), target, loss)
+                    sampler.record(idx, per_frame)
+                    value = per_frame.mean()
+                else:
+                    value = _loss(crop(out.float(), config.width, config.height), target, loss)
                 opt.zero_grad(set_to_none=True)
                 value.backward()
                 if ste is not None:
@@ -617,7 +654,9 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 stopped_by = "time"
                 break
             epoch, step = epoch + 1, 0
-            entry: dict[str, Any] = {"epoch": epoch, "loss": (loss_sum + float(loss_acc)) / max(loss_count, 1),
+            sampled_loss = (loss_sum + float(loss_acc)) / max(loss_count, 1)
+            frames_loss = sampler.mean_loss() if sampler.tracks_loss else None
+            entry: dict[str, Any] = {"epoch": epoch, "loss": sampled_loss if frames_loss is None else frames_loss,
                                      "lr": float(opt.param_groups[0]["lr"]), "seconds": elapsed()}
             loss_sum, loss_count = 0.0, 0
             loss_acc.zero_()
@@ -630,6 +669,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                                                                       embedded, learned_grid, lr * lr_scale)
                 decoder.train()
                 eval_decoder = copy.deepcopy(decoder)
+                sampler = FrameSampler(n, sampling, dev)
                 restart_at, steps_since_restart = elapsed(), 0
                 check_gap = 0.0
                 history.append({**entry, "restart": restarts, "lr_peak": lr * lr_scale})
