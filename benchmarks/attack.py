@@ -40,7 +40,7 @@ from nvcodec.container import Codec, NvpReader, SectionKind, pack_msgpack, pack_
 from nvcodec.container.compression import dictionary_bytes
 from nvcodec.container.index import encode_index, encode_trailer
 from nvcodec.container.layout import (
-    DICT_FEATURE, FINE_GRID_FEATURE, MAGIC, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT,
+    DICT_FEATURE, FINE_GRID_FEATURE, MAGIC, MID_GRID_FEATURE, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT,
     TENSOR_PREFIX, SectionInfo, align_up,
 )
 
@@ -106,8 +106,13 @@ def zstd_zeros(name: str, kind: int, size: int, random_prefix: int = 0) -> Store
     return Stored(name, int(kind), Codec.ZSTD, _FRAMES[key], size)
 
 
-GOOD_FEATURES = (RANS_FEATURE, DICT_FEATURE, FINE_GRID_FEATURE)
-"""The required features the good file's sections need: coded bundles, the dictionary, the fine base grid."""
+GOOD_FEATURES = (RANS_FEATURE, DICT_FEATURE, FINE_GRID_FEATURE, MID_GRID_FEATURE)
+"""The required features the good file's sections need: coded bundles, the dictionary, the fine base grid,
+the mid grid."""
+
+
+def _without(feature: str) -> tuple[str, ...]:
+    return tuple(f for f in GOOD_FEATURES if f != feature)
 
 
 def craft(path: Path, sections: list[Stored], features: tuple[str, ...] = GOOD_FEATURES) -> Path:
@@ -399,7 +404,12 @@ CASES = [
          _sections_case(lambda g: _model_with(g, fine_grid_frames=10**7, fine_grid_channels=32)),
          ("info", "view")),
     Case("model_fine_grid_without_feature", "metadata", "a fine base grid in a file not listing hinerv-fine-grid",
-         lambda g, path: craft(path, g.sections, (RANS_FEATURE, DICT_FEATURE)), ("info", "view")),
+         lambda g, path: craft(path, g.sections, _without(FINE_GRID_FEATURE)), ("info", "view")),
+    Case("model_mid_grid_huge", "metadata", "model: a mid grid of 10^7 frames x 32 channels",
+         _sections_case(lambda g: _model_with(g, mid_grid_frames=10**7, mid_grid_channels=32)),
+         ("info", "view")),
+    Case("model_mid_grid_without_feature", "metadata", "a mid grid in a file not listing hinerv-mid-grid",
+         lambda g, path: craft(path, g.sections, _without(MID_GRID_FEATURE)), ("info", "view")),
     Case("routing_inr_layer_true", "metadata", "routing: inr_layer true",
          _sections_case(lambda g: _routing_with(g, inr_layer=True)), ("info", "infer")),
     Case("routing_inr_layer_99", "metadata", "routing: inr_layer 99",
@@ -421,7 +431,7 @@ CASES = [
     Case("coded_huge_tables", "entropy", "a coded tensor with 65,536 per-channel 8-bit models (2^24 table entries)",
          _coded_case(_huge_tables), ("verify", "view")),
     Case("coded_without_feature", "entropy", "coded tensors in a file that does not declare tensor-rans",
-         _coded_case(lambda h, d: (h, d), features=(DICT_FEATURE, FINE_GRID_FEATURE)), ("verify", "view")),
+         _coded_case(lambda h, d: (h, d), features=_without(RANS_FEATURE)), ("verify", "view")),
     # truncations
     Case("truncated_half", "truncation", "attached file cut at 50%", _truncated(lambda n: n // 2), ALL, (0, 3)),
     Case("truncated_last_byte", "truncation", "attached file minus its last byte (the attach is lost)",

@@ -1,4 +1,5 @@
-"""`hinerv`'s fine base-grid level: plan, config rules, block 0's input, the file feature that marks it."""
+"""`hinerv`'s fine base-grid level and mid grid: plan, config rules, blocks 0 and 1's inputs, the file features
+that mark them."""
 
 from pathlib import Path
 
@@ -8,11 +9,12 @@ import torch
 from nvcodec.codec.meta import decode_values, model_config
 from nvcodec.codec.serialize import inr_sections, load_decoder
 from nvcodec.container import NvpReader, Section, write_nvp
-from nvcodec.container.layout import DICT_FEATURE, FINE_GRID_FEATURE, RANS_FEATURE
+from nvcodec.container.layout import DICT_FEATURE, FINE_GRID_FEATURE, MID_GRID_FEATURE, RANS_FEATURE
 from nvcodec.errors import FormatError, UsageError
 from nvcodec.inr import INRConfig, INRDecoder, plan_config
 from nvcodec.inr.model import sample_grid
-from nvcodec.inr.plan import FINE_GRID_CHANNELS, FINE_GRID_STEP, fine_grid_frames
+from nvcodec.inr.plan import (FINE_GRID_CHANNELS, FINE_GRID_STEP, MID_GRID_CHANNELS, MID_GRID_STEP,
+                               fine_grid_frames, mid_grid_frames)
 from nvcodec.inr.quant import quantize_inr
 from nvcodec.inr.temporal import FINE_GRID_PSNR, cell_means, coarse_interpolation_psnr, wants_fine_grid
 
@@ -87,6 +89,8 @@ def _model(tmp_path: Path) -> tuple[INRConfig, list[Section]]:
     dec = INRDecoder(c)
     with torch.no_grad():
         dec.blocks[0].fine_grid.normal_()
+        if c.mid_grid_shape() is not None:
+            dec.blocks[1].fine_grid.normal_()
     q = quantize_inr(dec, torch.randn(*c.embedding_shape()), weight_bits=6, embed_bits=5)
     return c, inr_sections(c, q)
 
@@ -173,3 +177,88 @@ def test_encode_plans_the_fine_grid_by_the_clip_and_by_the_option(tmp_path: Path
     assert grids == {"auto": fine, "off": None, "on": fine}
     rc, _, se = nv("encode", clip, str(tmp_path / "bad.nvp"), "--fine-grid", "maybe")
     assert_clean_error(rc, se, 2)
+
+
+def test_plan_adds_a_mid_grid_at_block_1s_input_size() -> None:
+    c = plan_config(160, 90, 96, kind="hinerv", bpp=0.05, weight_bits=6, embed_bits=5, fine_grid=True)
+    assert c.mid_grid_frames == 96 // MID_GRID_STEP == mid_grid_frames(96) and c.mid_grid_channels == MID_GRID_CHANNELS
+    s0 = c.strides[0]
+    assert c.mid_grid_shape() == (c.mid_grid_frames, MID_GRID_CHANNELS, c.embed_height * s0, c.embed_width * s0)
+    assert c.block_in_channels(1) == c.channels[0] + MID_GRID_CHANNELS and c.block_in_channels(2) == c.channels[1]
+    dec = INRDecoder(c)
+    assert sum(p.numel() for p in dec.parameters()) == c.decoder_params()
+    assert tuple(dec.blocks[1].fine_grid.shape) == c.mid_grid_shape()
+    assert INRConfig.from_dict(c.to_dict()) == c
+    plain = plan_config(160, 90, 96, kind="hinerv", bpp=0.05)
+    assert plain.mid_grid_shape() is None and "mid_grid_frames" not in plain.to_dict()
+    assert mid_grid_frames(4) == 0 and mid_grid_frames(8) == 0  # no finer than the base grid
+    d = c.to_dict()
+    del d["mid_grid_frames"], d["mid_grid_channels"]
+    old = INRConfig.from_dict(d)  # a file written with the fine level only
+    assert old.mid_grid_shape() is None and old.block_in_channels(1) == old.channels[0]
+
+
+@pytest.mark.parametrize("frames,channels", [(97, 2), (24, 33), (0, 2), (24, 0), (-1, 2), (True, 2)])
+def test_config_rejects_bad_mid_grids(frames, channels) -> None:
+    d = plan_config(160, 90, 96, kind="hinerv", bpp=0.05, fine_grid=True).to_dict()
+    d["mid_grid_frames"], d["mid_grid_channels"] = frames, channels
+    with pytest.raises(FormatError):
+        INRConfig.from_dict(d)
+
+
+def test_a_mid_grid_needs_hinerv_and_two_blocks() -> None:
+    d = plan_config(160, 90, 96, kind="hnerv", bpp=0.05).to_dict()
+    d["mid_grid_frames"], d["mid_grid_channels"] = 24, 2
+    with pytest.raises(FormatError, match="HiNeRV only"):
+        INRConfig.from_dict(d)
+    one = INRConfig(kind="hinerv", width=8, height=8, pad_width=8, pad_height=8, num_frames=8, strides=[2],
+                    channels=[4], kernel_sizes=[1], embed_channels=4, embed_height=4, embed_width=4, grid_frames=2,
+                    block_grid_frames=[2], mid_grid_frames=4, mid_grid_channels=2)
+    with pytest.raises(UsageError, match="two blocks"):
+        one.validate()
+
+
+def test_block_1_reads_the_mid_grid_sampled_at_the_frame_time() -> None:
+    """Block 1's features are block 0's output followed by the mid grid's sample (spec section 9)."""
+    torch.manual_seed(0)
+    c = plan_config(64, 40, 20, kind="hinerv", params=2e4, fine_grid=True)
+    assert c.mid_grid_frames == mid_grid_frames(20) > c.grid_frames
+    dec = INRDecoder(c).eval()
+    with torch.no_grad():
+        for block in dec.blocks[:2]:
+            block.fine_grid.normal_()
+    x = dec.input_for(torch.tensor([0, 7, 19]), torch.randn(*c.embedding_shape()))
+    t = x[:, -1, 0, 0]
+    block = dec.blocks[1]
+    with torch.no_grad():
+        f0 = dec.features(x, 0)
+        feat = torch.cat([f0[:, :-1], sample_grid(block.fine_grid, t)], dim=1)
+        s = block.stride
+        y = block.shuffle(block.conv(feat)) + torch.nn.functional.interpolate(block.proj(feat), scale_factor=s,
+                                                                               mode="bilinear", align_corners=False)
+        y = y + sample_grid(block.grid, t).repeat(1, 1, y.shape[-2] // s, y.shape[-1] // s)
+        assert torch.allclose(dec.features(x, 1)[:, :-1], block.act(y), atol=1e-6)
+        dec.train()
+        assert torch.allclose(dec(x), dec.eval()(x), atol=1e-6)
+    h1, w1 = c.mid_grid_shape()[2:]
+    assert decode_values(c) >= c.block_in_channels(1) * h1 * w1
+
+
+def test_file_lists_the_mid_grid_feature_and_refuses_it_without(tmp_path: Path) -> None:
+    c, sections = _model(tmp_path)
+    assert c.mid_grid_shape() is not None
+    path = tmp_path / "m.nvp"
+    write_nvp(path, sections)
+    with NvpReader(path) as r:
+        assert MID_GRID_FEATURE in r.required_features
+        dec, _ = load_decoder(r)
+        assert tuple(dec.blocks[1].fine_grid.shape) == c.mid_grid_shape()
+        part, _ = load_decoder(r, upto_block=1)
+        assert torch.equal(part.blocks[1].fine_grid, dec.blocks[1].fine_grid)
+    bare = [Section(s.name, s.kind, s.payload, s.codec) for s in sections]
+    path = tmp_path / "bare.nvp"
+    write_nvp(path, bare, required_features=[RANS_FEATURE, DICT_FEATURE, FINE_GRID_FEATURE])
+    with NvpReader(path) as r:
+        with pytest.raises(FormatError, match=MID_GRID_FEATURE) as e:
+            model_config(r)
+        assert e.value.section == "model"

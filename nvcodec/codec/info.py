@@ -29,6 +29,7 @@ def _model_summary(reader: NvpReader, video: VideoMetadata, segments: list[tuple
         **({"grid_frames": first.grid_frames, "block_grid_frames": list(first.block_grid_frames)}
            if first.kind == "hinerv" else {}),
         **({"fine_grid": [first.fine_grid_frames, first.fine_grid_channels]} if first.fine_grid_frames else {}),
+        **({"mid_grid": [first.mid_grid_frames, first.mid_grid_channels]} if first.mid_grid_frames else {}),
         "params": int(sum(c.num_params(frames=b - a) for c, (a, b, _) in zip(configs, segments))),
         "segments": [{"start": a, "stop": b, "prefix": p} for a, b, p in segments],
         "stored_bytes": stored,

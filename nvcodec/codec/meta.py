@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..container import NvpReader, SectionKind
-from ..container.layout import FINE_GRID_FEATURE
+from ..container.layout import FINE_GRID_FEATURE, MID_GRID_FEATURE
 from ..errors import FormatError
 from ..inr.plan import INRConfig
 from . import schema
@@ -132,8 +132,9 @@ def max_model_params(width: int, height: int, frames: int) -> int:
 def decode_values(config: INRConfig) -> int:
     """Values of the largest activation decoding one frame takes (any block's input, conv output or head)."""
     h, w = config.embed_height, config.embed_width
-    largest = config.block_in_channels(0) * h * w
-    for k, (s, c) in enumerate(zip(config.strides, config.channels)):
+    largest = 0
+    for k, s in enumerate(config.strides):
+        largest = max(largest, config.block_in_channels(k) * h * w)
         h, w = h * s, w * s
         largest = max(largest, config.block_out_channels(k) * h * w)
     return max(largest, 3 * h * w)
@@ -156,6 +157,9 @@ def model_config(reader: NvpReader, prefix: str = "") -> INRConfig:
         raise FormatError(str(e), section=name) from None
     if config.fine_grid_shape() is not None and FINE_GRID_FEATURE not in reader.required_features:
         raise FormatError(f"model has a fine base grid but the file does not list feature {FINE_GRID_FEATURE!r}",
+                          section=name)
+    if config.mid_grid_shape() is not None and MID_GRID_FEATURE not in reader.required_features:
+        raise FormatError(f"model has a mid grid but the file does not list feature {MID_GRID_FEATURE!r}",
                           section=name)
     return config
 

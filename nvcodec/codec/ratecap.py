@@ -57,7 +57,7 @@ def _model_bytes(key: str, weight_bits: int, embed_bits: int, entropy: str) -> i
         torch.manual_seed(0)
         decoder = INRDecoder(config)
         for name, p in decoder.named_parameters():
-            if name.endswith(".grid"):  # zeros at init, not once trained: Laplace-like values
+            if name.endswith("grid"):  # grids are zeros at init, not once trained: Laplace-like values
                 p.copy_(torch.distributions.Laplace(0.0, 1.0).sample(p.shape))
         shape = config.embedding_shape()
         emb = torch.randn(*shape) if shape is not None else None

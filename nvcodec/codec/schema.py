@@ -136,6 +136,8 @@ MODEL: Schema = {
     "block_grid_frames": List(Int(0, MAX_FRAMES), max_len=MAX_BLOCKS),
     "fine_grid_frames": Int(0, MAX_FRAMES),
     "fine_grid_channels": Int(0, MAX_GRID_CHANNELS),
+    "mid_grid_frames": Int(0, MAX_FRAMES),
+    "mid_grid_channels": Int(0, MAX_GRID_CHANNELS),
 }
 """The `model` section (`INRConfig.to_dict`); absent optional fields take `INRConfig.from_dict`'s defaults."""
 

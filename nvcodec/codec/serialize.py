@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..container import NvpReader, QuantParams, Section, SectionKind, TensorBundle, pack_msgpack, pack_tensors
 from ..container.compression import zstd_size
-from ..container.layout import FINE_GRID_FEATURE, RANS_FEATURE, Codec
+from ..container.layout import FINE_GRID_FEATURE, MID_GRID_FEATURE, RANS_FEATURE, Codec
 from ..container.tensors import ENTROPY_MODES, coded_tensor_names
 from ..errors import FormatError, UsageError
 from ..inr.model import INRDecoder
@@ -72,7 +72,8 @@ def inr_sections(config: INRConfig, qinr: QuantizedINR, prefix: str = "", entrop
         raise UsageError(f"quantized model has {len(qinr.blocks)} blocks, config {config.num_blocks}")
     if (config.embedding_shape() is not None) != (qinr.embeddings is not None):
         raise UsageError("HNeRV / HiNeRV models need embeddings, NeRV models have none")
-    model_features = (FINE_GRID_FEATURE,) if config.fine_grid_shape() is not None else ()
+    model_features = ((FINE_GRID_FEATURE,) if config.fine_grid_shape() is not None else ()) + \
+        ((MID_GRID_FEATURE,) if config.mid_grid_shape() is not None else ())
     sections = [Section(f"{prefix}model", SectionKind.MODEL, pack_msgpack(config.to_dict()), section_codec(entropy),
                         features=model_features)]
     if qinr.embeddings is not None:

@@ -95,7 +95,8 @@ TENSOR_KINDS = frozenset({SectionKind.INR_BLOCK, SectionKind.INR_HEAD, SectionKi
 RANS_FEATURE = "tensor-rans"
 DICT_FEATURE = "zstd-dict-1"
 FINE_GRID_FEATURE = "hinerv-fine-grid"
-SUPPORTED_FEATURES: frozenset[str] = frozenset({RANS_FEATURE, DICT_FEATURE, FINE_GRID_FEATURE})
+MID_GRID_FEATURE = "hinerv-mid-grid"
+SUPPORTED_FEATURES: frozenset[str] = frozenset({RANS_FEATURE, DICT_FEATURE, FINE_GRID_FEATURE, MID_GRID_FEATURE})
 ZSTD_CODECS = frozenset({Codec.ZSTD, Codec.ZSTD_DICT})
 DICT_SHA256 = "ee03a20cef4cad7e8bfc89763c0c159df500942256b6ab727bab01c83deefb49"
 

@@ -113,8 +113,8 @@ class HiNeRVBlock(nn.Module):
     and a local temporal grid (T_k, C_out, s, s) sampled at the frame time and tiled over the map
     (one value per position inside each s x s upsampling cell). The last input channel carries the
     frame time t; it is passed through (upsampled) as the last output channel. Block 0 may hold the
-    model's fine base-grid level `fine_grid` (T_f, C_f, eh, ew): its sample at t is appended to the
-    input features before `conv` and `proj` (spec section 9).
+    model's fine base-grid level and block 1 its mid grid, as `fine_grid` (T, C, H, W) at the block's input
+    size: its sample at t is appended to the input features before `conv` and `proj` (spec section 9).
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, grid_frames: int,
@@ -163,7 +163,8 @@ class INRDecoder(nn.Module):
             if config.kind == "hinerv":
                 blocks.append(HiNeRVBlock(config.block_in_channels(k), config.channels[k], config.strides[k],
                                           config.kernel_sizes[k], config.block_grid(k), act,
-                                          config.fine_grid_shape() if k == 0 else None))
+                                          config.fine_grid_shape() if k == 0 else
+                                          config.mid_grid_shape() if k == 1 else None))
                 continue
             stem = _Stem(config, act) if (k == 0 and config.kind == "nerv") else None
             blocks.append(DecoderBlock(config.block_in_channels(k), config.channels[k], config.strides[k],

@@ -30,7 +30,9 @@ rather than a fixed share of the bits, since each grid channel also costs block 
 and a narrow plan's size steps add one channel to one block, not to all (`_build_units`). With `fine_grid`
 (the encoder asks for it where `temporal.wants_fine_grid` finds the clip's coarse content changing between
 base-grid frames) a HiNeRV plan adds a fine base-grid level: FINE_GRID_CHANNELS channels, one grid frame
-per FINE_GRID_STEP frames, at the embedding grid's size, held by block 0 (README, "Codec results").
+per FINE_GRID_STEP frames, at the embedding grid's size, held by block 0; and, with two blocks or more, a
+mid grid: MID_GRID_CHANNELS channels, one grid frame per MID_GRID_STEP frames, at block 1's input size
+(strides[0] times finer), held by block 1 (README, "Codec results").
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ GRID_FRAME_STEP = 8
 BASE_GRID_STEP = 24
 FINE_GRID_STEP = 2
 FINE_GRID_CHANNELS = 4
+MID_GRID_STEP = 4
+MID_GRID_CHANNELS = 2
 EMBED_RATIO = 1.5
 MIN_EMBED_CHANNELS = 4
 MAX_GRID_CHANNELS = 32
@@ -87,7 +91,9 @@ class INRConfig:
     embeddings, (T0, embed_channels, embed_height, embed_width)); `block_grid_frames[k]` (T_k, 0 = none)
     the temporal size of block k's local grid (T_k, channels[k], strides[k], strides[k]);
     `fine_grid_frames` / `fine_grid_channels` (0 = none) the fine base-grid level that block 0 holds
-    (T_f, C_f, embed_height, embed_width) and reads beside the base grid.
+    (T_f, C_f, embed_height, embed_width) and reads beside the base grid; `mid_grid_frames` /
+    `mid_grid_channels` (0 = none) the mid grid that block 1 holds (T_m, C_m, embed_height * strides[0],
+    embed_width * strides[0]) and reads beside block 0's output.
     """
 
     kind: str
@@ -112,6 +118,8 @@ class INRConfig:
     block_grid_frames: list[int] = field(default_factory=list)
     fine_grid_frames: int = 0
     fine_grid_channels: int = 0
+    mid_grid_frames: int = 0
+    mid_grid_channels: int = 0
 
     @property
     def num_blocks(self) -> int:
@@ -124,8 +132,11 @@ class INRConfig:
         return math.prod(self.strides)
 
     def block_in_channels(self, k: int) -> int:
-        """Input channels of the conv of block k (HiNeRV block 0: the base grid's and the fine grid's)."""
-        return self.embed_channels + self.fine_grid_channels if k == 0 else self.channels[k - 1]
+        """Input channels of the conv of block k (HiNeRV block 0: the base grid's and the fine grid's;
+        block 1: block 0's and the mid grid's)."""
+        if k == 0:
+            return self.embed_channels + self.fine_grid_channels
+        return self.channels[k - 1] + (self.mid_grid_channels if k == 1 else 0)
 
     def fine_grid_shape(self) -> tuple[int, int, int, int] | None:
         """HiNeRV's fine base-grid level (fine_grid_frames, fine_grid_channels, eh, ew) held by block 0; None
@@ -133,6 +144,14 @@ class INRConfig:
         if self.kind != "hinerv" or self.fine_grid_frames == 0:
             return None
         return (self.fine_grid_frames, self.fine_grid_channels, self.embed_height, self.embed_width)
+
+    def mid_grid_shape(self) -> tuple[int, int, int, int] | None:
+        """HiNeRV's mid grid (mid_grid_frames, mid_grid_channels, eh * s0, ew * s0) held by block 1; None when
+        the plan has none."""
+        if self.kind != "hinerv" or self.mid_grid_frames == 0:
+            return None
+        s0 = self.strides[0]
+        return (self.mid_grid_frames, self.mid_grid_channels, self.embed_height * s0, self.embed_width * s0)
 
     def block_out_channels(self, k: int) -> int:
         """Channels of block k's output feature map (HiNeRV adds one frame-time channel)."""
@@ -151,8 +170,9 @@ class INRConfig:
         n = c_in * c_out * s * s * ks * ks + c_out * s * s
         if self.kind == "hinerv":
             n += c_in * c_out + c_out + self.block_grid(k) * c_out * s * s
-            if k == 0 and self.fine_grid_frames:
-                n += self.fine_grid_frames * self.fine_grid_channels * self.embed_height * self.embed_width
+            level = self.fine_grid_shape() if k == 0 else self.mid_grid_shape() if k == 1 else None
+            if level is not None:
+                n += math.prod(level)
         if k == 0 and self.kind == "nerv":
             dims = [2 * self.pe_levels, *self.fc_dims, self.embed_channels * self.embed_height * self.embed_width]
             n += sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
@@ -198,6 +218,8 @@ class INRConfig:
             del d["grid_frames"], d["block_grid_frames"]
         if not self.fine_grid_frames:
             del d["fine_grid_frames"], d["fine_grid_channels"]
+        if not self.mid_grid_frames:
+            del d["mid_grid_frames"], d["mid_grid_channels"]
         return d
 
     @classmethod
@@ -210,7 +232,7 @@ class INRConfig:
             raise FormatError("INR config is not a map")
         defaults = {"head_kernel": 3, "activation": "gelu", "out_activation": "sigmoid",
                     "pe_levels": 0, "pe_base": 1.25, "fc_dims": [], "grid_frames": 0, "block_grid_frames": [],
-                    "fine_grid_frames": 0, "fine_grid_channels": 0}
+                    "fine_grid_frames": 0, "fine_grid_channels": 0, "mid_grid_frames": 0, "mid_grid_channels": 0}
         kw: dict[str, Any] = {}
         for name in ("kind", "width", "height", "pad_width", "pad_height", "num_frames", "strides", "channels",
                      "kernel_sizes", "embed_channels", "embed_height", "embed_width", *defaults):
@@ -225,7 +247,7 @@ class INRConfig:
                 raise FormatError(f"INR config {name!r} must be a string")
         for name in ("width", "height", "pad_width", "pad_height", "num_frames", "embed_channels",
                      "embed_height", "embed_width", "head_kernel", "pe_levels", "grid_frames", "fine_grid_frames",
-                     "fine_grid_channels"):
+                     "fine_grid_channels", "mid_grid_frames", "mid_grid_channels"):
             _check_int(kw[name], name)
         for name in ("strides", "channels", "kernel_sizes", "fc_dims", "block_grid_frames"):
             v = kw[name]
@@ -287,9 +309,16 @@ class INRConfig:
                  f"fine_grid_channels must be in 0..{MAX_GRID_CHANNELS}")
             need((self.fine_grid_frames == 0) == (self.fine_grid_channels == 0),
                  "fine_grid_frames and fine_grid_channels are both 0 (no fine grid) or both positive")
+            need(0 <= self.mid_grid_frames <= self.num_frames, "mid_grid_frames must be in 0..num_frames")
+            need(0 <= self.mid_grid_channels <= MAX_GRID_CHANNELS,
+                 f"mid_grid_channels must be in 0..{MAX_GRID_CHANNELS}")
+            need((self.mid_grid_frames == 0) == (self.mid_grid_channels == 0),
+                 "mid_grid_frames and mid_grid_channels are both 0 (no mid grid) or both positive")
+            need(self.mid_grid_frames == 0 or n >= 2, "a mid grid needs two blocks or more")
         else:
             need(self.grid_frames == 0 and not self.block_grid_frames and not self.fine_grid_frames
-                 and not self.fine_grid_channels, "grid fields are for HiNeRV only")
+                 and not self.fine_grid_channels and not self.mid_grid_frames and not self.mid_grid_channels,
+                 "grid fields are for HiNeRV only")
         need(self.decoder_params() <= MAX_PARAMS, f"decoder larger than {MAX_PARAMS} parameters")
         need(self.embedding_values() <= MAX_EMBED_VALUES, "embeddings too large")
 
@@ -379,18 +408,20 @@ def _build(kind: str, width: int, height: int, frames: int, strides: list[int], 
         fc = [max(32, min(512, 2 * c1))]
     else:
         pe_levels, fc = 0, []
-    grid, block_grids, fine_t, fine_c = 0, [], 0, 0
+    grid, block_grids, fine_t, fine_c, mid_t = 0, [], 0, 0, 0
     if kind == "hinerv":
         embed_c = grid_channels(c1 + extra / n)
         grid = base_grid_frames(frames)
         block_grids = [grid_frames_for(frames)] * n
         fine_t = fine_grid_frames(frames) if fine else 0
         fine_c = FINE_GRID_CHANNELS if fine_t else 0
+        mid_t = mid_grid_frames(frames) if fine and n >= 2 else 0
     return INRConfig(kind=kind, width=width, height=height, pad_width=ew * s, pad_height=eh * s,
                      num_frames=frames, strides=list(strides), channels=_channels(c1, n, extra), kernel_sizes=ks,
                      embed_channels=embed_c, embed_height=eh, embed_width=ew, pe_levels=pe_levels, fc_dims=fc,
                      grid_frames=grid, block_grid_frames=block_grids, fine_grid_frames=fine_t,
-                     fine_grid_channels=fine_c)
+                     fine_grid_channels=fine_c, mid_grid_frames=mid_t,
+                     mid_grid_channels=MID_GRID_CHANNELS if mid_t else 0)
 
 
 def base_grid_frames(frames: int) -> int:
@@ -403,6 +434,13 @@ def fine_grid_frames(frames: int) -> int:
     """HiNeRV's fine base-grid level for a clip: one grid frame per FINE_GRID_STEP frames; 0 (no fine level)
     when that is no finer than the base grid."""
     t = min(frames, max(2, -(-frames // FINE_GRID_STEP)))
+    return t if t > base_grid_frames(frames) else 0
+
+
+def mid_grid_frames(frames: int) -> int:
+    """HiNeRV's mid grid for a clip: one grid frame per MID_GRID_STEP frames; 0 (none) when that is no finer
+    than the base grid."""
+    t = min(frames, max(2, -(-frames // MID_GRID_STEP)))
     return t if t > base_grid_frames(frames) else 0
 
 
@@ -439,8 +477,8 @@ def plan_config(width: int, height: int, frames: int, *, kind: str = "hnerv",
     stored bit depths; 8 and 6 by default). At most one of the two; neither gives `default_bits`
     (which `source_bpp`, the source's own rate, caps). The closest achievable size is chosen (the
     smallest plan when the target is below it). `fine_grid` gives a `hinerv` plan its fine base-grid level
-    where the clip is long enough for one (`fine_grid_frames`; `temporal.wants_fine_grid` decides from the
-    frames).
+    and its mid grid where the clip is long enough for them (`fine_grid_frames`, `mid_grid_frames`;
+    `temporal.wants_fine_grid` decides from the frames).
     """
     if kind not in KINDS:
         raise UsageError(f"kind must be one of {', '.join(KINDS)}")
