@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 VARIANT_KEYS = {"weight_bits": int, "embed_bits": int, "qat": float, "prune": float, "lr": float,
                 "frames_per_step": int, "bit_alloc": lambda t: {"true": True, "false": False}[t.lower()],
                 "fine_grid": lambda t: {m: m for m in ("auto", "on", "off")}[t.lower()],
-                "sampling": lambda t: {m: m for m in ("loss", "uniform")}[t.lower()]}
+                "sampling": lambda t: {m: m for m in ("auto", "loss", "uniform")}[t.lower()]}
 
 
 def parse_variant(text: str) -> tuple[str, str, dict[str, Any]]:

@@ -48,12 +48,14 @@ _OPTIONS = [
                       "with the built-in dictionary (needs a reader with the tensor-rans and zstd-dict-1 features), "
                       "or raw tensors and plain zstd (any 1.0 reader)."),
     click.option("--fine-grid", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-                 help="hinerv: a fine base-grid level (one grid frame per 2 frames, 4 channels) for clips whose coarse "
-                      "content changes between base-grid frames; auto measures the clip (needs a reader with the "
-                      "hinerv-fine-grid feature when used)."),
-    click.option("--sampling", type=click.Choice(["loss", "uniform"]), default=None,
-                 help="Which frames each training epoch visits: loss draws frames by their latest training loss, "
-                      "uniform visits every frame once (default: loss for hinerv, uniform for hnerv/nerv)."),
+                 help="hinerv: a fine base-grid level (one grid frame per 2 frames, 4 channels) and a mid grid (one "
+                      "per 4 frames, 2 channels, at block 1's input size) for clips whose coarse content changes "
+                      "between base-grid frames; auto measures the clip (needs a reader with the hinerv-fine-grid "
+                      "and hinerv-mid-grid features when used)."),
+    click.option("--sampling", type=click.Choice(["auto", "loss", "uniform"]), default=None,
+                 help="Which frames each training epoch visits: uniform visits every frame once, loss draws frames "
+                      "by their latest training loss, auto switches to loss draws after 3 epochs where the "
+                      "frames' losses vary widely (default: auto for hinerv, uniform for hnerv/nerv)."),
 ]
 _NAMES = ("kind", "params_", "bpp", "psnr", "epochs", "time_budget", "loss", "lr", "seed", "device", "stream", "frames",
           "segment_frames", "weight_bits", "embed_bits", "qat", "prune", "bit_alloc", "frames_per_step", "threads", "entropy",

@@ -14,7 +14,7 @@ from conftest import synthetic_frames, write_clip
 from nvcodec.codec.encode import KIND_SAMPLING, EncodeOptions
 from nvcodec.errors import Interrupted, UsageError
 from nvcodec.inr import fit, plan_config
-from nvcodec.inr.sampling import LOSS_FLOOR, FrameSampler
+from nvcodec.inr.sampling import DECIDE_EPOCHS, LOSS_FLOOR, UNEVEN_CV, FrameSampler
 from test_cli import assert_clean_error, nv
 
 fit_mod = importlib.import_module("nvcodec.inr.fit")
@@ -155,8 +155,8 @@ def test_a_loss_driven_fit_resumes_mid_epoch_exactly(tmp_path, monkeypatch) -> N
 
 
 def test_encode_options_take_the_kind_sampling_unless_given() -> None:
-    assert KIND_SAMPLING == {"hnerv": "uniform", "nerv": "uniform", "hinerv": "loss"}
-    assert EncodeOptions(kind="hinerv").resolved().sampling == "loss"
+    assert KIND_SAMPLING == {"hnerv": "uniform", "nerv": "uniform", "hinerv": "auto"}
+    assert EncodeOptions(kind="hinerv").resolved().sampling == "auto"
     assert EncodeOptions(kind="hnerv").resolved().sampling == "uniform"
     assert EncodeOptions(kind="hinerv", sampling="uniform").resolved().sampling == "uniform"
     with pytest.raises(UsageError, match="--sampling"):
@@ -174,3 +174,50 @@ def test_encode_records_the_sampling_and_refuses_a_bad_one(tmp_path) -> None:
     rc, _, se = nv("encode", clip, str(tmp_path / "bad.nvp"), "--sampling", "hard")
     assert_clean_error(rc, se, 2)
     assert not (tmp_path / "bad.nvp").exists()
+
+
+def test_auto_switches_to_loss_draws_only_where_frame_losses_vary_widely() -> None:
+    uneven = FrameSampler(16, "auto", torch.device("cpu"))
+    assert uneven.tracks_loss and not uneven.draws_by_loss
+    _seen_all(uneven, [1.0] * 12 + [20.0] * 4)
+    for epoch in range(DECIDE_EPOCHS):
+        assert torch.equal(uneven.epoch_order(0, epoch),
+                           torch.randperm(16, generator=torch.Generator().manual_seed(epoch)))
+    assert not uneven.draws_by_loss
+    assert uneven.spread() >= UNEVEN_CV
+    uneven.epoch_order(0, DECIDE_EPOCHS)
+    assert uneven.draws_by_loss and uneven.probabilities() is not None
+    even = FrameSampler(16, "auto", torch.device("cpu"))
+    _seen_all(even, [1.0 + 0.01 * i for i in range(16)])
+    even.epoch_order(0, DECIDE_EPOCHS)
+    assert not even.tracks_loss and not even.draws_by_loss
+    restored = FrameSampler(16, "auto", torch.device("cpu"))
+    restored.load_state_dict(uneven.state_dict())
+    assert restored.draws_by_loss
+
+
+def test_auto_on_an_even_clip_is_the_uniform_fit_exactly() -> None:
+    """Measuring the frames' losses changes nothing until the sampler switches: an even clip's fit is
+    bit-identical to a uniform one (so `hinerv`'s results on such clips stay what they were)."""
+    frames = torch.from_numpy(np.ascontiguousarray(synthetic_frames(8, 24, 32)))
+    c = plan_config(32, 24, 8, kind="hinerv", params=5e3)
+    a = fit(frames, c, epochs=5, psnr_target=None, eval_every=None, sampling="uniform")
+    b = fit(frames, c, epochs=5, psnr_target=None, eval_every=None, sampling="auto")
+    assert all(torch.equal(x, y) for x, y in zip(a.decoder.state_dict().values(), b.decoder.state_dict().values()))
+    assert a.psnr == b.psnr and [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+
+
+def test_auto_switches_on_a_clip_with_uneven_frames(monkeypatch) -> None:
+    decisions = []
+    real = FrameSampler.epoch_order
+
+    def spy(self, seed, epoch):
+        order = real(self, seed, epoch)
+        decisions.append(self.draws_by_loss)
+        return order
+
+    monkeypatch.setattr(FrameSampler, "epoch_order", spy)
+    frames = _uneven_clip()
+    c = plan_config(32, 24, 16, kind="hinerv", params=5e3)
+    fit(frames, c, epochs=5, psnr_target=None, eval_every=None, sampling="auto")
+    assert decisions == [False] * DECIDE_EPOCHS + [True] * (5 - DECIDE_EPOCHS)

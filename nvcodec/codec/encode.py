@@ -43,9 +43,10 @@ KIND_PRESETS = {"hnerv": (8, 6, 0.0, False), "nerv": (8, 6, 0.0, False), "hinerv
 # Frames per optimisation step when not given (`--frames-per-step`), per kind: see the README's
 # "Fitting speed" for the measurements behind them.
 KIND_FRAMES_PER_STEP = {"hnerv": 1, "nerv": 1, "hinerv": 1}
-# Which frames each epoch trains on when not given (`--sampling`, `inr.sampling`): hinerv draws frames by
-# their latest loss (benchmarks/results/RD.md, variant `uniform`); the older kinds keep uniform epochs.
-KIND_SAMPLING = {"hnerv": "uniform", "nerv": "uniform", "hinerv": "loss"}
+# Which frames each epoch trains on when not given (`--sampling`, `inr.sampling`): hinerv measures the clip
+# and draws frames by their latest loss where their difficulty is uneven (benchmarks/results/RD.md, variant
+# `uniform`); the older kinds keep uniform epochs.
+KIND_SAMPLING = {"hnerv": "uniform", "nerv": "uniform", "hinerv": "auto"}
 MAX_FRAMES_PER_STEP = 64
 LOSSES = ("l2", "l1+ssim")
 FINE_GRID_MODES = ("auto", "on", "off")

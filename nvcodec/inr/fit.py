@@ -14,6 +14,12 @@ the measured cost of the periodic checks, never from the first steps alone; when
 would take much of the budget it goes lean (no float-model evaluation), and when even that leaves
 no room for training the fit stops early with `BudgetTooSmallError` naming the budget that would do.
 
+Frame order (`sampling.FrameSampler`): each epoch is `n / batch_size` steps; with `sampling="uniform"`
+every frame once in a seeded random order, with "loss" frames drawn by their latest training loss after
+a first uniform epoch, with "auto" (hinerv's encode default) uniform epochs unless the frames' losses
+after three epochs vary enough to switch to loss draws. Checkpoints keep each frame's latest loss, the
+decision and the epoch's order, so a resumed fit continues exactly.
+
 Initialisation: the head bias starts at the clip's mean colour (`INRDecoder.init_output`), so the
 first steps fit structure instead of shifting every pixel towards the mean; together with the
 head's surrogate gradient (`model.OUT_LEAK`) this keeps dark, bright and low-contrast clips from
@@ -459,8 +465,8 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
     `coded_bytes` and `max_bytes`: rate control; when the final quantized model codes to more than
     `max_bytes`, its quantization step is widened until it fits (`quant.widen_to_fit`), and the quality
     reported is that of the widened model (`FitResult.widen`).
-    `sampling`: which frames each epoch trains on (`sampling.SAMPLINGS`; "loss" draws frames by their
-    latest loss, and the epoch's reported loss is then the mean of every frame's latest loss).
+    `sampling`: which frames each epoch trains on (`sampling.SAMPLINGS`; while frames are drawn by their
+    latest loss, the epoch's reported loss is the mean of every frame's latest loss).
     `lr=None` takes the kind's default (`default_lr`). `amp=None` picks bf16 autocast where it helps
     (`auto_amp`). `eval_every`: epochs between dequantized-PSNR checks (None: only at the end). Progress
     events: stage "fit", one per epoch, info psnr (last dequantized check or None), loss (epoch mean),
@@ -627,12 +633,11 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                     else:
                         x = decoder.input_for(idx.to(dev), None)
                     out = decoder(x)
+                out = crop(out.float(), config.width, config.height)
+                value = _loss(out, target, loss)
                 if sampler.tracks_loss:
-                    per_frame = _frame_losses(crop(out.float(), config.width, config.height), target, loss)
-                    sampler.record(idx, per_frame)
-                    value = per_frame.mean()
-                else:
-                    value = _loss(crop(out.float(), config.width, config.height), target, loss)
+                    with torch.no_grad():
+                        sampler.record(idx, _frame_losses(out.detach(), target, loss))
                 opt.zero_grad(set_to_none=True)
                 value.backward()
                 if ste is not None:
@@ -655,7 +660,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 break
             epoch, step = epoch + 1, 0
             sampled_loss = (loss_sum + float(loss_acc)) / max(loss_count, 1)
-            frames_loss = sampler.mean_loss() if sampler.tracks_loss else None
+            frames_loss = sampler.mean_loss() if sampler.draws_by_loss else None
             entry: dict[str, Any] = {"epoch": epoch, "loss": sampled_loss if frames_loss is None else frames_loss,
                                      "lr": float(opt.param_groups[0]["lr"]), "seconds": elapsed()}
             loss_sum, loss_count = 0.0, 0

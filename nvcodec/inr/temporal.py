@@ -7,7 +7,7 @@ are predicted by linear interpolation between the frames nearest the grid frames
 that prediction is returned. A clip whose coarse content changes between grid frames (an object entering
 and crossing a static scene) scores low; camera pans, slow motion and fine texture score high, because
 cell means change smoothly. `wants_fine_grid` turns the score into the plan's choice of a fine base-grid
-level (FINE_GRID_PSNR; README, "Codec results").
+level and a mid grid (FINE_GRID_PSNR; README, "Codec results").
 """
 
 from __future__ import annotations
