@@ -484,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         "what": "hostile metadata of every section kind in checksum-valid files, run in-process through "
                 "info --json, info, verify, view, infer and (every %dth case) attach; per-case peak-RSS rise "
                 "checked against %dx the good file's + %d MiB" % (ATTACH_EVERY, ALLOC_CAP_FACTOR, ALLOC_SLACK_MIB),
-        "good_file": f"12 frames 40x24 hinerv (the default kind, 6k params, its fine base grid) with {args.task} "
+        "good_file": "12 frames 40x24 hinerv (the default kind, 6k params, its fine base grid and mid grid) "
+                     f"with {args.task} "
                      "attached (random-tiny backbone)",
         "machine": f"{platform.machine()} {cpu_model() or ''}, {os.cpu_count()} CPUs, {n} fuzzing process(es) of "
                    f"OMP_NUM_THREADS=1, address space limited to {args.memory_mib} MiB each; load average "
