@@ -40,8 +40,8 @@ from nvcodec.container import Codec, NvpReader, SectionKind, pack_msgpack, pack_
 from nvcodec.container.compression import dictionary_bytes
 from nvcodec.container.index import encode_index, encode_trailer
 from nvcodec.container.layout import (
-    DICT_FEATURE, FINE_GRID_FEATURE, MAGIC, MID_GRID_FEATURE, MAJOR_VERSION, MINOR_VERSION, PREAMBLE, RANS_FEATURE, TENSOR_ALIGNMENT,
-    TENSOR_PREFIX, SectionInfo, align_up,
+    DICT_FEATURE, FINE_GRID_FEATURE, MAGIC, MAJOR_VERSION, MID_GRID_FEATURE, MINOR_VERSION, PREAMBLE, RANS_FEATURE,
+    TENSOR_ALIGNMENT, TENSOR_PREFIX, SectionInfo, align_up,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -637,7 +637,7 @@ def fit(frames: Tensor, config: INRConfig, *, epochs: int | None = None, time_bu
                 value = _loss(out, target, loss)
                 if sampler.tracks_loss:
                     with torch.no_grad():
-                        sampler.record(idx, _frame_losses(out.detach(), target, loss))
+                        sampler.record(idx, _frame_losses(out, target, loss))
                 opt.zero_grad(set_to_none=True)
                 value.backward()
                 if ste is not None:

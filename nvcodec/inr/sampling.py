@@ -13,7 +13,7 @@ error is.
 `auto` (hinerv's default): uniform epochs while the clip is measured; after DECIDE_EPOCHS epochs, loss
 draws for the rest of the fit when the frames' latest losses vary by a coefficient of variation of
 UNEVEN_CV or more, else uniform epochs to the end, exactly as `uniform`. Measured after 3 uniform epochs
-(25-epoch plans, 0.05 bpp): car 0.96, the other shared clips 0.14-0.28 and `make demo`'s clip 0.13
+(25-epoch plans, 0.03-0.2 bpp): car 0.99-1.02, the other shared clips 0.11-0.35, `make demo`'s clip 0.13
 (README, "Frame sampling"). Loss draws on clips of even difficulty changed nothing beyond seed noise
 in benchmarks/rd.py but moved where a `--psnr` stop lands, so only uneven clips get them.
 
